@@ -1,0 +1,101 @@
+//! Times one DiT forward (SanaVideoTransformer3DModel) at given latent sizes.
+//!
+//! ```text
+//! cargo run --release -p sana-video-benches --bin dit-forward -- \
+//!     --model DIR [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] \
+//!     [--latent BxFxHxW ...] [--text-len 300] [--warmup 1] [--iters 3]
+//! ```
+//! DIR is a diffusers `transformer/` folder, e.g. a random full-size checkpoint from
+//! `tools/make_fullsize_checkpoint.py`. Inputs are random; the figure reported is the
+//! median wall time of `--iters` forwards after `--warmup`, each ending in a device sync
+//! (read-back of the output), plus tokens and achieved TFLOP/s (2·params_per_token FLOPs).
+
+use std::time::Instant;
+
+use burn::tensor::{DType, Distribution, Tensor};
+use sana_video_core::device::{self, BackendKind};
+use sana_video_core::io::FsSource;
+use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
+
+fn parse_latent(s: &str) -> Result<[usize; 4], String> {
+    let v: Vec<usize> = s.split('x').map(|p| p.parse::<usize>()).collect::<Result<_, _>>().map_err(|_| format!("--latent {s}: expected BxFxHxW"))?;
+    v.try_into().map_err(|_| format!("--latent {s}: expected BxFxHxW"))
+}
+
+fn main() -> Result<(), String> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut model = None;
+    let mut backend = None;
+    let mut dtype = DType::F32;
+    let mut latents = Vec::new();
+    let (mut text_len, mut warmup, mut iters) = (300usize, 1usize, 3usize);
+    let mut i = 0;
+    while i < argv.len() {
+        let val = argv.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", argv[i]))?;
+        match argv[i].as_str() {
+            "--model" => model = Some(val),
+            "--backend" => backend = Some(BackendKind::parse(&val).map_err(|e| e.to_string())?),
+            "--dtype" => dtype = device::parse_dtype(&val).map_err(|e| e.to_string())?,
+            "--latent" => latents.push(parse_latent(&val)?),
+            "--text-len" => text_len = val.parse().map_err(|_| "--text-len: integer")?,
+            "--warmup" => warmup = val.parse().map_err(|_| "--warmup: integer")?,
+            "--iters" => iters = val.parse().map_err(|_| "--iters: integer")?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+        i += 2;
+    }
+    let model_dir = model.ok_or("--model DIR is required")?;
+    if latents.is_empty() {
+        latents = vec![[1, 2, 8, 8], [1, 5, 30, 52]];
+    }
+    let (kind, device) = match backend {
+        Some(k) => (k, device::create(k).map_err(|e| e.to_string())?),
+        None => device::best_available().map_err(|e| e.to_string())?,
+    };
+    let t0 = Instant::now();
+    let (model, _) = SanaVideoTransformer3DModel::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let cfg = model.config.clone();
+    let params = cfg.parameter_count() as f64;
+    println!(
+        "# dit-forward: backend {} dtype {:?} model {} ({:.3} B params, {} layers) loaded in {:.1} s",
+        device::name(kind),
+        dtype,
+        model_dir,
+        params / 1e9,
+        cfg.layers,
+        load_s
+    );
+    println!("| latent [B,C,F,H,W] | tokens | median s | min s | max s | TFLOP/s |");
+    println!("|---|---|---|---|---|---|");
+    for [b, f, h, w] in latents {
+        let grid = model.token_grid(f, h, w).map_err(|e| e.to_string())?;
+        let tokens = b * grid.iter().product::<usize>();
+        let run = || -> Result<f64, String> {
+            let x = Tensor::<5>::random([b, cfg.in_channels, f, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let y = Tensor::<3>::random([b, text_len, cfg.caption_channels], Distribution::Normal(0.0, 1.0), &device);
+            let t = Timesteps::PerSample(vec![500.0; b]);
+            device.sync().map_err(|e| format!("{e:?}"))?;
+            let start = Instant::now();
+            let out = model.forward(x, y, &t, None).map_err(|e| e.to_string())?;
+            // Reading one value back forces completion of the whole forward.
+            let _ = out.slice([0..1, 0..1, 0..1, 0..1, 0..1]).into_data();
+            Ok(start.elapsed().as_secs_f64())
+        };
+        for _ in 0..warmup {
+            run()?;
+        }
+        let mut times: Vec<f64> = (0..iters.max(1)).map(|_| run()).collect::<Result<_, _>>()?;
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let median = times[times.len() / 2];
+        // 2 FLOPs per weight per token for the GEMMs (attention sums and cross-attention excluded).
+        let tflops = 2.0 * params * tokens as f64 / median / 1e12;
+        println!(
+            "| {b}x{}x{f}x{h}x{w} | {tokens} | {median:.4} | {:.4} | {:.4} | {tflops:.3} |",
+            cfg.in_channels,
+            times[0],
+            times[times.len() - 1]
+        );
+    }
+    Ok(())
+}

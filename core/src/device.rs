@@ -1,0 +1,112 @@
+//! Backends and dtypes chosen at run time. The only module that names wgpu or CUDA.
+
+use burn::tensor::{DType, Device};
+
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// burn-flex, pure Rust on the CPU.
+    Cpu,
+    /// wgpu (Vulkan / Metal / DX12 natively, WebGPU in the browser), WGSL kernels.
+    Wgpu,
+    /// CUDA through CubeCL (build with `--features cuda`).
+    Cuda,
+}
+
+impl BackendKind {
+    pub fn parse(s: &str) -> Result<BackendKind> {
+        match s {
+            "cpu" => Ok(BackendKind::Cpu),
+            "wgpu" => Ok(BackendKind::Wgpu),
+            "cuda" => Ok(BackendKind::Cuda),
+            other => Err(Error::Input(format!("--backend {other}: expected cpu, wgpu or cuda"))),
+        }
+    }
+
+    /// Backends compiled into this build, best first.
+    pub fn compiled() -> Vec<BackendKind> {
+        let mut v = Vec::new();
+        if cfg!(feature = "cuda") {
+            v.push(BackendKind::Cuda);
+        }
+        if cfg!(feature = "wgpu") {
+            v.push(BackendKind::Wgpu);
+        }
+        if cfg!(feature = "flex") {
+            v.push(BackendKind::Cpu);
+        }
+        v
+    }
+}
+
+pub fn parse_dtype(s: &str) -> Result<DType> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
+        other => Err(Error::Input(format!("--dtype {other}: expected f32, f16 or bf16"))),
+    }
+}
+
+/// Creates the device of a backend; errors (instead of panicking) when it is not compiled
+/// in or no adapter can be opened.
+pub fn create(kind: BackendKind) -> Result<Device> {
+    match kind {
+        #[cfg(feature = "flex")]
+        BackendKind::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => probe(kind, || Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => probe(kind, || Device::cuda(0)),
+        #[allow(unreachable_patterns)]
+        other => Err(Error::Device(format!(
+            "--backend {}: not compiled into this build (compiled: {})",
+            name(other),
+            BackendKind::compiled().iter().map(|k| name(*k)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+pub fn name(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::Cpu => "cpu",
+        BackendKind::Wgpu => "wgpu",
+        BackendKind::Cuda => "cuda",
+    }
+}
+
+/// Opens a device and runs a tiny op on it; backends panic when no adapter or driver is
+/// present, which we turn into an error naming the backend.
+#[allow(dead_code)]
+fn probe(kind: BackendKind, make: impl Fn() -> Device + std::panic::UnwindSafe + Copy) -> Result<Device> {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(move || {
+        let device = make();
+        let t = burn::tensor::Tensor::<1>::from_floats([1.0f32, 2.0], &device);
+        let _ = (t * 2.0).into_data();
+        device
+    });
+    std::panic::set_hook(prev);
+    result.map_err(|e| {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "no details".into());
+        Error::Device(format!("--backend {}: no usable device ({msg})", name(kind)))
+    })
+}
+
+/// The best backend that actually opens on this machine (CUDA, then wgpu, then CPU).
+pub fn best_available() -> Result<(BackendKind, Device)> {
+    let mut errors = Vec::new();
+    for kind in BackendKind::compiled() {
+        match create(kind) {
+            Ok(d) => return Ok((kind, d)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(Error::Device(format!("no backend could be opened: {}", errors.join("; "))))
+}

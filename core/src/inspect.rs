@@ -1,0 +1,95 @@
+//! `sana-video inspect DIR`: what a model folder holds, before loading anything heavy.
+
+use crate::io::safetensors::Weights;
+use crate::io::{diffusers, join, FileSource};
+use crate::models::dit::{DitConfig, SanaVideoTransformer3DModel};
+use crate::Result;
+
+/// A human-readable report of a pipeline or component folder.
+pub fn inspect(source: &dyn FileSource, given: &str) -> Result<String> {
+    let dir = diffusers::resolve_model_dir(source, given)?;
+    let mut out = format!("model folder: {dir}\n");
+    let components: Vec<(String, String, String)> = if source.exists(&join(&dir, "model_index.json")) {
+        diffusers::list_components(source, &dir)?
+    } else {
+        vec![(String::new(), String::new(), String::new())]
+    };
+    for (name, lib, class) in components {
+        let cdir = if name.is_empty() { dir.clone() } else { join(&dir, &name) };
+        if !name.is_empty() {
+            out += &format!("\n[{name}] {lib}.{class}\n");
+        }
+        if class == "null" || !source.exists(&join(&cdir, "config.json")) {
+            out += "  (no config.json: not inspected)\n";
+            continue;
+        }
+        let cfg_text = source.read_string(&join(&cdir, "config.json"))?;
+        let class_in_cfg = serde_json::from_str::<serde_json::Value>(&cfg_text)
+            .ok()
+            .and_then(|v| v.get("_class_name").and_then(|c| c.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        if class_in_cfg.starts_with("SanaVideo") {
+            let cfg = SanaVideoTransformer3DModel::read_config(source, &cdir)?;
+            out += &describe_dit(&cfg);
+            match Weights::open_dir(source, &cdir, "diffusion_pytorch_model") {
+                Ok(w) => out += &describe_weights(&w, Some(&cfg)),
+                Err(e) => out += &format!("  weights: {e}\n"),
+            }
+        } else {
+            out += &format!("  class {class_in_cfg}: supported by a later release of this engine\n");
+            for stem in ["diffusion_pytorch_model", "model"] {
+                if let Ok(w) = Weights::open_dir(source, &cdir, stem) {
+                    out += &describe_weights(&w, None);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn describe_dit(c: &DitConfig) -> String {
+    format!(
+        "  {} ({:?}): {} layers, width {} ({} heads x {}), cross-attention {} x {}, caption {} ch, \
+         FFN hidden {} (mlp_ratio {}), patch {:?}, in/out channels {}/{}, sample_size {}\n",
+        c.class_name, c.kind, c.layers, c.dim, c.heads, c.head_dim, c.cross_heads, c.cross_head_dim,
+        c.caption_channels, c.ffn_hidden, c.mlp_ratio, c.patch_size, c.in_channels, c.out_channels, c.sample_size
+    )
+}
+
+fn human(bytes: f64) -> String {
+    if bytes >= 1e9 { format!("{:.2} GB", bytes / 1e9) } else { format!("{:.1} MB", bytes / 1e6) }
+}
+
+fn describe_weights(w: &Weights, cfg: Option<&DitConfig>) -> String {
+    let mut params: u64 = 0;
+    let mut dtypes: std::collections::BTreeMap<String, usize> = Default::default();
+    for name in w.names() {
+        if let Some(m) = w.meta(&name) {
+            params += m.shape.iter().product::<usize>() as u64;
+            *dtypes.entry(format!("{:?}", m.dtype)).or_default() += 1;
+        }
+    }
+    let mut s = format!(
+        "  weights: {} ({} files, {} tensors)\n  parameters: {} ({:.3} B)\n  stored dtypes: {}\n",
+        w.location(),
+        w.files().len(),
+        w.names().len(),
+        params,
+        params as f64 / 1e9,
+        dtypes.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", ")
+    );
+    s += &format!(
+        "  weights in memory: f32 {}, f16/bf16 {}\n",
+        human(params as f64 * 4.0),
+        human(params as f64 * 2.0)
+    );
+    if let Some(cfg) = cfg {
+        match w.check(&cfg.expected_tensors()) {
+            Ok(unexpected) if unexpected.is_empty() => s += "  tensor check: all expected tensors present with the right shapes\n",
+            Ok(unexpected) => s += &format!("  tensor check: ok; unexpected tensors ignored: {}\n", unexpected.join(", ")),
+            Err(e) => s += &format!("  tensor check FAILED: {e}\n"),
+        }
+    }
+    s
+}

@@ -1,0 +1,257 @@
+//! Safetensors weights: one file or a sharded set with `*.safetensors.index.json`.
+//!
+//! Headers are parsed (and their offsets validated) when a set is opened; tensor bytes
+//! are read lazily from the memory map and converted to the compute dtype on load.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use safetensors::{tensor::Metadata, Dtype, SafeTensors};
+
+use super::{join, Blob, FileSource};
+use crate::{Error, Result};
+
+struct WeightFile {
+    path: String,
+    blob: Blob,
+    data_start: usize,
+    meta: Metadata,
+}
+
+/// A set of safetensors files seen as one name → tensor map.
+pub struct Weights {
+    files: Vec<WeightFile>,
+    index: HashMap<String, usize>,
+}
+
+/// Dtype and shape of one stored tensor.
+#[derive(Clone, Debug)]
+pub struct TensorMeta {
+    pub file: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+}
+
+fn open_file(source: &dyn FileSource, path: &str) -> Result<WeightFile> {
+    let blob = source.read(path)?;
+    let (n, meta) = SafeTensors::read_metadata(&blob).map_err(|e| Error::file(path, describe_error(e)))?;
+    Ok(WeightFile { path: path.to_string(), blob, data_start: 8 + n, meta })
+}
+
+fn describe_error(e: safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall => "not a safetensors file (shorter than its 8-byte header length)".into(),
+        E::InvalidHeaderLength => "truncated or corrupt safetensors file: header length exceeds the file".into(),
+        E::HeaderTooLarge => "corrupt safetensors file: header length is implausibly large".into(),
+        E::MetadataIncompleteBuffer => {
+            "truncated or corrupt safetensors file: tensor data does not match the file size".into()
+        }
+        E::InvalidOffset(name) => format!("corrupt safetensors file: tensor `{name}` has data offsets out of range"),
+        E::InvalidHeader(_) | E::InvalidHeaderDeserialization(_) => {
+            "corrupt safetensors file: header is not valid JSON".into()
+        }
+        other => format!("invalid safetensors file: {other}"),
+    }
+}
+
+impl Weights {
+    /// Opens the weights in `dir`: `{stem}.safetensors`, else `{stem}.safetensors.index.json`
+    /// with its shards, else the only `*.safetensors` file there.
+    pub fn open_dir(source: &dyn FileSource, dir: &str, stem: &str) -> Result<Weights> {
+        let single = join(dir, &format!("{stem}.safetensors"));
+        let index = join(dir, &format!("{stem}.safetensors.index.json"));
+        if source.exists(&single) {
+            return Self::open_files(source, &[single]);
+        }
+        if source.exists(&index) {
+            return Self::open_index(source, dir, &index);
+        }
+        let names = source.list(dir)?;
+        let found: Vec<&String> = names.iter().filter(|n| n.ends_with(".safetensors")).collect();
+        match found.as_slice() {
+            [one] => Self::open_files(source, &[join(dir, one)]),
+            [] => Err(Error::file(dir, format!("no weights: expected {stem}.safetensors or {stem}.safetensors.index.json"))),
+            _ => Err(Error::file(
+                dir,
+                format!("several .safetensors files and no {stem}.safetensors.index.json saying how they fit together"),
+            )),
+        }
+    }
+
+    fn open_index(source: &dyn FileSource, dir: &str, index_path: &str) -> Result<Weights> {
+        let text = source.read_string(index_path)?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::file(index_path, format!("invalid JSON: {e}")))?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::file(index_path, "missing `weight_map` object"))?;
+        let mut shard_names: Vec<String> = Vec::new();
+        let mut expected: BTreeMap<String, String> = BTreeMap::new();
+        for (name, file) in map {
+            let file = file.as_str().ok_or_else(|| Error::file(index_path, format!("weight_map entry `{name}` is not a file name")))?;
+            if file.contains('/') || file.contains("..") {
+                return Err(Error::file(index_path, format!("weight_map entry `{name}` points outside the folder: {file}")));
+            }
+            if !shard_names.iter().any(|s| s == file) {
+                shard_names.push(file.to_string());
+            }
+            expected.insert(name.clone(), file.to_string());
+        }
+        shard_names.sort();
+        let paths: Vec<String> = shard_names.iter().map(|s| join(dir, s)).collect();
+        for p in &paths {
+            if !source.exists(p) {
+                return Err(Error::file(p, format!("shard listed in {index_path} is missing")));
+            }
+        }
+        let weights = Self::open_files(source, &paths)?;
+        for (name, file) in &expected {
+            match weights.index.get(name) {
+                Some(&i) if weights.files[i].path.ends_with(file.as_str()) => {}
+                Some(&i) => {
+                    return Err(Error::tensor(&weights.files[i].path, name, format!("{index_path} says it lives in {file}")))
+                }
+                None => return Err(Error::tensor(join(dir, file), name, format!("listed in {index_path} but not in the shard"))),
+            }
+        }
+        Ok(weights)
+    }
+
+    /// Opens these files as one set; a tensor name present twice is an error.
+    pub fn open_files(source: &dyn FileSource, paths: &[String]) -> Result<Weights> {
+        let mut files = Vec::new();
+        let mut index = HashMap::new();
+        for p in paths {
+            let f = open_file(source, p)?;
+            let i = files.len();
+            for name in f.meta.tensors().keys() {
+                if let Some(prev) = index.insert(name.clone(), i) {
+                    let prev: &WeightFile = &files[prev];
+                    return Err(Error::tensor(p, name, format!("also present in {}", prev.path)));
+                }
+            }
+            files.push(f);
+        }
+        Ok(Weights { files, index })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.index.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn files(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+
+    /// A short description of where these weights live, for messages.
+    pub fn location(&self) -> String {
+        match self.files.as_slice() {
+            [one] => one.path.clone(),
+            many => format!("{} (+{} more shards)", many[0].path, many.len() - 1),
+        }
+    }
+
+    pub fn meta(&self, name: &str) -> Option<TensorMeta> {
+        let &i = self.index.get(name)?;
+        let f = &self.files[i];
+        let info = f.meta.info(name)?;
+        Some(TensorMeta { file: f.path.clone(), dtype: info.dtype, shape: info.shape.clone() })
+    }
+
+    /// Checks every expected tensor for presence, shape and a loadable dtype before any
+    /// compute; returns the names present in the files but not expected.
+    pub fn check(&self, expected: &[(String, Vec<usize>)]) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for (name, shape) in expected {
+            match self.meta(name) {
+                None => problems.push(Error::tensor(self.location(), name, format!("missing (expected shape {shape:?})"))),
+                Some(m) if &m.shape != shape => problems.push(Error::tensor(
+                    &m.file,
+                    name,
+                    format!("has shape {:?}, expected {:?}", m.shape, shape),
+                )),
+                Some(m) if !matches!(m.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) => problems.push(
+                    Error::tensor(&m.file, name, format!("has dtype {:?}; only F32, F16, BF16 and F64 are supported", m.dtype)),
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(first) = problems.first() {
+            let more = problems.len() - 1;
+            let msg = if more > 0 { format!("{first} (and {more} more tensor problems)") } else { first.to_string() };
+            return Err(Error::Input(msg));
+        }
+        let wanted: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        Ok(self.names().into_iter().filter(|n| !wanted.contains(n.as_str())).collect())
+    }
+
+    /// Values of a tensor as f32 on the host.
+    pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        let &i = self.index.get(name).ok_or_else(|| Error::tensor(self.location(), name, "missing"))?;
+        let f = &self.files[i];
+        let info = f.meta.info(name).ok_or_else(|| Error::tensor(&f.path, name, "missing"))?;
+        let (a, b) = info.data_offsets;
+        let bytes = &f.blob[f.data_start + a..f.data_start + b];
+        let values = decode_f32(bytes, info.dtype).ok_or_else(|| {
+            Error::tensor(&f.path, name, format!("has dtype {:?}; only F32, F16, BF16 and F64 are supported", info.dtype))
+        })?;
+        Ok((values, info.shape.clone()))
+    }
+
+    /// Loads a tensor onto `device` in `dtype`, checking its rank.
+    pub fn load<const D: usize>(&self, name: &str, device: &Device, dtype: DType) -> Result<Tensor<D>> {
+        let (values, shape) = self.read_f32(name)?;
+        if shape.len() != D {
+            let file = self.meta(name).map(|m| m.file).unwrap_or_default();
+            return Err(Error::tensor(file, name, format!("has rank {}, expected {D}", shape.len())));
+        }
+        Ok(tensor_from_f32(values, shape, device, dtype))
+    }
+}
+
+/// Builds a tensor from host f32 values, converted to `dtype` on the host.
+pub fn tensor_from_f32<const D: usize>(values: Vec<f32>, shape: Vec<usize>, device: &Device, dtype: DType) -> Tensor<D> {
+    let data = match dtype {
+        DType::F16 => TensorData::new(values.into_iter().map(half::f16::from_f32).collect::<Vec<_>>(), shape),
+        DType::BF16 => TensorData::new(values.into_iter().map(half::bf16::from_f32).collect::<Vec<_>>(), shape),
+        _ => TensorData::new(values, shape),
+    };
+    Tensor::from_data(data, (device, dtype))
+}
+
+pub fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// Serialises f32 tensors to safetensors bytes.
+pub fn serialize_f32(tensors: &[(&str, &[f32], &[usize])]) -> Result<Vec<u8>> {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, data, shape)| {
+            let bytes: &[u8] = bytemuck_f32(data);
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.to_vec(), bytes)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| Error::Input(format!("cannot serialise `{name}`: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, None).map_err(|e| Error::Input(format!("cannot serialise output: {e}")))
+}
+
+fn bytemuck_f32(data: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the target is little-endian
+    // on every platform we build for (x86-64, aarch64, wasm32), as safetensors requires.
+    unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) }
+}

@@ -1,0 +1,235 @@
+//! One SANA-Video transformer block (MODEL-SPEC §3.6): modulated ReLU linear attention
+//! with RoPE, softmax cross-attention to the caption, and the GLU Mix-FFN with its
+//! depth-wise 3x3 conv and temporal (3,1) conv. Field names follow the checkpoint keys
+//! (`transformer_blocks.{i}.attn1.to_q`, `.ff.conv_depth`, ...).
+
+use burn::tensor::{activation::softmax, DType, Device, FloatDType, Tensor};
+
+use super::config::DitConfig;
+use crate::io::safetensors::{tensor_from_f32, Weights};
+use crate::kernels::{linear_attention, Impl};
+use crate::nn::{layer_norm, rms_norm, silu, Linear};
+use crate::Result;
+
+/// diffusers' linear-attention epsilon (the official code uses 1e-8; the difference is invisible).
+pub const LINEAR_ATTENTION_EPS: f32 = 1e-15;
+/// QK RMSNorm epsilon of diffusers' `Attention(qk_norm="rms_norm_across_heads")`.
+const QK_NORM_EPS: f64 = 1e-5;
+
+pub struct SelfAttention {
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    pub norm_q: Tensor<1>,
+    pub norm_k: Tensor<1>,
+    pub to_out: Linear,
+}
+
+pub struct CrossAttention {
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    pub norm_q: Tensor<1>,
+    pub norm_k: Tensor<1>,
+    pub to_out: Linear,
+}
+
+/// GLUMBTempConv, channels-last.
+pub struct FeedForward {
+    pub conv_inverted: Linear,
+    /// Depth-wise 3x3 taps `[9, 2·hidden]` (row-major over (dy, dx)) and bias `[2·hidden]`.
+    pub conv_depth: Tensor<2>,
+    pub conv_depth_bias: Tensor<1>,
+    pub conv_point: Linear,
+    /// Temporal taps for frames f-1, f, f+1, each `[in, out]`.
+    pub conv_temp: [Tensor<2>; 3],
+}
+
+pub struct Block {
+    pub scale_shift_table: Tensor<2>,
+    pub attn1: SelfAttention,
+    pub attn2: CrossAttention,
+    pub ff: FeedForward,
+}
+
+/// Per-forward context shared by all blocks.
+pub struct BlockContext<'a> {
+    /// `[B, T, 6, D]` timestep modulation (T = 1 or N).
+    pub t6: &'a Tensor<4>,
+    /// Projected, normalised caption `[B, L, D]`.
+    pub caption: &'a Tensor<3>,
+    /// Additive cross-attention bias `[B, 1, 1, L]` (f32), if a mask was given.
+    pub caption_bias: Option<&'a Tensor<4>>,
+    pub rope_cos: &'a Tensor<2>,
+    pub rope_sin: &'a Tensor<2>,
+    /// Token grid (F', H', W').
+    pub grid: [usize; 3],
+    pub kernels: Impl,
+}
+
+impl Block {
+    pub fn load(w: &Weights, cfg: &DitConfig, i: usize, device: &Device, dtype: DType) -> Result<Block> {
+        let p = |s: &str| format!("transformer_blocks.{i}.{s}");
+        let lin = |s: &str, bias: bool| Linear::load(w, &p(s), bias, device, dtype);
+        let vec1 = |s: &str| w.load::<1>(&p(s), device, dtype);
+        let ab = cfg.attention_bias;
+        let attn1 = SelfAttention {
+            to_q: lin("attn1.to_q", ab)?,
+            to_k: lin("attn1.to_k", ab)?,
+            to_v: lin("attn1.to_v", ab)?,
+            norm_q: vec1("attn1.norm_q.weight")?,
+            norm_k: vec1("attn1.norm_k.weight")?,
+            to_out: lin("attn1.to_out.0", true)?,
+        };
+        let attn2 = CrossAttention {
+            to_q: lin("attn2.to_q", true)?,
+            to_k: lin("attn2.to_k", true)?,
+            to_v: lin("attn2.to_v", true)?,
+            norm_q: vec1("attn2.norm_q.weight")?,
+            norm_k: vec1("attn2.norm_k.weight")?,
+            to_out: lin("attn2.to_out.0", true)?,
+        };
+        let (depth, dshape) = w.read_f32(&p("ff.conv_depth.weight"))?;
+        let channels = dshape[0];
+        let conv_depth: Tensor<2> = tensor_from_f32::<2>(depth, vec![channels, 9], device, dtype).transpose();
+        let (temp, tshape) = w.read_f32(&p("ff.conv_temp.weight"))?;
+        let (co, ci) = (tshape[0], tshape[1]);
+        // [out, in, 3, 1] -> tap k as [in, out]
+        let tap = |k: usize| -> Tensor<2> {
+            let v: Vec<f32> = (0..co * ci).map(|idx| temp[idx * 3 + k]).collect();
+            tensor_from_f32::<2>(v, vec![co, ci], device, dtype).transpose()
+        };
+        let ff = FeedForward {
+            conv_inverted: lin("ff.conv_inverted", true)?,
+            conv_depth,
+            conv_depth_bias: vec1("ff.conv_depth.bias")?,
+            conv_point: lin("ff.conv_point", false)?,
+            conv_temp: [tap(0), tap(1), tap(2)],
+        };
+        Ok(Block { scale_shift_table: w.load::<2>(&p("scale_shift_table"), device, dtype)?, attn1, attn2, ff })
+    }
+
+    pub fn forward(&self, x: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let t = ctx.t6.dims()[1];
+        let modulation = self.scale_shift_table.clone().reshape([1, 1, 6, d]) + ctx.t6.clone();
+        let part = |r: usize| modulation.clone().narrow(2, r, 1).reshape([b, t, d]);
+        let (shift_msa, scale_msa, gate_msa) = (part(0), part(1), part(2));
+        let (shift_mlp, scale_mlp, gate_mlp) = (part(3), part(4), part(5));
+
+        // (a) self-attention
+        let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_msa + 1.0) + shift_msa;
+        let attn = self.attn1.forward(u, ctx, cfg);
+        let x = x + gate_msa * attn;
+
+        // (b) cross-attention, from the un-normalised stream
+        let x = x.clone() + self.attn2.forward(x, ctx, cfg);
+
+        // (c) Mix-FFN
+        let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_mlp + 1.0) + shift_mlp;
+        let ff = self.ff.forward(u, ctx.grid);
+        let _ = n;
+        x + gate_mlp * ff
+    }
+}
+
+fn f32_of<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.dtype() == DType::F32 { x } else { x.cast(FloatDType::F32) }
+}
+
+fn back_to<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if x.dtype() == dtype { x } else { x.cast(FloatDType::from(dtype)) }
+}
+
+impl SelfAttention {
+    fn forward(&self, u: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
+        let [b, n, d] = u.dims();
+        let dtype = u.dtype();
+        let q = rms_norm(self.to_q.forward(u.clone()), &self.norm_q, QK_NORM_EPS);
+        let k = rms_norm(self.to_k.forward(u.clone()), &self.norm_k, QK_NORM_EPS);
+        let v = self.to_v.forward(u);
+        let heads = |x: Tensor<3>| f32_of(x.reshape([b, n, cfg.heads, cfg.head_dim]));
+        let o = linear_attention::attention(
+            heads(q),
+            heads(k),
+            heads(v),
+            ctx.rope_cos.clone(),
+            ctx.rope_sin.clone(),
+            LINEAR_ATTENTION_EPS,
+            ctx.kernels,
+        );
+        self.to_out.forward(back_to(o.reshape([b, n, d]), dtype))
+    }
+}
+
+impl CrossAttention {
+    fn forward(&self, x: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
+        let [b, n, _] = x.dims();
+        let l = ctx.caption.dims()[1];
+        let (h, dh) = (cfg.cross_heads, cfg.cross_head_dim);
+        let dtype = x.dtype();
+        let q = rms_norm(self.to_q.forward(x), &self.norm_q, QK_NORM_EPS);
+        let k = rms_norm(self.to_k.forward(ctx.caption.clone()), &self.norm_k, QK_NORM_EPS);
+        let v = self.to_v.forward(ctx.caption.clone());
+        let q = f32_of(q).reshape([b, n, h, dh]).swap_dims(1, 2); // [B, H, N, dh]
+        let k = f32_of(k).reshape([b, l, h, dh]).permute([0, 2, 3, 1]); // [B, H, dh, L]
+        let v = f32_of(v).reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, dh]
+        let mut logits = q.matmul(k) * (1.0 / (dh as f64).sqrt());
+        if let Some(bias) = ctx.caption_bias {
+            logits = logits + bias.clone();
+        }
+        let o = softmax(logits, 3).matmul(v); // [B, H, N, dh]
+        let o = o.swap_dims(1, 2).reshape([b, n, h * dh]);
+        self.to_out.forward(back_to(o, dtype))
+    }
+}
+
+impl FeedForward {
+    fn forward(&self, u: Tensor<3>, grid: [usize; 3]) -> Tensor<3> {
+        let [b, n, d] = u.dims();
+        let [f, gh, gw] = grid;
+        let h = silu(self.conv_inverted.forward(u)); // [B, N, 2·hid]
+        let c2 = h.dims()[2];
+        let h = self.depthwise3x3(h.reshape([b * f, gh, gw, c2]));
+        let hid = c2 / 2;
+        let a = h.clone().narrow(3, 0, hid);
+        let g = h.narrow(3, hid, hid);
+        let z = a * silu(g);
+        let s = self.conv_point.forward(z).reshape([b, f, gh * gw, d]);
+        // temporal (3,1) conv with zero padding, residual inside the module
+        let zeros = Tensor::<4>::zeros([b, 1, gh * gw, d], (&s.device(), s.dtype()));
+        let padded = Tensor::cat(vec![zeros.clone(), s.clone(), zeros], 1);
+        let mut out = s;
+        for (k, tap) in self.conv_temp.iter().enumerate() {
+            let shifted = padded.clone().narrow(1, k, f).reshape([b * f * gh * gw, d]);
+            out = out + shifted.matmul(tap.clone()).reshape([b, f, gh * gw, d]);
+        }
+        out.reshape([b, n, d])
+    }
+
+    /// Depth-wise 3x3 conv, stride 1, zero padding 1, on channels-last images `[M, H, W, C]`.
+    fn depthwise3x3(&self, x: Tensor<4>) -> Tensor<4> {
+        let [m, h, w, c] = x.dims();
+        let (device, dtype) = (x.device(), x.dtype());
+        let zr = Tensor::<4>::zeros([m, 1, w, c], (&device, dtype));
+        let x = Tensor::cat(vec![zr.clone(), x, zr], 1);
+        let zc = Tensor::<4>::zeros([m, h + 2, 1, c], (&device, dtype));
+        let x = Tensor::cat(vec![zc.clone(), x, zc], 2);
+        let mut out = self.conv_depth_bias.clone().reshape([1, 1, 1, c]);
+        let mut acc: Option<Tensor<4>> = None;
+        for dy in 0..3 {
+            for dx in 0..3 {
+                let tap = self.conv_depth.clone().narrow(0, dy * 3 + dx, 1).reshape([1, 1, 1, c]);
+                let term = x.clone().narrow(1, dy, h).narrow(2, dx, w) * tap;
+                acc = Some(match acc {
+                    None => term,
+                    Some(a) => a + term,
+                });
+            }
+        }
+        if let Some(a) = acc {
+            out = a + out;
+        }
+        out
+    }
+}

@@ -1,0 +1,237 @@
+//! The SANA-Video Linear DiT, `SanaVideoTransformer3DModel` (MODEL-SPEC §3, §4):
+//! patch embedding, AdaLN-single timestep modulation, caption projection, N blocks of
+//! ReLU linear attention + cross-attention + GLU Mix-FFN, modulated output head.
+//!
+//! ```text
+//! sana-video debug transformer --model tests/fixtures/dit/p122_b2_mask/transformer \
+//!     --inputs tests/fixtures/dit/p122_b2_mask/inputs.safetensors --output out.safetensors
+//! ```
+
+pub mod block;
+pub mod config;
+pub mod rope;
+pub mod timestep;
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+pub use block::Block;
+pub use config::{DitConfig, DitKind};
+
+use crate::io::safetensors::{tensor_from_f32, Weights};
+use crate::io::{diffusers, join, FileSource};
+use crate::kernels::Impl;
+use crate::nn::{gelu_tanh, layer_norm, rms_norm, silu, Linear};
+use crate::{Error, Result};
+
+/// Timesteps on the 0–1000 scale: one per sample (`[B]`) or one per token (`[B, N]`).
+#[derive(Clone, Debug)]
+pub enum Timesteps {
+    PerSample(Vec<f32>),
+    PerToken(Vec<f32>),
+}
+
+pub struct TimeEmbed {
+    pub linear_1: Linear,
+    pub linear_2: Linear,
+    pub linear: Linear,
+}
+
+pub struct CaptionProjection {
+    pub linear_1: Linear,
+    pub linear_2: Linear,
+}
+
+pub struct SanaVideoTransformer3DModel {
+    pub config: DitConfig,
+    pub dtype: DType,
+    pub device: Device,
+    /// Conv3d with kernel = stride = patch, as a matrix `[C·pt·ph·pw, D]`.
+    pub patch_embedding: Linear,
+    pub time_embed: TimeEmbed,
+    pub caption_projection: CaptionProjection,
+    pub caption_norm: Tensor<1>,
+    pub transformer_blocks: Vec<Block>,
+    pub scale_shift_table: Tensor<2>,
+    pub proj_out: Linear,
+    /// Which implementation the fused ops use (kernels where available by default).
+    pub kernels: Impl,
+}
+
+/// What a loaded DiT found in its files, for `inspect` and warnings.
+pub struct LoadReport {
+    pub weights_location: String,
+    pub unexpected: Vec<String>,
+}
+
+impl SanaVideoTransformer3DModel {
+    /// Reads and validates `config.json` of a transformer folder.
+    pub fn read_config(source: &dyn FileSource, dir: &str) -> Result<DitConfig> {
+        let path = join(dir, "config.json");
+        DitConfig::from_json(&source.read_string(&path)?, &path)
+    }
+
+    /// Loads a diffusers `transformer/` folder (or a pipeline folder holding one).
+    /// Every tensor is checked for presence and shape before anything is loaded.
+    pub fn load(source: &dyn FileSource, dir: &str, device: &Device, dtype: DType) -> Result<(Self, LoadReport)> {
+        let dir = diffusers::component_dir(source, dir, "transformer")?;
+        let config = Self::read_config(source, &dir)?;
+        if config.kind == DitKind::BlockCausal {
+            return Err(Error::config(
+                join(&dir, "config.json"),
+                "SanaVideoCausalTransformer3DModel (LongSANA) needs the block-causal runner, which is not implemented yet",
+            ));
+        }
+        let weights = Weights::open_dir(source, &dir, "diffusion_pytorch_model")?;
+        let unexpected = weights.check(&config.expected_tensors())?;
+        let model = Self::from_weights(config, &weights, device, dtype)?;
+        Ok((model, LoadReport { weights_location: weights.location(), unexpected }))
+    }
+
+    pub fn from_weights(config: DitConfig, w: &Weights, device: &Device, dtype: DType) -> Result<Self> {
+        let lin = |p: &str| Linear::load(w, p, true, device, dtype);
+        let transformer_blocks =
+            (0..config.layers).map(|i| Block::load(w, &config, i, device, dtype)).collect::<Result<Vec<_>>>()?;
+        Ok(SanaVideoTransformer3DModel {
+            patch_embedding: lin("patch_embedding")?,
+            time_embed: TimeEmbed {
+                linear_1: lin("time_embed.emb.timestep_embedder.linear_1")?,
+                linear_2: lin("time_embed.emb.timestep_embedder.linear_2")?,
+                linear: lin("time_embed.linear")?,
+            },
+            caption_projection: CaptionProjection {
+                linear_1: lin("caption_projection.linear_1")?,
+                linear_2: lin("caption_projection.linear_2")?,
+            },
+            caption_norm: w.load::<1>("caption_norm.weight", device, dtype)?,
+            transformer_blocks,
+            scale_shift_table: w.load::<2>("scale_shift_table", device, dtype)?,
+            proj_out: lin("proj_out")?,
+            config,
+            dtype,
+            device: device.clone(),
+            kernels: Impl::Auto,
+        })
+    }
+
+    /// Token grid (F', H', W') for latents `[.., F, H, W]`, refusing sizes the patch does not divide.
+    pub fn token_grid(&self, frames: usize, height: usize, width: usize) -> Result<[usize; 3]> {
+        let [pt, ph, pw] = self.config.patch_size;
+        for (what, size, p) in [("frame count", frames, pt), ("height", height, ph), ("width", width, pw)] {
+            if size == 0 || size % p != 0 {
+                return Err(Error::Input(format!(
+                    "latent {what} {size} is not a positive multiple of the patch size {p} (patch_size {:?})",
+                    self.config.patch_size
+                )));
+            }
+        }
+        Ok([frames / pt, height / ph, width / pw])
+    }
+
+    /// The forward pass. `hidden_states` `[B, C, F, H, W]`, `encoder_hidden_states`
+    /// `[B, L, caption_channels]`, `encoder_attention_mask` `[B·L]` (1 keep, 0 pad).
+    /// Returns the velocity `[B, C_out, F, H, W]` in the model dtype.
+    pub fn forward(
+        &self,
+        hidden_states: Tensor<5>,
+        encoder_hidden_states: Tensor<3>,
+        timestep: &Timesteps,
+        encoder_attention_mask: Option<&[f32]>,
+    ) -> Result<Tensor<5>> {
+        let cfg = &self.config;
+        let [b, c, f, h, w] = hidden_states.dims();
+        if c != cfg.in_channels {
+            return Err(Error::Input(format!(
+                "hidden_states has {c} channels, the transformer expects {} ([B, {}, F, H, W])",
+                cfg.in_channels, cfg.in_channels
+            )));
+        }
+        let [eb, l, ec] = encoder_hidden_states.dims();
+        if eb != b || ec != cfg.caption_channels || l == 0 {
+            return Err(Error::Input(format!(
+                "encoder_hidden_states has shape [{eb}, {l}, {ec}], expected [{b}, L, {}]",
+                cfg.caption_channels
+            )));
+        }
+        let grid = self.token_grid(f, h, w)?;
+        let n = grid.iter().product::<usize>();
+        let (t_values, t_len) = match timestep {
+            Timesteps::PerSample(v) if v.len() == b => (v.as_slice(), 1),
+            Timesteps::PerToken(v) if v.len() == b * n => (v.as_slice(), n),
+            Timesteps::PerSample(v) => {
+                return Err(Error::Input(format!("timestep has {} values, expected [B] = [{b}]", v.len())))
+            }
+            Timesteps::PerToken(v) => {
+                return Err(Error::Input(format!("timestep has {} values, expected [B, N] = [{b}, {n}]", v.len())))
+            }
+        };
+        if let Some(m) = encoder_attention_mask {
+            if m.len() != b * l {
+                return Err(Error::Input(format!("encoder_attention_mask has {} values, expected [B, L] = [{b}, {l}]", m.len())));
+            }
+        }
+        let device = &self.device;
+        let dtype = self.dtype;
+        let d = cfg.dim;
+        let [pt, ph, pw] = cfg.patch_size;
+        let [gf, gh, gw] = grid;
+
+        // RoPE tables for this grid (f32, shared by all blocks).
+        let (rope_cos, rope_sin) = rope::table_tensors(cfg.head_dim, grid, 0, device);
+
+        // Patch embedding: [B, C, F', pt, H', ph, W', pw] -> [B, F', H', W', C, pt, ph, pw] -> tokens.
+        let x = cast(hidden_states, dtype)
+            .reshape([b, c, gf, pt, gh, ph, gw, pw])
+            .permute([0, 2, 4, 6, 1, 3, 5, 7])
+            .reshape([b * n, c * pt * ph * pw]);
+        let x = self.patch_embedding.forward(x).reshape([b, n, d]);
+
+        // Timestep embedding: sinusoid (host, f32) -> MLP -> temb [B, T, D], t6 [B, T, 6, D].
+        let sinus = timestep::sinusoid(t_values);
+        let sinus: Tensor<2> = tensor_from_f32(sinus, vec![b * t_len, timestep::CHANNELS], device, dtype);
+        let temb = self.time_embed.linear_2.forward(silu(self.time_embed.linear_1.forward(sinus)));
+        let t6 = self.time_embed.linear.forward(silu(temb.clone())).reshape([b, t_len, 6, d]);
+        let temb = temb.reshape([b, t_len, d]);
+
+        // Caption: Linear -> GELU(tanh) -> Linear -> RMSNorm(eps 1e-5).
+        let y = cast(encoder_hidden_states, dtype);
+        let y = self.caption_projection.linear_2.forward(gelu_tanh(self.caption_projection.linear_1.forward(y)));
+        let caption = rms_norm(y, &self.caption_norm, 1e-5);
+
+        let caption_bias = encoder_attention_mask.map(|m| {
+            let bias: Vec<f32> = m.iter().map(|&k| (1.0 - k) * -10000.0).collect();
+            Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, l]), device)
+        });
+
+        let ctx = block::BlockContext {
+            t6: &t6,
+            caption: &caption,
+            caption_bias: caption_bias.as_ref(),
+            rope_cos: &rope_cos,
+            rope_sin: &rope_sin,
+            grid,
+            kernels: self.kernels,
+        };
+        let mut x = x;
+        for blk in &self.transformer_blocks {
+            x = blk.forward(x, &ctx, cfg);
+        }
+
+        // Output head: LayerNorm, (shift, scale) = table + temb, proj_out, unpatchify.
+        let table = self.scale_shift_table.clone();
+        let shift = table.clone().narrow(0, 0, 1).reshape([1, 1, d]) + temb.clone();
+        let scale = table.narrow(0, 1, 1).reshape([1, 1, d]) + temb;
+        let x = layer_norm(x, 1e-6) * (scale + 1.0) + shift;
+        let co = cfg.out_channels;
+        let x = self
+            .proj_out
+            .forward(x)
+            .reshape([b, gf, gh, gw, pt, ph, pw, co])
+            .permute([0, 7, 1, 4, 2, 5, 3, 6])
+            .reshape([b, co, f, h, w]);
+        Ok(x)
+    }
+}
+
+fn cast<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if x.dtype() == dtype { x } else { x.cast(burn::tensor::FloatDType::from(dtype)) }
+}

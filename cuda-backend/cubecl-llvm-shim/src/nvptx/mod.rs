@@ -1,0 +1,3 @@
+//! NVPTX-specific items cubecl-cuda reads even when it compiles through NVRTC.
+
+pub mod ptx_version;

@@ -1,0 +1,20 @@
+//! Fused operations of SANA-Video beyond burn's tensor ops.
+//!
+//! Every op here has two implementations that must agree:
+//! * a plain tensor-op **reference** (`*/reference.rs`) that runs on any burn device, and
+//! * a **CubeCL kernel** (`*/cube.rs`) compiled by CubeCL to WGSL (wgpu, the browser),
+//!   SPIR-V or CUDA, reached through a burn backend extension.
+//!
+//! The public functions pick the kernel on CubeCL devices and the reference elsewhere
+//! (the CPU backend, burn-flex). `tests/` runs both on every compiled backend.
+
+pub mod linear_attention;
+
+/// Which implementation an op should use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Impl {
+    /// The CubeCL kernel where the device is a CubeCL device, else the reference.
+    Auto,
+    /// Always the plain tensor-op reference.
+    Reference,
+}

@@ -1,0 +1,57 @@
+//! `sana-video`: the command line of the SANA-Video engine.
+
+mod args;
+mod debug;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+sana-video: SANA-Video inference engine (Linear DiT, text-to-video)
+
+USAGE:
+    sana-video inspect DIR
+    sana-video debug transformer --model DIR --inputs IN.safetensors --output OUT.safetensors
+                                 [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--reference-kernels]
+
+COMMANDS:
+    inspect              Components, config summary, parameter count, stored dtypes and memory
+                         of a diffusers folder (pipeline or component, or a Hugging Face cache
+                         entry models--ORG--NAME, or a repo id ORG/NAME found in the HF cache).
+    debug transformer    Runs the DiT (SanaVideoTransformer3DModel) once. DIR is a diffusers
+                         transformer/ folder (or a pipeline folder). IN holds f32 tensors named
+                         like diffusers' forward arguments: hidden_states [B,C,F,H,W],
+                         encoder_hidden_states [B,L,caption_channels], timestep [B] or [B,N],
+                         optional encoder_attention_mask [B,L] (1 keep, 0 pad).
+                         OUT receives `sample` (f32), written atomically.
+
+OPTIONS:
+    --backend B          cpu (burn-flex), wgpu (any Vulkan/Metal/DX12 GPU; Mesa lavapipe without
+                         one) or cuda (builds with --features cuda). Default: the best that opens.
+    --dtype D            compute dtype: f32 (default), f16 or bf16.
+    --reference-kernels  use the plain tensor-op references instead of the CubeCL kernels.
+    -h, --help           this text.
+";
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.is_empty() || argv.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{HELP}");
+        return if argv.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+    }
+    let result = match argv[0].as_str() {
+        "inspect" => debug::inspect(&argv[1..]),
+        "debug" => match argv.get(1).map(String::as_str) {
+            Some("transformer") => debug::transformer(&argv[2..]),
+            Some(other) => Err(format!("unknown debug runner `{other}` (available: transformer)")),
+            None => Err("`debug` needs a runner name (available: transformer)".into()),
+        },
+        other => Err(format!("unknown command `{other}`; see `sana-video --help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Each fused op against its plain tensor-op reference and against a naive host
+//! implementation, over random shapes, on every backend compiled.
+
+use burn::tensor::{Tensor, TensorData};
+use sana_video_core::device;
+use sana_video_core::kernels::{linear_attention, Impl};
+use sana_video_core::models::dit::rope;
+use sana_video_tests::{backends, rel_l2, random_vec};
+
+/// o_n = Σ_m v_m ⟨R_m φk_m, R_n φq_n⟩ / (Σ_m ⟨φk_m, φq_n⟩ + eps), in f64, O(N²) (MODEL-SPEC §12).
+fn naive(q: &[f32], k: &[f32], v: &[f32], cos: &[f32], sin: &[f32], [b, n, h, d]: [usize; 4], eps: f64) -> Vec<f32> {
+    let idx = |bb: usize, nn: usize, hh: usize, c: usize| ((bb * n + nn) * h + hh) * d + c;
+    let rot = |x: &[f32], bb, nn, hh| -> (Vec<f64>, Vec<f64>) {
+        let phi: Vec<f64> = (0..d).map(|c| (x[idx(bb, nn, hh, c)] as f64).max(0.0)).collect();
+        let mut r = vec![0.0; d];
+        for p in 0..d / 2 {
+            let (c0, s0) = (cos[nn * d / 2 + p] as f64, sin[nn * d / 2 + p] as f64);
+            r[2 * p] = phi[2 * p] * c0 - phi[2 * p + 1] * s0;
+            r[2 * p + 1] = phi[2 * p] * s0 + phi[2 * p + 1] * c0;
+        }
+        (phi, r)
+    };
+    let mut out = vec![0f32; b * n * h * d];
+    for bb in 0..b {
+        for hh in 0..h {
+            let ks: Vec<_> = (0..n).map(|m| rot(k, bb, m, hh)).collect();
+            for nn in 0..n {
+                let (pq, rq) = rot(q, bb, nn, hh);
+                let mut num = vec![0f64; d];
+                let mut den = 0f64;
+                for (m, (pk, rk)) in ks.iter().enumerate() {
+                    let w: f64 = rk.iter().zip(&rq).map(|(a, b)| a * b).sum();
+                    den += pk.iter().zip(&pq).map(|(a, b)| a * b).sum::<f64>();
+                    for a in 0..d {
+                        num[a] += v[idx(bb, m, hh, a)] as f64 * w;
+                    }
+                }
+                for a in 0..d {
+                    out[idx(bb, nn, hh, a)] = (num[a] / (den + eps)) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn tensor4(v: &[f32], s: [usize; 4], device: &burn::tensor::Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(v.to_vec(), s), device)
+}
+
+fn rope_for(grid: [usize; 3], d: usize, device: &burn::tensor::Device) -> (Vec<f32>, Vec<f32>, Tensor<2>, Tensor<2>) {
+    let (c, s) = rope::tables(d, grid, 3);
+    let (ct, st) = rope::table_tensors(d, grid, 3, device);
+    (c, s, ct, st)
+}
+
+const SHAPES: &[([usize; 3], usize, usize, usize)] = &[
+    // (grid F,H,W), batch, heads, head dim
+    ([1, 1, 7], 1, 1, 6),
+    ([3, 3, 5], 2, 3, 16),
+    ([2, 5, 3], 1, 2, 112),
+    ([4, 2, 6], 2, 4, 12),
+];
+
+#[test]
+fn linear_attention_matches_naive_and_reference() {
+    for (kind, device) in backends() {
+        for (i, &(grid, b, h, d)) in SHAPES.iter().enumerate() {
+            let n = grid.iter().product::<usize>();
+            let shape = [b, n, h, d];
+            let len = b * n * h * d;
+            let (q, k, v) = (random_vec(len, 10 + i as u64), random_vec(len, 20 + i as u64), random_vec(len, 30 + i as u64));
+            let (c, s, ct, st) = rope_for(grid, d, &device);
+            let expected = naive(&q, &k, &v, &c, &s, shape, 1e-15);
+            for which in [Impl::Auto, Impl::Reference] {
+                let out = linear_attention::attention(
+                    tensor4(&q, shape, &device),
+                    tensor4(&k, shape, &device),
+                    tensor4(&v, shape, &device),
+                    ct.clone(),
+                    st.clone(),
+                    1e-15,
+                    which,
+                );
+                let got = out.into_data().try_to_vec::<f32>().unwrap();
+                let (rel, max_abs) = rel_l2(&got, &expected);
+                println!("{} {which:?} shape {shape:?}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
+                assert!(rel < 1e-5, "{} {which:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+            }
+        }
+    }
+}
+
+/// Sums over two segments added together equal the sums over the whole sequence: the
+/// property the LongSANA state relies on.
+#[test]
+fn segment_sums_add_up() {
+    for (kind, device) in backends() {
+        let (grid, b, h, d) = ([4, 3, 4], 2, 2, 16);
+        let n = grid.iter().product::<usize>();
+        let shape = [b, n, h, d];
+        let len = b * n * h * d;
+        let (k, v) = (random_vec(len, 41), random_vec(len, 42));
+        let (_, _, ct, st) = rope_for(grid, d, &device);
+        let (kt, vt) = (tensor4(&k, shape, &device), tensor4(&v, shape, &device));
+        let whole = linear_attention::kv_sums(kt.clone(), vt.clone(), ct.clone(), st.clone(), Impl::Auto);
+        let cut = 17;
+        let first = linear_attention::kv_sums(
+            kt.clone().narrow(1, 0, cut),
+            vt.clone().narrow(1, 0, cut),
+            ct.clone().narrow(0, 0, cut),
+            st.clone().narrow(0, 0, cut),
+            Impl::Auto,
+        );
+        let second = linear_attention::kv_sums(
+            kt.narrow(1, cut, n - cut),
+            vt.narrow(1, cut, n - cut),
+            ct.narrow(0, cut, n - cut),
+            st.narrow(0, cut, n - cut),
+            Impl::Auto,
+        );
+        let both = first.add(second);
+        let (r1, _) = rel_l2(&both.kv.into_data().try_to_vec::<f32>().unwrap(), &whole.kv.into_data().try_to_vec::<f32>().unwrap());
+        let (r2, _) =
+            rel_l2(&both.ksum.into_data().try_to_vec::<f32>().unwrap(), &whole.ksum.into_data().try_to_vec::<f32>().unwrap());
+        println!("{}: kv rel {r1:.2e}, ksum rel {r2:.2e}", device::name(kind));
+        assert!(r1 < 1e-6 && r2 < 1e-6, "{}: segment sums differ ({r1:.2e}, {r2:.2e})", device::name(kind));
+    }
+}
+
+/// Reductions at realistic sizes (lavapipe's built-in full `sum()` was wrong from ~1M
+/// elements with burn 0.22.1, TOOLCHAIN.md §3): norm statistics over 2240 channels on
+/// 600 tokens, and the attention sums over 10,000 tokens at head dim 112, both kernel and
+/// reference, against host f64.
+#[test]
+fn reductions_at_realistic_sizes() {
+    for (kind, device) in backends() {
+        let (rows, cols) = (600, 2240);
+        let x = random_vec(rows * cols, 7);
+        let t: Tensor<2> = Tensor::from_data(TensorData::new(x.clone(), [rows, cols]), &device);
+        let got = t.clone().square().mean_dim(1).into_data().try_to_vec::<f32>().unwrap();
+        let expected: Vec<f32> = (0..rows)
+            .map(|r| (x[r * cols..(r + 1) * cols].iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / cols as f64) as f32)
+            .collect();
+        let (rel, _) = rel_l2(&got, &expected);
+        println!("{}: mean_dim over [600, 2240]: rel {rel:.2e}", device::name(kind));
+        assert!(rel < 1e-6, "{}: mean_dim rel {rel:.3e}", device::name(kind));
+
+        let (n, d) = (10_000, 112);
+        let k = random_vec(n * d, 8);
+        let v = random_vec(n * d, 9);
+        let (_, _, ct, st) = rope_for([100, 10, 10], d, &device);
+        let mut ksum = vec![0f64; d];
+        for m in 0..n {
+            for c in 0..d {
+                ksum[c] += (k[m * d + c] as f64).max(0.0);
+            }
+        }
+        let ksum: Vec<f32> = ksum.into_iter().map(|s| s as f32).collect();
+        for which in [Impl::Auto, Impl::Reference] {
+            let s = linear_attention::kv_sums(
+                tensor4(&k, [1, n, 1, d], &device),
+                tensor4(&v, [1, n, 1, d], &device),
+                ct.clone(),
+                st.clone(),
+                which,
+            );
+            let got = s.ksum.into_data().try_to_vec::<f32>().unwrap();
+            let (rel, _) = rel_l2(&got, &ksum);
+            println!("{} {which:?}: ksum over 10,000 tokens: rel {rel:.2e}", device::name(kind));
+            assert!(rel < 1e-5, "{} {which:?}: ksum rel {rel:.3e}", device::name(kind));
+        }
+    }
+}
+
+/// RoPE tables: position (f, i, j) = (1, 0, 0) rotates only the time pairs, pair 0 by 1 rad.
+#[test]
+fn rope_table_layout() {
+    let d = 112;
+    let (c, s) = rope::tables(d, [2, 1, 1], 0);
+    let row = &c[d / 2..];
+    let srow = &s[d / 2..];
+    assert!((row[0] - 1f32.cos()).abs() < 1e-7 && (srow[0] - 1f32.sin()).abs() < 1e-7);
+    assert!(row[20..].iter().all(|&v| v == 1.0), "height/width pairs must be unrotated at i = j = 0");
+    assert_eq!(rope::axis_dims(112), [40, 36, 36]);
+}
