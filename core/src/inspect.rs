@@ -31,6 +31,7 @@ pub fn inspect(source: &dyn FileSource, given: &str) -> Result<String> {
         if class_in_cfg.starts_with("SanaVideo") {
             let cfg = SanaVideoTransformer3DModel::read_config(source, &cdir)?;
             out += &describe_dit(&cfg);
+            out += &describe_memory(&cfg);
             match Weights::open_dir(source, &cdir, "diffusion_pytorch_model") {
                 Ok(w) => out += &describe_weights(&w, Some(&cfg)),
                 Err(e) => out += &format!("  weights: {e}\n"),
@@ -90,6 +91,18 @@ fn describe_weights(w: &Weights, cfg: Option<&DitConfig>) -> String {
             Ok(unexpected) => s += &format!("  tensor check: ok; unexpected tensors ignored: {}\n", unexpected.join(", ")),
             Err(e) => s += &format!("  tensor check FAILED: {e}\n"),
         }
+    }
+    s
+}
+
+/// Estimated peak memory of one DiT forward per compute dtype, at the official 5 s clip sizes
+/// (CFG batch 2, 300 caption tokens).
+fn describe_memory(c: &DitConfig) -> String {
+    let mut s = String::from("  estimated peak memory of one forward, CFG batch 2, 300 text tokens:\n");
+    for (label, tokens) in [("480p 81 frames, 32,760 tokens/sample", 32_760usize), ("720p 81 frames, 9,680 tokens/sample", 9_680)] {
+        let f32b = c.forward_peak_bytes(2, tokens, 300, 4) as f64;
+        let halfb = c.forward_peak_bytes(2, tokens, 300, 2) as f64;
+        s += &format!("    {label}: f32 {}, f16/bf16 {}\n", human(f32b), human(halfb));
     }
     s
 }

@@ -243,3 +243,21 @@ impl DitConfig {
         self.expected_tensors().iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum()
     }
 }
+
+impl DitConfig {
+    /// Rough peak bytes of one forward (weights + the largest live activations of a block),
+    /// for `batch` samples of `tokens` tokens each and `text_len` caption tokens, in a compute
+    /// dtype of `dtype_bytes`. The memory plan (refuse before heavy work) builds on this.
+    pub fn forward_peak_bytes(&self, batch: usize, tokens: usize, text_len: usize, dtype_bytes: usize) -> u64 {
+        let (b, n, d, s) = (batch as u64, tokens as u64, self.dim as u64, dtype_bytes as u64);
+        let hid = self.ffn_hidden as u64;
+        let weights = self.parameter_count() * s;
+        // residual stream, modulated input, q/k/v and the attention output, plus f32 copies
+        let stream = b * n * d * (6 * s + 4 * 4);
+        // FFN: inverted-conv output, its padded copy and the 3x3 accumulation, then the GLU output
+        let ffn = b * n * (2 * hid * 3 + hid) * s;
+        // cross-attention logits and softmax in f32
+        let cross = b * self.cross_heads as u64 * n * text_len as u64 * 4 * 2;
+        weights + stream + ffn.max(cross)
+    }
+}

@@ -1,0 +1,193 @@
+//! The `sana-video` binary end to end: the DiT runner reproduces the diffusers fixture,
+//! `inspect` reports, and bad input gives a clear error, a non-zero exit and no output file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sana-video"))
+}
+
+fn fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dit").join(case)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sana-video-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn read_sample(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("sample").unwrap();
+    t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+fn run_transformer(case: &str, backend: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    let dir = fixture(case);
+    bin()
+        .args(["debug", "transformer", "--model"])
+        .arg(dir.join("transformer"))
+        .arg("--inputs")
+        .arg(dir.join("inputs.safetensors"))
+        .arg("--output")
+        .arg(out)
+        .args(["--backend", backend])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn debug_transformer_matches_diffusers_on_cpu_and_wgpu() {
+    let dir = scratch("parity");
+    for backend in ["cpu", "wgpu"] {
+        for case in ["p122_b2_mask", "unseen_p111_pertoken"] {
+            let out = dir.join(format!("{case}-{backend}.safetensors"));
+            let o = run_transformer(case, backend, &out, &[]);
+            assert!(o.status.success(), "{case} {backend}: {}", String::from_utf8_lossy(&o.stderr));
+            let expected = read_sample(&fixture(case).join("outputs.safetensors"));
+            let rel = rel_l2(&read_sample(&out), &expected);
+            assert!(rel <= 1e-5, "{case} on {backend}: rel L2 {rel:.3e}");
+        }
+    }
+    // A pipeline folder works as --model too (the runner finds transformer/).
+    let out = dir.join("pipeline.safetensors");
+    let case = fixture("p122_b2_mask");
+    let o = bin()
+        .args(["debug", "transformer", "--backend", "cpu", "--model"])
+        .arg(&case)
+        .arg("--inputs")
+        .arg(case.join("inputs.safetensors"))
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn lower_precision_dtypes_run_close_to_reference() {
+    let dir = scratch("dtypes");
+    let expected = read_sample(&fixture("p122_b2_mask").join("outputs.safetensors"));
+    for (dtype, tol) in [("f16", 1e-2), ("bf16", 5e-2)] {
+        let out = dir.join(format!("{dtype}.safetensors"));
+        let o = run_transformer("p122_b2_mask", "cpu", &out, &["--dtype", dtype]);
+        assert!(o.status.success(), "{dtype}: {}", String::from_utf8_lossy(&o.stderr));
+        let rel = rel_l2(&read_sample(&out), &expected);
+        println!("{dtype}: rel L2 {rel:.3e}");
+        assert!(rel < tol, "{dtype}: rel L2 {rel:.3e}");
+    }
+}
+
+fn expect_failure(o: &std::process::Output, parts: &[&str]) {
+    assert!(!o.status.success(), "should have failed");
+    let err = String::from_utf8_lossy(&o.stderr);
+    for p in parts {
+        assert!(err.contains(p), "stderr {err:?} should contain {p:?}");
+    }
+    assert!(!err.contains("panicked"), "panic: {err}");
+}
+
+#[test]
+fn bad_input_is_refused_without_output() {
+    let dir = scratch("bad");
+    let out = dir.join("out.safetensors");
+
+    // Input tensors with the wrong channel count.
+    let inputs = dir.join("bad-inputs.safetensors");
+    let src = std::fs::read(fixture("p122_b2_mask").join("inputs.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&src).unwrap();
+    let mut views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    let x = st.tensor("hidden_states").unwrap();
+    let shape = x.shape().to_vec(); // [2, 4, 3, 6, 10]
+    let bad = safetensors::tensor::TensorView::new(x.dtype(), vec![shape[0], 2, shape[2] * 2, shape[3], shape[4]], x.data()).unwrap();
+    views.retain(|(n, _)| n != "hidden_states");
+    views.push(("hidden_states".into(), bad));
+    std::fs::write(&inputs, safetensors::serialize(views, None).unwrap()).unwrap();
+    let case = fixture("p122_b2_mask");
+    let o = bin()
+        .args(["debug", "transformer", "--backend", "cpu", "--model"])
+        .arg(case.join("transformer"))
+        .arg("--inputs")
+        .arg(&inputs)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    expect_failure(&o, &["hidden_states", "channels"]);
+    assert!(!out.exists());
+
+    // Missing inputs file, unknown flag values, missing model folder.
+    let o = run_transformer("p122_b2_mask", "cpu", &out, &["--dtype", "f8"]);
+    expect_failure(&o, &["--dtype"]);
+    let o = run_transformer("p122_b2_mask", "metal", &out, &[]);
+    expect_failure(&o, &["--backend"]);
+    let o = bin()
+        .args(["debug", "transformer", "--model", "/nonexistent/model", "--inputs"])
+        .arg(case.join("inputs.safetensors"))
+        .arg("--output")
+        .arg(&out)
+        .args(["--backend", "cpu"])
+        .output()
+        .unwrap();
+    expect_failure(&o, &["/nonexistent/model"]);
+    let o = bin()
+        .args(["debug", "transformer", "--model"])
+        .arg(case.join("transformer"))
+        .args(["--inputs", "/nonexistent/in.safetensors", "--output"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    expect_failure(&o, &["/nonexistent/in.safetensors"]);
+    let o = bin().args(["debug", "transformer", "--bogus", "1"]).output().unwrap();
+    expect_failure(&o, &["--bogus"]);
+    assert!(!out.exists());
+    // An output folder that does not exist is refused before any compute.
+    let o = run_transformer("p122_b2_mask", "cpu", Path::new("/nonexistent/dir/out.safetensors"), &[]);
+    expect_failure(&o, &["/nonexistent/dir"]);
+}
+
+#[test]
+fn inspect_reports_components_and_parameters() {
+    let o = bin().arg("inspect").arg(fixture("p122_single_frame_sharded")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for part in ["[transformer]", "SanaVideoTransformer3DModel", "parameters:", "6 files", "F16", "all expected tensors present"] {
+        assert!(text.contains(part), "inspect output should contain {part:?}:\n{text}");
+    }
+    let o = bin().args(["inspect", "/nonexistent/x"]).output().unwrap();
+    expect_failure(&o, &["/nonexistent/x"]);
+}
+
+#[test]
+fn inspect_finds_hugging_face_cache_entries() {
+    let root = scratch("hfcache");
+    let entry = root.join("hub/models--acme--tiny-sana");
+    let snap = entry.join("snapshots/abc123");
+    let src = fixture("p122_b2_mask");
+    std::fs::create_dir_all(snap.join("transformer")).unwrap();
+    std::fs::copy(src.join("model_index.json"), snap.join("model_index.json")).unwrap();
+    for f in ["config.json", "diffusion_pytorch_model.safetensors"] {
+        std::fs::copy(src.join("transformer").join(f), snap.join("transformer").join(f)).unwrap();
+    }
+    std::fs::create_dir_all(entry.join("refs")).unwrap();
+    std::fs::write(entry.join("refs/main"), "abc123").unwrap();
+    // By cache folder, and by repo id through HF_HOME.
+    let o = bin().arg("inspect").arg(&entry).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("snapshots/abc123"));
+    let o = bin().args(["inspect", "acme/tiny-sana"]).env("HF_HOME", &root).env_remove("HF_HUB_CACHE").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SanaVideoTransformer3DModel"));
+}
