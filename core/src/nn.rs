@@ -19,13 +19,9 @@ impl Linear {
         let name = format!("{prefix}.weight");
         let (values, shape) = w.read_f32(&name)?;
         let (out, inp) = (shape[0], shape[1..].iter().product::<usize>());
-        let weight: Tensor<2> = crate::io::safetensors::tensor_from_f32(values, vec![out, inp], device, dtype);
+        let weight_t = crate::io::safetensors::tensor_from_f32(transpose_host(&values, out, inp), vec![inp, out], device, dtype);
         let bias = if bias { Some(w.load::<1>(&format!("{prefix}.bias"), device, dtype)?) } else { None };
-        Ok(Linear { weight_t: weight.transpose(), bias })
-    }
-
-    pub fn from_parts(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
-        Linear { weight_t: weight.transpose(), bias }
+        Ok(Linear { weight_t, bias })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
@@ -33,7 +29,7 @@ impl Linear {
         let inp = dims[D - 1];
         let rows = x.shape().num_elements() / inp.max(1);
         let [_, out] = self.weight_t.dims();
-        let mut y = x.reshape([rows, inp]).matmul(self.weight_t.clone());
+        let mut y = matmul(x.reshape([rows, inp]), self.weight_t.clone());
         if let Some(b) = &self.bias {
             y = y + b.clone().unsqueeze::<2>();
         }
@@ -41,6 +37,24 @@ impl Linear {
         out_dims[D - 1] = out;
         y.reshape(out_dims)
     }
+}
+
+/// Matrix product that stays IEEE f32 for f32 operands on every backend (no TF32 on tensor
+/// cores; `kernels::matmul`), and uses burn's fastest routine for f16/bf16.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    crate::kernels::matmul::matmul(a, b, crate::kernels::Impl::Auto)
+}
+
+/// Transposes a row-major `[rows, cols]` matrix on the host (once, at load), so every
+/// backend's matmul sees a contiguous `[in, out]` weight instead of a strided view.
+pub fn transpose_host(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = v[r * cols + c];
+        }
+    }
+    t
 }
 
 fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {

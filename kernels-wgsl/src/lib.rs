@@ -9,6 +9,7 @@
 //! (the CPU backend, burn-flex). `tests/` runs both on every compiled backend.
 
 pub mod linear_attention;
+pub mod matmul;
 
 /// Which implementation an op should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

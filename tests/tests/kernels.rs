@@ -184,3 +184,36 @@ fn rope_table_layout() {
     assert!(row[20..].iter().all(|&v| v == 1.0), "height/width pairs must be unrotated at i = j = 0");
     assert_eq!(rope::axis_dims(112), [40, 36, 36]);
 }
+
+/// The f32 matmul (cubek unit routine on CubeCL devices, burn's matmul elsewhere) against
+/// burn's plain matmul and host f64, 2-D and batched 4-D.
+#[test]
+fn matmul_f32_is_exact() {
+    use sana_video_core::kernels::matmul::matmul;
+    for (kind, device) in backends() {
+        for (i, &(batch, m, k, n)) in [(1usize, 7usize, 13usize, 5usize), (6, 33, 40, 17), (1, 130, 96, 64)].iter().enumerate() {
+            let a = random_vec(batch * m * k, 60 + i as u64);
+            let b = random_vec(batch * k * n, 70 + i as u64);
+            let mut expected = vec![0f32; batch * m * n];
+            for bb in 0..batch {
+                for r in 0..m {
+                    for c in 0..n {
+                        let s: f64 = (0..k).map(|j| a[(bb * m + r) * k + j] as f64 * b[(bb * k + j) * n + c] as f64).sum();
+                        expected[(bb * m + r) * n + c] = s as f32;
+                    }
+                }
+            }
+            let ta: Tensor<4> = Tensor::from_data(TensorData::new(a, [batch, 1, m, k]), &device);
+            let tb: Tensor<4> = Tensor::from_data(TensorData::new(b, [batch, 1, k, n]), &device);
+            for which in [Impl::Auto, Impl::Reference] {
+                let got = matmul(ta.clone(), tb.clone(), which).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&got, &expected);
+                println!("{} {which:?} [{batch}, {m}, {k}] x [{k}, {n}]: rel {rel:.2e}", device::name(kind));
+                // Impl::Reference is burn's own matmul: TF32 on tensor-core devices, so only
+                // the exact path is held to f32 accuracy there.
+                let tol = if which == Impl::Auto || kind != device::BackendKind::Cuda { 1e-6 } else { 1e-2 };
+                assert!(rel < tol, "{} {which:?}: rel {rel:.3e}", device::name(kind));
+            }
+        }
+    }
+}

@@ -1,8 +1,11 @@
-//! Plain tensor-op reference of the linear-attention sums (any burn device).
+//! Plain tensor-op reference of the linear-attention sums (any burn device). Its products
+//! go through `crate::matmul` so f32 stays f32 on tensor-core devices too.
 
 use burn::tensor::{activation::relu, Tensor};
 
 use super::KvSums;
+use crate::matmul::matmul;
+use crate::Impl;
 
 /// Rotates channel pairs `(2p, 2p+1)` of `x` `[B, N, H, d]` by the angles whose
 /// cos/sin are `[N, d/2]`: `(x0·c − x1·s, x0·s + x1·c)`.
@@ -23,7 +26,7 @@ pub fn kv_sums(k: Tensor<4>, v: Tensor<4>, cos: Tensor<2>, sin: Tensor<2>) -> Kv
     let phi_k = relu(k);
     let k_rot = rope(phi_k.clone(), cos, sin);
     // [B, H, d, N] x [B, H, N, d] -> [B, H, d, d], KV[a, c] = Σ_n v[n, a]·k_rot[n, c]
-    let kv = v.permute([0, 2, 3, 1]).matmul(k_rot.permute([0, 2, 1, 3]));
+    let kv = matmul(v.permute([0, 2, 3, 1]), k_rot.permute([0, 2, 1, 3]), Impl::Auto);
     let ksum = phi_k.sum_dim(1).reshape([b, h, d]);
     KvSums { kv, ksum }
 }
@@ -33,7 +36,7 @@ pub fn apply(q: Tensor<4>, s: &KvSums, cos: Tensor<2>, sin: Tensor<2>, eps: f32)
     let phi_q = relu(q);
     let q_rot = rope(phi_q.clone(), cos, sin);
     // num[n, a] = Σ_c KV[a, c]·q_rot[n, c]
-    let num = q_rot.permute([0, 2, 1, 3]).matmul(s.kv.clone().swap_dims(2, 3)); // [B, H, N, d]
+    let num = matmul(q_rot.permute([0, 2, 1, 3]), s.kv.clone().swap_dims(2, 3), Impl::Auto); // [B, H, N, d]
     let den = (phi_q * s.ksum.clone().reshape([b, 1, h, d])).sum_dim(3) + eps; // [B, N, H, 1]
     num.permute([0, 2, 1, 3]) / den
 }

@@ -8,7 +8,7 @@ use burn::tensor::{activation::softmax, DType, Device, FloatDType, Tensor};
 use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
 use crate::kernels::{linear_attention, Impl};
-use crate::nn::{layer_norm, rms_norm, silu, Linear};
+use crate::nn::{layer_norm, matmul, rms_norm, silu, transpose_host, Linear};
 use crate::Result;
 
 /// diffusers' linear-attention epsilon (the official code uses 1e-8; the difference is invisible).
@@ -91,13 +91,13 @@ impl Block {
         };
         let (depth, dshape) = w.read_f32(&p("ff.conv_depth.weight"))?;
         let channels = dshape[0];
-        let conv_depth: Tensor<2> = tensor_from_f32::<2>(depth, vec![channels, 9], device, dtype).transpose();
+        let conv_depth: Tensor<2> = tensor_from_f32::<2>(transpose_host(&depth, channels, 9), vec![9, channels], device, dtype);
         let (temp, tshape) = w.read_f32(&p("ff.conv_temp.weight"))?;
         let (co, ci) = (tshape[0], tshape[1]);
         // [out, in, 3, 1] -> tap k as [in, out]
         let tap = |k: usize| -> Tensor<2> {
             let v: Vec<f32> = (0..co * ci).map(|idx| temp[idx * 3 + k]).collect();
-            tensor_from_f32::<2>(v, vec![co, ci], device, dtype).transpose()
+            tensor_from_f32::<2>(transpose_host(&v, co, ci), vec![ci, co], device, dtype)
         };
         let ff = FeedForward {
             conv_inverted: lin("ff.conv_inverted", true)?,
@@ -174,11 +174,11 @@ impl CrossAttention {
         let q = f32_of(q).reshape([b, n, h, dh]).swap_dims(1, 2); // [B, H, N, dh]
         let k = f32_of(k).reshape([b, l, h, dh]).permute([0, 2, 3, 1]); // [B, H, dh, L]
         let v = f32_of(v).reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, dh]
-        let mut logits = q.matmul(k) * (1.0 / (dh as f64).sqrt());
+        let mut logits = matmul(q, k) * (1.0 / (dh as f64).sqrt());
         if let Some(bias) = ctx.caption_bias {
             logits = logits + bias.clone();
         }
-        let o = softmax(logits, 3).matmul(v); // [B, H, N, dh]
+        let o = matmul(softmax(logits, 3), v); // [B, H, N, dh]
         let o = o.swap_dims(1, 2).reshape([b, n, h * dh]);
         self.to_out.forward(back_to(o, dtype))
     }
@@ -202,7 +202,7 @@ impl FeedForward {
         let mut out = s;
         for (k, tap) in self.conv_temp.iter().enumerate() {
             let shifted = padded.clone().narrow(1, k, f).reshape([b * f * gh * gw, d]);
-            out = out + shifted.matmul(tap.clone()).reshape([b, f, gh * gw, d]);
+            out = out + matmul(shifted, tap.clone()).reshape([b, f, gh * gw, d]);
         }
         out.reshape([b, n, d])
     }
