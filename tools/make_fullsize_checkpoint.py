@@ -30,9 +30,11 @@ ap.add_argument("--variant", choices=VARIANTS, required=True)
 ap.add_argument("--out", required=True)
 ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--device", default="cpu", help="where to build the random weights (cuda is much faster)")
 args = ap.parse_args()
 torch.manual_seed(args.seed)
-model = SanaVideoTransformer3DModel(**COMMON, **VARIANTS[args.variant]).to(getattr(torch, args.dtype))
+with torch.device(args.device):
+    model = SanaVideoTransformer3DModel(**COMMON, **VARIANTS[args.variant]).to(getattr(torch, args.dtype))
 # Small random values for the temporal conv so that branch does real work in benchmarks.
 with torch.no_grad():
     for name, p in model.named_parameters():
