@@ -1,12 +1,14 @@
 //! CubeCL kernels for the linear-attention sums, compiled to WGSL / SPIR-V / CUDA.
 //!
 //! Baseline kernels: one thread per output element, f32 accumulation, inputs
-//! read through their strides (so per-head views need no copy). The fused,
+//! read through their strides (so per-head views need no copy). Outputs are allocated
+//! contiguous and written by linear index: a plain `empty` allocation may come back with
+//! padded (pitched) row strides on CUDA, which linear writes would scatter. The fused,
 //! tiled versions for the CUDA fast path come later; these set the contract.
 
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
 use burn::tensor::{DType, Shape, Tensor as BTensor};
-use burn_cubecl::{cubecl, ops::numeric::empty_device_dtype, tensor::CubeTensor, CubeBackend};
+use burn_cubecl::{cubecl, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeBackend};
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KvSums;
@@ -25,7 +27,9 @@ fn kv_sums_kernel(
     let tokens = k.shape(1);
     let heads = k.shape(2);
     let d = k.shape(3);
-    if ABSOLUTE_POS >= kv.len() {
+    // Bound by the logical size, not `kv.len()`: on CUDA a buffer's length can include the
+    // allocator's padding, and threads past the end would write into `ksum`'s neighbours.
+    if ABSOLUTE_POS >= k.shape(0) * heads * d * d {
         terminate!();
     }
     let c = ABSOLUTE_POS % d;
@@ -78,7 +82,8 @@ fn apply_kernel(
     let tokens = q.shape(1);
     let heads = q.shape(2);
     let d = q.shape(3);
-    if ABSOLUTE_POS >= out.len() {
+    // Logical size, not `out.len()` (which may include allocator padding on CUDA).
+    if ABSOLUTE_POS >= q.shape(0) * tokens * heads * d {
         terminate!();
     }
     let a = ABSOLUTE_POS % d;
@@ -138,8 +143,8 @@ impl LinearAttentionKernels for CubeBackend {
         let (b, h, d) = (dims[0], dims[2], dims[3]);
         let client = k.client.clone();
         let device = k.device.clone();
-        let kv = empty_device_dtype(client.clone(), device.clone(), Shape::new([b, h, d, d]), DType::F32);
-        let ksum = empty_device_dtype(client.clone(), device, Shape::new([b, h, d]), DType::F32);
+        let kv = empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new([b, h, d, d]), DType::F32);
+        let ksum = empty_device_contiguous_dtype(client.clone(), device, Shape::new([b, h, d]), DType::F32);
         let threads = b * h * d * d;
         let cube_dim = CubeDim::new(&client, threads);
         let cube_count = calculate_cube_count_elemwise(&client, threads, cube_dim);
@@ -163,7 +168,7 @@ impl LinearAttentionKernels for CubeBackend {
         }
         let shape = q.meta.shape().clone();
         let client = q.client.clone();
-        let out = empty_device_dtype(client.clone(), q.device.clone(), shape.clone(), DType::F32);
+        let out = empty_device_contiguous_dtype(client.clone(), q.device.clone(), shape.clone(), DType::F32);
         let threads = shape.num_elements();
         let cube_dim = CubeDim::new(&client, threads);
         let cube_count = calculate_cube_count_elemwise(&client, threads, cube_dim);
