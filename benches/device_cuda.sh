@@ -3,13 +3,7 @@
 # (xz-compressed CUDA builds of sana-video, dit-forward and the dit_parity / kernels test
 # binaries) and .whl/ (the diffusers 0.42.1 wheel) carried. Writes logs to $OUT.
 set -uo pipefail
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} CUDA_PATH=/usr/local/cuda
-B=/tmp/sana-bin; mkdir -p $B
-for f in .devcarry/*.xz; do
-  python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$B/$(basename "$f" .xz)"
-done
-chmod +x $B/*
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+source benches/device_unpack.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $OUT/gpu.txt
 date -u | tee -a $OUT/gpu.txt
 

@@ -3,13 +3,7 @@
 # NVIDIA Vulkan driver (carried loader .debs in .gl/, per the device README).
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} CUDA_PATH=/usr/local/cuda
-B=/tmp/sana-bin; mkdir -p $B
-for f in .devcarry/*.xz; do
-  python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$B/$(basename "$f" .xz)"
-done
-chmod +x $B/*
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+source benches/device_unpack.sh
 date -u
 echo "== parity on CUDA"
 SANA_TEST_BACKENDS=cuda SANA_FIXTURES=tests/fixtures $B/dit_parity --test-threads=1 --nocapture 2>&1 | grep -E 'rel L2|test result|panicked' | tee $OUT/parity_cuda.log

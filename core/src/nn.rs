@@ -57,11 +57,13 @@ pub fn transpose_host(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+/// The tensor in f32 (no-op when it already is).
+pub fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if x.dtype() == DType::F32 { x } else { x.cast(FloatDType::F32) }
 }
 
-fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
+/// The tensor in `dtype` (no-op when it already is).
+pub fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
     if x.dtype() == dtype { x } else { x.cast(FloatDType::from(dtype)) }
 }
 

@@ -241,17 +241,11 @@ pub fn serialize_f32(tensors: &[(&str, &[f32], &[usize])]) -> Result<Vec<u8>> {
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(name, data, shape)| {
-            let bytes: &[u8] = bytemuck_f32(data);
+            let bytes: &[u8] = bytemuck::cast_slice(data);
             safetensors::tensor::TensorView::new(Dtype::F32, shape.to_vec(), bytes)
                 .map(|v| (name.to_string(), v))
                 .map_err(|e| Error::Input(format!("cannot serialise `{name}`: {e}")))
         })
         .collect::<Result<_>>()?;
     safetensors::serialize(views, None).map_err(|e| Error::Input(format!("cannot serialise output: {e}")))
-}
-
-fn bytemuck_f32(data: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the target is little-endian
-    // on every platform we build for (x86-64, aarch64, wasm32), as safetensors requires.
-    unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) }
 }

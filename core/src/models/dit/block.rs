@@ -3,12 +3,12 @@
 //! depth-wise 3x3 conv and temporal (3,1) conv. Field names follow the checkpoint keys
 //! (`transformer_blocks.{i}.attn1.to_q`, `.ff.conv_depth`, ...).
 
-use burn::tensor::{activation::softmax, DType, Device, FloatDType, Tensor};
+use burn::tensor::{activation::softmax, DType, Device, Tensor};
 
 use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
 use crate::kernels::{linear_attention, Impl};
-use crate::nn::{layer_norm, matmul, rms_norm, silu, transpose_host, Linear};
+use crate::nn::{layer_norm, matmul, rms_norm, silu, to_dtype, to_f32, transpose_host, Linear};
 use crate::Result;
 
 /// diffusers' linear-attention epsilon (the official code uses 1e-8; the difference is invisible).
@@ -16,7 +16,9 @@ pub const LINEAR_ATTENTION_EPS: f32 = 1e-15;
 /// QK RMSNorm epsilon of diffusers' `Attention(qk_norm="rms_norm_across_heads")`.
 const QK_NORM_EPS: f64 = 1e-5;
 
-pub struct SelfAttention {
+/// `attn1` (self, linear) and `attn2` (cross, softmax) share this layout:
+/// projections, QK RMSNorm across heads, output projection.
+pub struct Attention {
     pub to_q: Linear,
     pub to_k: Linear,
     pub to_v: Linear,
@@ -25,13 +27,19 @@ pub struct SelfAttention {
     pub to_out: Linear,
 }
 
-pub struct CrossAttention {
-    pub to_q: Linear,
-    pub to_k: Linear,
-    pub to_v: Linear,
-    pub norm_q: Tensor<1>,
-    pub norm_k: Tensor<1>,
-    pub to_out: Linear,
+impl Attention {
+    fn load(w: &Weights, prefix: &str, qkv_bias: bool, device: &Device, dtype: DType) -> Result<Attention> {
+        let lin = |s: &str, bias: bool| Linear::load(w, &format!("{prefix}.{s}"), bias, device, dtype);
+        let vec1 = |s: &str| w.load::<1>(&format!("{prefix}.{s}"), device, dtype);
+        Ok(Attention {
+            to_q: lin("to_q", qkv_bias)?,
+            to_k: lin("to_k", qkv_bias)?,
+            to_v: lin("to_v", qkv_bias)?,
+            norm_q: vec1("norm_q.weight")?,
+            norm_k: vec1("norm_k.weight")?,
+            to_out: lin("to_out.0", true)?,
+        })
+    }
 }
 
 /// GLUMBTempConv, channels-last.
@@ -47,8 +55,8 @@ pub struct FeedForward {
 
 pub struct Block {
     pub scale_shift_table: Tensor<2>,
-    pub attn1: SelfAttention,
-    pub attn2: CrossAttention,
+    pub attn1: Attention,
+    pub attn2: Attention,
     pub ff: FeedForward,
 }
 
@@ -72,23 +80,8 @@ impl Block {
         let p = |s: &str| format!("transformer_blocks.{i}.{s}");
         let lin = |s: &str, bias: bool| Linear::load(w, &p(s), bias, device, dtype);
         let vec1 = |s: &str| w.load::<1>(&p(s), device, dtype);
-        let ab = cfg.attention_bias;
-        let attn1 = SelfAttention {
-            to_q: lin("attn1.to_q", ab)?,
-            to_k: lin("attn1.to_k", ab)?,
-            to_v: lin("attn1.to_v", ab)?,
-            norm_q: vec1("attn1.norm_q.weight")?,
-            norm_k: vec1("attn1.norm_k.weight")?,
-            to_out: lin("attn1.to_out.0", true)?,
-        };
-        let attn2 = CrossAttention {
-            to_q: lin("attn2.to_q", true)?,
-            to_k: lin("attn2.to_k", true)?,
-            to_v: lin("attn2.to_v", true)?,
-            norm_q: vec1("attn2.norm_q.weight")?,
-            norm_k: vec1("attn2.norm_k.weight")?,
-            to_out: lin("attn2.to_out.0", true)?,
-        };
+        let attn1 = Attention::load(w, &p("attn1"), cfg.attention_bias, device, dtype)?;
+        let attn2 = Attention::load(w, &p("attn2"), true, device, dtype)?;
         let (depth, dshape) = w.read_f32(&p("ff.conv_depth.weight"))?;
         let channels = dshape[0];
         let conv_depth: Tensor<2> = tensor_from_f32::<2>(transpose_host(&depth, channels, 9), vec![9, channels], device, dtype);
@@ -110,7 +103,7 @@ impl Block {
     }
 
     pub fn forward(&self, x: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
-        let [b, n, d] = x.dims();
+        let [b, _, d] = x.dims();
         let t = ctx.t6.dims()[1];
         let modulation = self.scale_shift_table.clone().reshape([1, 1, 6, d]) + ctx.t6.clone();
         let part = |r: usize| modulation.clone().narrow(2, r, 1).reshape([b, t, d]);
@@ -119,36 +112,28 @@ impl Block {
 
         // (a) self-attention
         let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_msa + 1.0) + shift_msa;
-        let attn = self.attn1.forward(u, ctx, cfg);
+        let attn = self.attn1.self_attention(u, ctx, cfg);
         let x = x + gate_msa * attn;
 
         // (b) cross-attention, from the un-normalised stream
-        let x = x.clone() + self.attn2.forward(x, ctx, cfg);
+        let x = x.clone() + self.attn2.cross_attention(x, ctx, cfg);
 
         // (c) Mix-FFN
         let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_mlp + 1.0) + shift_mlp;
         let ff = self.ff.forward(u, ctx.grid);
-        let _ = n;
         x + gate_mlp * ff
     }
 }
 
-fn f32_of<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if x.dtype() == DType::F32 { x } else { x.cast(FloatDType::F32) }
-}
-
-fn back_to<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
-    if x.dtype() == dtype { x } else { x.cast(FloatDType::from(dtype)) }
-}
-
-impl SelfAttention {
-    fn forward(&self, u: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
+impl Attention {
+    /// ReLU linear attention with RoPE over all tokens (§3.6a).
+    fn self_attention(&self, u: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
         let [b, n, d] = u.dims();
         let dtype = u.dtype();
         let q = rms_norm(self.to_q.forward(u.clone()), &self.norm_q, QK_NORM_EPS);
         let k = rms_norm(self.to_k.forward(u.clone()), &self.norm_k, QK_NORM_EPS);
         let v = self.to_v.forward(u);
-        let heads = |x: Tensor<3>| f32_of(x.reshape([b, n, cfg.heads, cfg.head_dim]));
+        let heads = |x: Tensor<3>| to_f32(x.reshape([b, n, cfg.heads, cfg.head_dim]));
         let o = linear_attention::attention(
             heads(q),
             heads(k),
@@ -158,12 +143,11 @@ impl SelfAttention {
             LINEAR_ATTENTION_EPS,
             ctx.kernels,
         );
-        self.to_out.forward(back_to(o.reshape([b, n, d]), dtype))
+        self.to_out.forward(to_dtype(o.reshape([b, n, d]), dtype))
     }
-}
 
-impl CrossAttention {
-    fn forward(&self, x: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
+    /// Softmax attention from the residual stream to the caption (§3.6b).
+    fn cross_attention(&self, x: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
         let [b, n, _] = x.dims();
         let l = ctx.caption.dims()[1];
         let (h, dh) = (cfg.cross_heads, cfg.cross_head_dim);
@@ -171,16 +155,16 @@ impl CrossAttention {
         let q = rms_norm(self.to_q.forward(x), &self.norm_q, QK_NORM_EPS);
         let k = rms_norm(self.to_k.forward(ctx.caption.clone()), &self.norm_k, QK_NORM_EPS);
         let v = self.to_v.forward(ctx.caption.clone());
-        let q = f32_of(q).reshape([b, n, h, dh]).swap_dims(1, 2); // [B, H, N, dh]
-        let k = f32_of(k).reshape([b, l, h, dh]).permute([0, 2, 3, 1]); // [B, H, dh, L]
-        let v = f32_of(v).reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, dh]
+        let q = to_f32(q).reshape([b, n, h, dh]).swap_dims(1, 2); // [B, H, N, dh]
+        let k = to_f32(k).reshape([b, l, h, dh]).permute([0, 2, 3, 1]); // [B, H, dh, L]
+        let v = to_f32(v).reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, dh]
         let mut logits = matmul(q, k) * (1.0 / (dh as f64).sqrt());
         if let Some(bias) = ctx.caption_bias {
             logits = logits + bias.clone();
         }
         let o = matmul(softmax(logits, 3), v); // [B, H, N, dh]
         let o = o.swap_dims(1, 2).reshape([b, n, h * dh]);
-        self.to_out.forward(back_to(o, dtype))
+        self.to_out.forward(to_dtype(o, dtype))
     }
 }
 

@@ -33,8 +33,6 @@ struct RawConfig {
     #[serde(default = "d2_5")]
     mlp_ratio: f64,
     #[serde(default)]
-    dropout: f64,
-    #[serde(default)]
     attention_bias: bool,
     #[serde(default = "d30")]
     sample_size: usize,
@@ -117,9 +115,6 @@ impl DitConfig {
         }
         if raw.norm_elementwise_affine {
             return Err(bad("norm_elementwise_affine = true is not supported (released checkpoints use false)".into()));
-        }
-        if raw.dropout != 0.0 {
-            // Dropout has no effect at inference; accept but it signals a training config.
         }
         let patch_size = match raw.patch_size.unwrap_or(PatchSize::Three([1, 2, 2])) {
             PatchSize::One(p) => [1, p, p],

@@ -20,7 +20,7 @@ pub use config::{DitConfig, DitKind};
 use crate::io::safetensors::{tensor_from_f32, Weights};
 use crate::io::{diffusers, join, FileSource};
 use crate::kernels::Impl;
-use crate::nn::{gelu_tanh, layer_norm, rms_norm, silu, Linear};
+use crate::nn::{gelu_tanh, layer_norm, rms_norm, silu, to_dtype, Linear};
 use crate::{Error, Result};
 
 /// Timesteps on the 0–1000 scale: one per sample (`[B]`) or one per token (`[B, N]`).
@@ -179,7 +179,7 @@ impl SanaVideoTransformer3DModel {
         let (rope_cos, rope_sin) = rope::table_tensors(cfg.head_dim, grid, 0, device);
 
         // Patch embedding: [B, C, F', pt, H', ph, W', pw] -> [B, F', H', W', C, pt, ph, pw] -> tokens.
-        let x = cast(hidden_states, dtype)
+        let x = to_dtype(hidden_states, dtype)
             .reshape([b, c, gf, pt, gh, ph, gw, pw])
             .permute([0, 2, 4, 6, 1, 3, 5, 7])
             .reshape([b * n, c * pt * ph * pw]);
@@ -193,7 +193,7 @@ impl SanaVideoTransformer3DModel {
         let temb = temb.reshape([b, t_len, d]);
 
         // Caption: Linear -> GELU(tanh) -> Linear -> RMSNorm(eps 1e-5).
-        let y = cast(encoder_hidden_states, dtype);
+        let y = to_dtype(encoder_hidden_states, dtype);
         let y = self.caption_projection.linear_2.forward(gelu_tanh(self.caption_projection.linear_1.forward(y)));
         let caption = rms_norm(y, &self.caption_norm, 1e-5);
 
@@ -232,6 +232,3 @@ impl SanaVideoTransformer3DModel {
     }
 }
 
-fn cast<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
-    if x.dtype() == dtype { x } else { x.cast(burn::tensor::FloatDType::from(dtype)) }
-}
