@@ -55,8 +55,12 @@ pub fn create(kind: BackendKind) -> Result<Device> {
     match kind {
         #[cfg(feature = "flex")]
         BackendKind::Cpu => Ok(Device::flex()),
-        #[cfg(feature = "wgpu")]
+        // Natively the adapter is probed with a tiny op (blocking read-back); the browser
+        // cannot block, so there the web front end initialises the device asynchronously.
+        #[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
         BackendKind::Wgpu => probe(kind, || Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
+        BackendKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => probe(kind, || Device::cuda(0)),
         #[allow(unreachable_patterns)]
