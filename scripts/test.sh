@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# One test thread: the CPU backend and lavapipe share 2 cores, and wgpu tests are
-# easier to read one at a time.
 # Vulkan loaders warn without it on headless machines.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+# One test thread: the CPU backend and lavapipe share 2 cores, and wgpu tests are
+# easier to read one at a time.
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-1}"
 
 # The core library (through the web crate) must build for the browser.
