@@ -19,3 +19,16 @@ pub enum Impl {
     /// Always the plain tensor-op reference.
     Reference,
 }
+
+/// Whether `device` runs CubeCL kernels (wgpu, CUDA); the CPU backend uses the references.
+pub fn is_cube_device(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "cube")]
+    {
+        matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_))
+    }
+    #[cfg(not(feature = "cube"))]
+    {
+        let _ = device;
+        false
+    }
+}

@@ -27,8 +27,7 @@ fn kv_sums_kernel(
     let tokens = k.shape(1);
     let heads = k.shape(2);
     let d = k.shape(3);
-    // Bound by the logical size, not `kv.len()`: on CUDA a buffer's length can include the
-    // allocator's padding, and threads past the end would write into `ksum`'s neighbours.
+    // Bound by the logical size from the shapes, independent of how the buffer was allocated.
     if ABSOLUTE_POS >= k.shape(0) * heads * d * d {
         terminate!();
     }
@@ -82,7 +81,7 @@ fn apply_kernel(
     let tokens = q.shape(1);
     let heads = q.shape(2);
     let d = q.shape(3);
-    // Logical size, not `out.len()` (which may include allocator padding on CUDA).
+    // Bound by the logical size from the shapes, independent of how the buffer was allocated.
     if ABSOLUTE_POS >= q.shape(0) * tokens * heads * d {
         terminate!();
     }

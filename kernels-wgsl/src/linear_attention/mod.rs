@@ -50,18 +50,7 @@ fn check_qkv(name: &str, x: &Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) {
 }
 
 fn use_kernel(device: &burn::tensor::Device, which: Impl) -> bool {
-    if which == Impl::Reference {
-        return false;
-    }
-    #[cfg(feature = "cube")]
-    {
-        matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_))
-    }
-    #[cfg(not(feature = "cube"))]
-    {
-        let _ = device;
-        false
-    }
+    which == Impl::Auto && crate::is_cube_device(device)
 }
 
 /// Sums of one segment: `k`, `v` `[B, N, H, d]`, RoPE tables `[N, d/2]` for

@@ -20,11 +20,7 @@ use crate::Impl;
 /// `a · b` for same-rank tensors with equal batch dims (`[.., M, K] · [.., K, N]`).
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
     #[cfg(feature = "cube")]
-    if which == Impl::Auto
-        && a.dtype() == DType::F32
-        && b.dtype() == DType::F32
-        && matches!(a.device().as_dispatch(), burn::backend::DispatchDevice::Cube(_))
-    {
+    if which == Impl::Auto && a.dtype() == DType::F32 && b.dtype() == DType::F32 && crate::is_cube_device(&a.device()) {
         return cube::matmul_f32(a, b);
     }
     let _ = which;

@@ -186,11 +186,23 @@ impl SanaVideoTransformer3DModel {
         let x = self.patch_embedding.forward(x).reshape([b, n, d]);
 
         // Timestep embedding: sinusoid (host, f32) -> MLP -> temb [B, T, D], t6 [B, T, 6, D].
-        let sinus = timestep::sinusoid(t_values);
-        let sinus: Tensor<2> = tensor_from_f32(sinus, vec![b * t_len, timestep::CHANNELS], device, dtype);
+        // Per-token timesteps take few distinct values (image-to-video: two), so the MLP runs
+        // once per distinct value and rows are gathered back per token.
+        let (unique, index) = timestep::distinct(t_values);
+        let sinus = timestep::sinusoid(&unique);
+        let sinus: Tensor<2> = tensor_from_f32(sinus, vec![unique.len(), timestep::CHANNELS], device, dtype);
         let temb = self.time_embed.linear_2.forward(silu(self.time_embed.linear_1.forward(sinus)));
-        let t6 = self.time_embed.linear.forward(silu(temb.clone())).reshape([b, t_len, 6, d]);
-        let temb = temb.reshape([b, t_len, d]);
+        let t6 = self.time_embed.linear.forward(silu(temb.clone()));
+        let gather = |x: Tensor<2>| -> Tensor<2> {
+            if unique.len() == t_values.len() {
+                x
+            } else {
+                let idx = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(index.clone(), [index.len()]), device);
+                x.select(0, idx)
+            }
+        };
+        let t6 = gather(t6).reshape([b, t_len, 6, d]);
+        let temb = gather(temb).reshape([b, t_len, d]);
 
         // Caption: Linear -> GELU(tanh) -> Linear -> RMSNorm(eps 1e-5).
         let y = to_dtype(encoder_hidden_states, dtype);

@@ -16,3 +16,20 @@ pub fn sinusoid(timesteps: &[f32]) -> Vec<f32> {
     }
     out
 }
+
+/// The distinct values of `timesteps` (by bit pattern, in first-seen order) and, for each
+/// input position, the index of its value among them.
+pub fn distinct(timesteps: &[f32]) -> (Vec<f32>, Vec<i32>) {
+    let mut seen: std::collections::HashMap<u32, i32> = std::collections::HashMap::new();
+    let mut unique = Vec::new();
+    let index = timesteps
+        .iter()
+        .map(|&t| {
+            *seen.entry(t.to_bits()).or_insert_with(|| {
+                unique.push(t);
+                unique.len() as i32 - 1
+            })
+        })
+        .collect();
+    (unique, index)
+}
