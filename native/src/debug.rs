@@ -1,11 +1,15 @@
-//! `inspect` and the component runners (`debug transformer`, later `text-encoder`, `vae-*`).
+//! `inspect` and the component runners (`debug transformer`, `text-encoder`,
+//! `encode-prompt`; later `vae-*`).
 
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 use sana_video_core::device::{self, BackendKind};
-use sana_video_core::io::safetensors::{serialize_f32, tensor_from_f32, Weights};
+use sana_video_core::io::safetensors::{serialize, serialize_f32, tensor_from_f32, HostData, Weights};
 use sana_video_core::io::{self as sio, FsSource};
 use sana_video_core::kernels::Impl;
 use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
+use sana_video_core::models::text_encoder::{
+    Gemma2Model, Instruction, PromptOptions, TextEncoder, TokenBatch, DEFAULT_NEGATIVE_PROMPT,
+};
 
 use crate::args::Args;
 
@@ -86,12 +90,7 @@ pub fn transformer(argv: &[String]) -> Result<(), String> {
             ));
         }
     }
-    let out_dir = std::path::Path::new(output).parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(d) = out_dir {
-        if !d.is_dir() {
-            return Err(format!("--output {output}: folder {} does not exist", d.display()));
-        }
-    }
+    check_output_dir(output)?;
 
     let (kind, device) = open_device(&args)?;
     let model_dir = sio::diffusers::resolve_model_dir(&FsSource, model_dir).map_err(|e| e.to_string())?;
@@ -121,5 +120,161 @@ pub fn transformer(argv: &[String]) -> Result<(), String> {
     );
     let bytes = serialize_f32(&[("sample", &data, &shape)]).map_err(|e| e.to_string())?;
     sio::write_atomic(output, &bytes).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Refuses an output path whose folder does not exist, before any work.
+fn check_output_dir(output: &str) -> Result<(), String> {
+    let out_dir = std::path::Path::new(output).parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(d) = out_dir {
+        if !d.is_dir() {
+            return Err(format!("--output {output}: folder {} does not exist", d.display()));
+        }
+    }
+    Ok(())
+}
+
+fn compute_dtype(args: &Args) -> Result<DType, String> {
+    match args.get("dtype") {
+        Some(d) => device::parse_dtype(d).map_err(|e| e.to_string()),
+        None => Ok(DType::F32),
+    }
+}
+
+/// Reads a tensor back to the host as f32 with its shape.
+fn host_f32<const D: usize>(t: Tensor<D>) -> Result<(Vec<f32>, Vec<usize>), String> {
+    let t = t.cast(FloatDType::F32);
+    let shape = t.dims().to_vec();
+    let data = t.into_data().try_to_vec::<f32>().map_err(|e| format!("cannot read the result back: {e:?}"))?;
+    Ok((data, shape))
+}
+
+pub fn text_encoder(argv: &[String]) -> Result<(), String> {
+    let args = Args::parse(argv, &["model", "inputs", "output", "backend", "dtype"], &[])?;
+    let model_dir = args.require("model")?;
+    let inputs_path = args.require("inputs")?;
+    let output = args.require("output")?;
+    let dtype = compute_dtype(&args)?;
+
+    let inputs = Weights::open_files(&FsSource, &[inputs_path.to_string()]).map_err(|e| e.to_string())?;
+    let read = |name: &str| -> Result<(Vec<i64>, Vec<usize>), String> {
+        if inputs.meta(name).is_none() {
+            return Err(format!("{inputs_path}: missing tensor `{name}`"));
+        }
+        let (v, shape) = inputs.read_i64(name).map_err(|e| e.to_string())?;
+        if shape.len() != 2 {
+            return Err(format!("{inputs_path}: tensor `{name}` has shape {shape:?}; expected [batch, length]"));
+        }
+        Ok((v, shape))
+    };
+    let (ids, ids_shape) = read("input_ids")?;
+    let (mask, mask_shape) = if inputs.meta("attention_mask").is_some() {
+        read("attention_mask")?
+    } else {
+        (vec![1; ids.len()], ids_shape.clone())
+    };
+    if mask_shape != ids_shape {
+        return Err(format!("{inputs_path}: attention_mask has shape {mask_shape:?} but input_ids has {ids_shape:?}"));
+    }
+    let to_u32 = |what: &str, v: &[i64]| -> Result<Vec<u32>, String> {
+        v.iter()
+            .enumerate()
+            .map(|(i, &x)| u32::try_from(x).map_err(|_| format!("{inputs_path}: {what}[{i}] = {x} is negative or too large")))
+            .collect()
+    };
+    let input_ids = to_u32("input_ids", &ids)?;
+    let attention_mask = to_u32("attention_mask", &mask)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| u8::try_from(m).ok().filter(|&m| m <= 1).ok_or_else(|| format!("{inputs_path}: attention_mask[{i}] = {m} is not 0 or 1")))
+        .collect::<Result<Vec<u8>, String>>()?;
+    let tokens = TokenBatch { batch: ids_shape[0], len: ids_shape[1], input_ids, attention_mask };
+    check_output_dir(output)?;
+
+    let (kind, device) = open_device(&args)?;
+    let model_dir = sio::diffusers::resolve_model_dir(&FsSource, model_dir).map_err(|e| e.to_string())?;
+    let (model, report) = Gemma2Model::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
+    if !report.unexpected.is_empty() {
+        eprintln!("warning: {} has tensors the model does not use: {}", report.weights_location, report.unexpected.join(", "));
+    }
+    model.check_tokens(&tokens).map_err(|e| format!("{inputs_path}: {e}"))?;
+    let start = std::time::Instant::now();
+    let hidden = model.forward(&tokens).map_err(|e| e.to_string())?;
+    let (data, shape) = host_f32(hidden)?;
+    eprintln!(
+        "text encoder forward on {} ({:?}): {:.3} s, output {:?}",
+        device::name(kind),
+        dtype,
+        start.elapsed().as_secs_f64(),
+        shape
+    );
+    let bytes = serialize_f32(&[("last_hidden_state", &data, &shape)]).map_err(|e| e.to_string())?;
+    sio::write_atomic(output, &bytes).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+pub fn encode_prompt(argv: &[String]) -> Result<(), String> {
+    let args = Args::parse(
+        argv,
+        &["model", "prompt", "negative-prompt", "motion-score", "instruction", "output", "backend", "dtype"],
+        &["no-lowercase", "no-negative"],
+    )?;
+    let model_dir = args.require("model")?;
+    let text = args.require("prompt")?.to_string();
+    let output = args.require("output")?;
+    let dtype = compute_dtype(&args)?;
+    let motion_score = match args.get("motion-score") {
+        Some(v) => Some(v.parse::<u32>().map_err(|_| format!("--motion-score {v}: expected a whole number >= 0"))?),
+        None => None,
+    };
+    let instruction = Instruction::parse(args.get("instruction").unwrap_or("video")).map_err(|e| e.to_string())?;
+    let opts = PromptOptions { instruction, lowercase: !args.flag("no-lowercase"), motion_score, ..Default::default() };
+    if args.flag("no-negative") && args.get("negative-prompt").is_some() {
+        return Err("--no-negative and --negative-prompt exclude each other".into());
+    }
+    let negative =
+        (!args.flag("no-negative")).then(|| args.get("negative-prompt").unwrap_or(DEFAULT_NEGATIVE_PROMPT).to_string());
+    check_output_dir(output)?;
+
+    let (kind, device) = open_device(&args)?;
+    let model_dir = sio::diffusers::resolve_model_dir(&FsSource, model_dir).map_err(|e| e.to_string())?;
+    let (te, report) = TextEncoder::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
+    if !report.unexpected.is_empty() {
+        eprintln!("warning: {} has tensors the model does not use: {}", report.weights_location, report.unexpected.join(", "));
+    }
+    let start = std::time::Instant::now();
+    let negatives = negative.map(|n| vec![n]);
+    let enc = te.encode(&[text], negatives.as_deref(), &opts).map_err(|e| e.to_string())?;
+    for w in &enc.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (pe, pe_shape) = host_f32(enc.prompt.embeds)?;
+    let pm: Vec<i64> = enc.prompt.mask.iter().map(|&m| m as i64).collect();
+    let m_shape = [pe_shape[0], pe_shape[1]];
+    let mut tensors: Vec<(&str, HostData<'_>, &[usize])> =
+        vec![("prompt_embeds", HostData::F32(&pe), &pe_shape), ("prompt_attention_mask", HostData::I64(&pm), &m_shape)];
+    let neg = match enc.negative {
+        Some(n) => {
+            let (ne, ne_shape) = host_f32(n.embeds)?;
+            Some((ne, ne_shape, n.mask.iter().map(|&m| m as i64).collect::<Vec<i64>>()))
+        }
+        None => None,
+    };
+    let nm_shape;
+    if let Some((ne, ne_shape, nm)) = &neg {
+        nm_shape = [ne_shape[0], ne_shape[1]];
+        tensors.push(("negative_prompt_embeds", HostData::F32(ne), ne_shape));
+        tensors.push(("negative_prompt_attention_mask", HostData::I64(nm), &nm_shape));
+    }
+    eprintln!(
+        "prompt encoded on {} ({:?}): {:.3} s, prompt_embeds {:?}",
+        device::name(kind),
+        dtype,
+        start.elapsed().as_secs_f64(),
+        pe_shape
+    );
+    let bytes = serialize(&tensors).map_err(|e| e.to_string())?;
+    sio::write_atomic(output, &bytes).map_err(|e| e.to_string())?;
+    te.unload();
     Ok(())
 }

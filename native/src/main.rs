@@ -12,6 +12,12 @@ USAGE:
     sana-video inspect DIR
     sana-video debug transformer --model DIR --inputs IN.safetensors --output OUT.safetensors
                                  [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--reference-kernels]
+    sana-video debug text-encoder --model DIR --inputs IN.safetensors --output OUT.safetensors
+                                  [--backend ...] [--dtype ...]
+    sana-video debug encode-prompt --model DIR --prompt TEXT --output OUT.safetensors
+                                   [--negative-prompt TEXT | --no-negative] [--motion-score N]
+                                   [--instruction video|image|none] [--no-lowercase]
+                                   [--backend ...] [--dtype ...]
 
 COMMANDS:
     inspect              Components, config summary, parameter count, stored dtypes and memory
@@ -23,6 +29,19 @@ COMMANDS:
                          encoder_hidden_states [B,L,caption_channels], timestep [B] or [B,N],
                          optional encoder_attention_mask [B,L] (1 keep, 0 pad).
                          OUT receives `sample` (f32), written atomically.
+    debug text-encoder   Runs the Gemma-2 text encoder (transformers Gemma2Model) once. DIR is a
+                         text_encoder/ folder (or a pipeline folder). IN holds input_ids and
+                         optional attention_mask (int64 [B,L], right padding). OUT receives
+                         `last_hidden_state` (f32, after the final norm).
+    debug encode-prompt  SanaVideoPipeline.encode_prompt: DIR is a pipeline folder (tokenizer/,
+                         text_encoder/). OUT receives prompt_embeds [1,300,hidden] (f32),
+                         prompt_attention_mask (int64) and their negative_* counterparts.
+                         --prompt TEXT  --negative-prompt TEXT (default: the official negative
+                         prompt; --no-negative for none)  --motion-score N (appends
+                         " motion score: N.")  --instruction video|image|none (the complex
+                         human instruction: diffusers' video wording by default, the official
+                         configs' image wording, or none)  --no-lowercase (strip only, as the
+                         official script; diffusers lower-cases).
 
 OPTIONS:
     --backend B          cpu (burn-flex), wgpu (any Vulkan/Metal/DX12 GPU; Mesa lavapipe without
@@ -31,6 +50,8 @@ OPTIONS:
     --reference-kernels  use the plain tensor-op references instead of the CubeCL kernels.
     -h, --help           this text.
 ";
+
+const RUNNERS: &str = "transformer, text-encoder, encode-prompt";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -42,8 +63,10 @@ fn main() -> ExitCode {
         "inspect" => debug::inspect(&argv[1..]),
         "debug" => match argv.get(1).map(String::as_str) {
             Some("transformer") => debug::transformer(&argv[2..]),
-            Some(other) => Err(format!("unknown debug runner `{other}` (available: transformer)")),
-            None => Err("`debug` needs a runner name (available: transformer)".into()),
+            Some("text-encoder") => debug::text_encoder(&argv[2..]),
+            Some("encode-prompt") => debug::encode_prompt(&argv[2..]),
+            Some(other) => Err(format!("unknown debug runner `{other}` (available: {RUNNERS})")),
+            None => Err(format!("`debug` needs a runner name (available: {RUNNERS})")),
         },
         other => Err(format!("unknown command `{other}`; see `sana-video --help`")),
     };

@@ -67,7 +67,12 @@ fn hf_cache_entry(source: &dyn FileSource, repo_id: &str) -> Option<String> {
 /// A component folder (e.g. `transformer/`) inside a pipeline folder, or the folder itself
 /// when it already is a component (has `config.json`).
 pub fn component_dir(source: &dyn FileSource, model_dir: &str, component: &str) -> Result<String> {
-    if source.exists(&join(model_dir, "config.json")) && !source.exists(&join(model_dir, "model_index.json")) {
+    component_dir_marked(source, model_dir, component, "config.json")
+}
+
+/// As `component_dir`, for components recognised by another file (`tokenizer.json`).
+pub fn component_dir_marked(source: &dyn FileSource, model_dir: &str, component: &str, marker: &str) -> Result<String> {
+    if source.exists(&join(model_dir, marker)) && !source.exists(&join(model_dir, "model_index.json")) {
         return Ok(model_dir.to_string());
     }
     let index_path = join(model_dir, "model_index.json");
@@ -78,8 +83,8 @@ pub fn component_dir(source: &dyn FileSource, model_dir: &str, component: &str) 
         return Err(Error::config(&index_path, format!("has no `{component}` component")));
     }
     let dir = join(model_dir, component);
-    if !source.exists(&join(&dir, "config.json")) {
-        return Err(Error::file(&dir, "component folder has no config.json"));
+    if !source.exists(&join(&dir, marker)) {
+        return Err(Error::file(&dir, format!("component folder has no {marker}")));
     }
     Ok(dir)
 }

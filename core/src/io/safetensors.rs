@@ -202,6 +202,50 @@ impl Weights {
         Ok((values, info.shape.clone()))
     }
 
+    /// The stored bytes of a tensor with its dtype, shape and file.
+    fn raw(&self, name: &str) -> Result<(&[u8], Dtype, Vec<usize>, &str)> {
+        let &i = self.index.get(name).ok_or_else(|| Error::tensor(self.location(), name, "missing"))?;
+        let f = &self.files[i];
+        let info = f.meta.info(name).ok_or_else(|| Error::tensor(&f.path, name, "missing"))?;
+        let (a, b) = info.data_offsets;
+        Ok((&f.blob[f.data_start + a..f.data_start + b], info.dtype, info.shape.clone(), &f.path))
+    }
+
+    /// Selected rows of a 2-D tensor as f32 on the host (an embedding lookup straight from
+    /// the file, so the table never has to be resident).
+    pub fn read_rows_f32(&self, name: &str, rows: &[usize]) -> Result<(Vec<f32>, usize)> {
+        let (bytes, dtype, shape, file) = self.raw(name)?;
+        let [n, width] = shape[..] else {
+            return Err(Error::tensor(file, name, format!("has shape {shape:?}, expected 2 dimensions")));
+        };
+        let elem = dtype.bitsize() / 8;
+        let mut out = Vec::with_capacity(rows.len() * width);
+        for &r in rows {
+            if r >= n {
+                return Err(Error::Input(format!("token id {r} is out of range: {file}: `{name}` has {n} rows")));
+            }
+            let row = &bytes[r * width * elem..(r + 1) * width * elem];
+            out.extend(decode_f32(row, dtype).ok_or_else(|| {
+                Error::tensor(file, name, format!("has dtype {dtype:?}; only F32, F16, BF16 and F64 are supported"))
+            })?);
+        }
+        Ok((out, width))
+    }
+
+    /// Values of an integer tensor (I64, I32, U8 or BOOL) on the host.
+    pub fn read_i64(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
+        let (bytes, dtype, shape, file) = self.raw(name)?;
+        let values = match dtype {
+            Dtype::I64 => bytes.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+            Dtype::I32 => bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
+            Dtype::U8 | Dtype::BOOL => bytes.iter().map(|&b| b as i64).collect(),
+            other => {
+                return Err(Error::tensor(file, name, format!("has dtype {other:?}; expected an integer tensor (I64 or I32)")))
+            }
+        };
+        Ok((values, shape))
+    }
+
     /// Loads a tensor onto `device` in `dtype`, checking its rank.
     pub fn load<const D: usize>(&self, name: &str, device: &Device, dtype: DType) -> Result<Tensor<D>> {
         let (values, shape) = self.read_f32(name)?;
@@ -234,6 +278,29 @@ pub fn decode_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
             .collect(),
         _ => return None,
     })
+}
+
+/// Host data of one tensor to serialise.
+pub enum HostData<'a> {
+    F32(&'a [f32]),
+    I64(&'a [i64]),
+}
+
+/// Serialises f32 and i64 tensors to safetensors bytes.
+pub fn serialize(tensors: &[(&str, HostData<'_>, &[usize])]) -> Result<Vec<u8>> {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, data, shape)| {
+            let (dtype, bytes): (Dtype, &[u8]) = match data {
+                HostData::F32(d) => (Dtype::F32, bytemuck::cast_slice(d)),
+                HostData::I64(d) => (Dtype::I64, bytemuck::cast_slice(d)),
+            };
+            safetensors::tensor::TensorView::new(dtype, shape.to_vec(), bytes)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| Error::Input(format!("cannot serialise `{name}`: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, None).map_err(|e| Error::Input(format!("cannot serialise output: {e}")))
 }
 
 /// Serialises f32 tensors to safetensors bytes.

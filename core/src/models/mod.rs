@@ -1,4 +1,5 @@
-//! The model families of SANA-Video. Only the DiT exists so far; the text encoder
-//! (`text_encoder/`) and the VAEs (`vae/`) join it in later issues.
+//! The model families of SANA-Video: the Linear DiT (`dit/`) and the Gemma-2 text encoder
+//! with SANA's prompt handling (`text_encoder/`); the VAEs (`vae/`) join them in a later issue.
 
 pub mod dit;
+pub mod text_encoder;
