@@ -3,6 +3,7 @@
 use crate::io::safetensors::Weights;
 use crate::io::{diffusers, join, FileSource};
 use crate::models::dit::{DitConfig, SanaVideoTransformer3DModel};
+use crate::models::text_encoder::{Gemma2Config, Gemma2Model, GemmaTokenizer, LayerType};
 use crate::Result;
 
 /// A human-readable report of a pipeline or component folder.
@@ -17,7 +18,18 @@ pub fn inspect(source: &dyn FileSource, given: &str) -> Result<String> {
     for (name, lib, class) in components {
         let cdir = if name.is_empty() { dir.clone() } else { join(&dir, &name) };
         if !name.is_empty() {
+            if class == "null" {
+                out += &format!("\n[{name}] (none)\n");
+                continue;
+            }
             out += &format!("\n[{name}] {lib}.{class}\n");
+        }
+        if name == "tokenizer" || (name.is_empty() && source.exists(&join(&cdir, "tokenizer.json"))) {
+            match GemmaTokenizer::load(source, &cdir) {
+                Ok(t) => out += &format!("  tokenizer.json: {} tokens (pad id {})\n", t.vocab_size(), t.pad_id),
+                Err(e) => out += &format!("  tokenizer: {e}\n"),
+            }
+            continue;
         }
         if class == "null" || !source.exists(&join(&cdir, "config.json")) {
             out += "  (no config.json: not inspected)\n";
@@ -28,7 +40,27 @@ pub fn inspect(source: &dyn FileSource, given: &str) -> Result<String> {
             .ok()
             .and_then(|v| v.get("_class_name").and_then(|c| c.as_str()).map(str::to_string))
             .unwrap_or_default();
-        if class_in_cfg.starts_with("SanaVideo") {
+        let model_type = serde_json::from_str::<serde_json::Value>(&cfg_text)
+            .ok()
+            .and_then(|v| v.get("model_type").and_then(|c| c.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        if model_type == "gemma2" {
+            let cfg = Gemma2Model::read_config(source, &cdir)?;
+            out += &describe_gemma2(&cfg);
+            match Weights::open_dir(source, &cdir, "model") {
+                Ok(w) => {
+                    out += &describe_weights(&w, None);
+                    let prefix = if w.meta("model.embed_tokens.weight").is_some() { "model." } else { "" };
+                    let expected: Vec<(String, Vec<usize>)> =
+                        cfg.expected_tensors().into_iter().map(|(n, s)| (format!("{prefix}{n}"), s)).collect();
+                    match w.check(&expected) {
+                        Ok(_) => out += "  tensor check: all expected tensors present with the right shapes\n",
+                        Err(e) => out += &format!("  tensor check FAILED: {e}\n"),
+                    }
+                }
+                Err(e) => out += &format!("  weights: {e}\n"),
+            }
+        } else if class_in_cfg.starts_with("SanaVideo") {
             let cfg = SanaVideoTransformer3DModel::read_config(source, &cdir)?;
             out += &describe_dit(&cfg);
             out += &describe_memory(&cfg);
@@ -105,4 +137,20 @@ fn describe_memory(c: &DitConfig) -> String {
         s += &format!("    {label}: f32 {}, f16/bf16 {}\n", human(f32b), human(halfb));
     }
     s
+}
+
+fn describe_gemma2(c: &Gemma2Config) -> String {
+    let sliding = c.layer_types.iter().filter(|t| **t == LayerType::Sliding).count();
+    let dev = c.device_parameter_count() as f64;
+    let act = |bytes| human(c.forward_peak_bytes(1, 520, bytes) as f64);
+    format!(
+        "  Gemma2Model: {} layers ({} with a sliding window of {}, {} global), hidden {}, {} heads / {} KV heads x {}, \
+         MLP {}, vocab {}, RoPE theta {}, attention soft-cap {}\n  \
+         on the device (the embedding table stays on the host): {:.1} M parameters, f32 {}, f16/bf16 {}; \
+         activations of one 520-token prompt: f32 {}, bf16 {}\n",
+        c.num_hidden_layers, sliding, c.sliding_window.map_or("-".into(), |w| w.to_string()), c.num_hidden_layers - sliding,
+        c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size, c.vocab_size,
+        c.rope_theta, c.attn_logit_softcapping.map_or("none".into(), |v| v.to_string()), dev / 1e6, human(dev * 4.0),
+        human(dev * 2.0), act(4), act(2)
+    )
 }

@@ -193,7 +193,9 @@ pub fn text_encoder(argv: &[String]) -> Result<(), String> {
 
     let (kind, device) = open_device(&args)?;
     let model_dir = sio::diffusers::resolve_model_dir(&FsSource, model_dir).map_err(|e| e.to_string())?;
+    let t0 = std::time::Instant::now();
     let (model, report) = Gemma2Model::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
+    eprintln!("text encoder loaded in {:.2} s ({:.2} GB on the device)", t0.elapsed().as_secs_f64(), model.device_bytes() as f64 / 1e9);
     if !report.unexpected.is_empty() {
         eprintln!("warning: {} has tensors the model does not use: {}", report.weights_location, report.unexpected.join(", "));
     }
@@ -238,7 +240,9 @@ pub fn encode_prompt(argv: &[String]) -> Result<(), String> {
 
     let (kind, device) = open_device(&args)?;
     let model_dir = sio::diffusers::resolve_model_dir(&FsSource, model_dir).map_err(|e| e.to_string())?;
+    let t0 = std::time::Instant::now();
     let (te, report) = TextEncoder::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
+    eprintln!("tokenizer and text encoder loaded in {:.2} s", t0.elapsed().as_secs_f64());
     if !report.unexpected.is_empty() {
         eprintln!("warning: {} has tensors the model does not use: {}", report.weights_location, report.unexpected.join(", "));
     }

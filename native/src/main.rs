@@ -38,7 +38,7 @@ COMMANDS:
                          prompt_attention_mask (int64) and their negative_* counterparts.
                          --prompt TEXT  --negative-prompt TEXT (default: the official negative
                          prompt; --no-negative for none)  --motion-score N (appends
-                         " motion score: N.")  --instruction video|image|none (the complex
+                         `motion score: N.`)  --instruction video|image|none (the complex
                          human instruction: diffusers' video wording by default, the official
                          configs' image wording, or none)  --no-lowercase (strip only, as the
                          official script; diffusers lower-cases).
