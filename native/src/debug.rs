@@ -7,6 +7,7 @@ use sana_video_core::io::safetensors::{serialize, serialize_f32, tensor_from_f32
 use sana_video_core::io::{self as sio, FsSource};
 use sana_video_core::kernels::Impl;
 use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
+use sana_video_core::models::vae::wan::AutoencoderKLWan;
 use sana_video_core::models::text_encoder::{
     Gemma2Model, Instruction, PromptOptions, TextEncoder, TokenBatch, DEFAULT_NEGATIVE_PROMPT,
 };
@@ -281,4 +282,65 @@ pub fn encode_prompt(argv: &[String]) -> Result<(), String> {
     sio::write_atomic(output, &bytes).map_err(|e| e.to_string())?;
     te.unload();
     Ok(())
+}
+
+/// Opens a `vae/` folder, refusing VAE classes this engine does not implement yet.
+fn load_vae(args: &Args, device: &Device, dtype: DType) -> Result<AutoencoderKLWan, String> {
+    let model_dir = sio::diffusers::resolve_model_dir(&FsSource, args.require("model")?).map_err(|e| e.to_string())?;
+    let (dir, class) = sana_video_core::models::vae::vae_class(&FsSource, &model_dir).map_err(|e| e.to_string())?;
+    let cfg_path = sio::join(&dir, "config.json");
+    if class != "AutoencoderKLWan" {
+        return Err(format!(
+            "{cfg_path}: VAE class `{class}` is not supported yet (implemented: AutoencoderKLWan; the LTX-2 VAE is in progress)"
+        ));
+    }
+    let t0 = std::time::Instant::now();
+    let (vae, unexpected) = AutoencoderKLWan::load(&FsSource, &dir, device, dtype).map_err(|e| e.to_string())?;
+    if !unexpected.is_empty() {
+        eprintln!("warning: {dir} has tensors the VAE does not use: {}", unexpected.join(", "));
+    }
+    eprintln!("VAE loaded in {:.2} s", t0.elapsed().as_secs_f64());
+    Ok(vae)
+}
+
+fn vae_runner(argv: &[String], decode: bool) -> Result<(), String> {
+    let args = Args::parse(argv, &["model", "inputs", "output", "backend", "dtype"], &[])?;
+    args.require("model")?;
+    let inputs_path = args.require("inputs")?;
+    let output = args.require("output")?;
+    let dtype = compute_dtype(&args)?;
+    let inputs = Inputs::open(inputs_path)?;
+    let (name, out_name) = if decode { ("latents", "sample") } else { ("sample", "latent_mean") };
+    let (x, shape) = inputs.require(name, &[5])?;
+    check_output_dir(output)?;
+    let (kind, device) = open_device(&args)?;
+    let vae = load_vae(&args, &device, dtype)?;
+    if decode {
+        vae.check_latents(&shape).map_err(|e| format!("{inputs_path}: {e}"))?;
+    } else {
+        vae.check_sample(&shape).map_err(|e| format!("{inputs_path}: {e}"))?;
+    }
+    let x: Tensor<5> = tensor_from_f32(x, shape, &device, dtype);
+    let start = std::time::Instant::now();
+    let y = if decode { vae.decode(x) } else { vae.encode_mean(x) }.map_err(|e| e.to_string())?;
+    let (data, shape) = host_f32(y)?;
+    eprintln!(
+        "VAE {} on {} ({:?}): {:.3} s, output {:?}",
+        if decode { "decode" } else { "encode" },
+        device::name(kind),
+        dtype,
+        start.elapsed().as_secs_f64(),
+        shape
+    );
+    let bytes = serialize_f32(&[(out_name, &data, &shape)]).map_err(|e| e.to_string())?;
+    sio::write_atomic(output, &bytes).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+pub fn vae_decode(argv: &[String]) -> Result<(), String> {
+    vae_runner(argv, true)
+}
+
+pub fn vae_encode(argv: &[String]) -> Result<(), String> {
+    vae_runner(argv, false)
 }

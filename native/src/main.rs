@@ -18,6 +18,8 @@ USAGE:
                                    [--negative-prompt TEXT | --no-negative] [--motion-score N]
                                    [--instruction video|image|none] [--no-lowercase]
                                    [--backend ...] [--dtype ...]
+    sana-video debug vae-decode|vae-encode --model DIR --inputs IN.safetensors --output OUT.safetensors
+                                   [--backend ...] [--dtype ...]
 
 COMMANDS:
     inspect              Components, config summary, parameter count, stored dtypes and memory
@@ -42,6 +44,11 @@ COMMANDS:
                          human instruction: diffusers' video wording by default, the official
                          configs' image wording, or none)  --no-lowercase (strip only, as the
                          official script; diffusers lower-cases).
+    debug vae-decode     vae.decode: DIR is a vae/ folder (AutoencoderKLWan). IN holds `latents`
+                         [B,z,T,h,w] as vae.decode takes them (de-normalised). OUT receives
+                         `sample` [B,3,1+4(T-1),8h,8w] (f32, clamped to [-1,1]).
+    debug vae-encode     vae.encode(x).latent_dist.mean: IN holds `sample` [B,3,1+4k,H,W] in
+                         [-1,1] (H, W multiples of 8). OUT receives `latent_mean` (f32).
 
 OPTIONS:
     --backend B          cpu (burn-flex), wgpu (any Vulkan/Metal/DX12 GPU; Mesa lavapipe without
@@ -51,7 +58,7 @@ OPTIONS:
     -h, --help           this text.
 ";
 
-const RUNNERS: &str = "transformer, text-encoder, encode-prompt";
+const RUNNERS: &str = "transformer, text-encoder, encode-prompt, vae-decode, vae-encode";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -65,6 +72,8 @@ fn main() -> ExitCode {
             Some("transformer") => debug::transformer(&argv[2..]),
             Some("text-encoder") => debug::text_encoder(&argv[2..]),
             Some("encode-prompt") => debug::encode_prompt(&argv[2..]),
+            Some("vae-decode") => debug::vae_decode(&argv[2..]),
+            Some("vae-encode") => debug::vae_encode(&argv[2..]),
             Some(other) => Err(format!("unknown debug runner `{other}` (available: {RUNNERS})")),
             None => Err(format!("`debug` needs a runner name (available: {RUNNERS})")),
         },

@@ -1,0 +1,110 @@
+//! `sana-video debug vae-decode` / `vae-encode` against the diffusers fixtures, and their
+//! refusals of bad input (clear message, non-zero exit, no output file).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/vae").join(case)
+}
+
+fn run(runner: &str, model: &Path, inputs: &Path, out: &Path, backend: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sana-video"))
+        .args(["debug", runner, "--model"])
+        .arg(model)
+        .arg("--inputs")
+        .arg(inputs)
+        .arg("--output")
+        .arg(out)
+        .args(["--backend", backend])
+        .output()
+        .unwrap()
+}
+
+fn read(path: &Path, name: &str) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
+}
+
+fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+    (num / b.iter().map(|y| y * y).sum::<f64>()).sqrt()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sana-video-cli-vae-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_f32(path: &Path, name: &str, data: &[f32], shape: &[usize]) {
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), bytemuck::cast_slice(data)).unwrap();
+    std::fs::write(path, safetensors::serialize(vec![(name.to_string(), view)], None).unwrap()).unwrap();
+}
+
+#[test]
+fn vae_runners_match_diffusers() {
+    let dir = scratch("parity");
+    for backend in ["cpu", "wgpu"] {
+        let c = fixture("unseen_wan_t5");
+        let out = dir.join(format!("dec-{backend}.safetensors"));
+        let o = run("vae-decode", &c.join("vae"), &c.join("decode_inputs.safetensors"), &out, backend);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rel = rel_l2(&read(&out, "sample"), &read(&c.join("decode_outputs.safetensors"), "sample"));
+        assert!(rel <= 1e-5, "decode {backend}: {rel:e}");
+        let out = dir.join(format!("enc-{backend}.safetensors"));
+        let o = run("vae-encode", &c.join("vae"), &c.join("encode_inputs.safetensors"), &out, backend);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rel = rel_l2(&read(&out, "latent_mean"), &read(&c.join("encode_outputs.safetensors"), "latent_mean"));
+        assert!(rel <= 1e-5, "encode {backend}: {rel:e}");
+    }
+}
+
+fn expect_failure(o: &Output, out: &Path, parts: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure; stderr: {err}");
+    for p in parts {
+        assert!(err.contains(p), "stderr should mention `{p}`: {err}");
+    }
+    assert!(!err.contains("panicked"), "must not panic: {err}");
+    assert!(!out.exists(), "no output on failure");
+}
+
+#[test]
+fn bad_vae_inputs_are_refused_without_output() {
+    let dir = scratch("bad");
+    let out = dir.join("out.safetensors");
+    let vae = fixture("wan_t3_3x5").join("vae");
+    // Wrong latent channel count (the VAE has z_dim 4).
+    let p = dir.join("z5.safetensors");
+    write_f32(&p, "latents", &vec![0.0; 5 * 2 * 3 * 5], &[1, 5, 2, 3, 5]);
+    expect_failure(&run("vae-decode", &vae, &p, &out, "cpu"), &out, &["[1, 5, 2, 3, 5]", "[batch, 4, frames, height, width]"]);
+    // Wrong rank; missing tensor name.
+    write_f32(&p, "latents", &vec![0.0; 4 * 3 * 5], &[4, 3, 5]);
+    expect_failure(&run("vae-decode", &vae, &p, &out, "cpu"), &out, &["latents", "rank"]);
+    write_f32(&p, "z", &vec![0.0; 4], &[1, 4, 1, 1, 1]);
+    expect_failure(&run("vae-decode", &vae, &p, &out, "cpu"), &out, &["missing tensor `latents`"]);
+    // A video whose frame count is not 1 + 4k, or whose size is not a multiple of 8.
+    write_f32(&p, "sample", &vec![0.0; 3 * 3 * 8 * 8], &[1, 3, 3, 8, 8]);
+    expect_failure(&run("vae-encode", &vae, &p, &out, "cpu"), &out, &["[1, 3, 3, 8, 8]", "1 + 4k frames"]);
+    write_f32(&p, "sample", &vec![0.0; 3 * 12 * 8], &[1, 3, 1, 12, 8]);
+    expect_failure(&run("vae-encode", &vae, &p, &out, "cpu"), &out, &["multiples of 8"]);
+    // Unsupported configs and classes.
+    let cfg = std::fs::read_to_string(vae.join("config.json")).unwrap();
+    for (name, from, to, msg) in [
+        ("residual", "\"is_residual\": false", "\"is_residual\": true", "is_residual"),
+        ("ltx", "\"AutoencoderKLWan\"", "\"AutoencoderKLLTX2Video\"", "AutoencoderKLLTX2Video"),
+        ("scales", "\"attn_scales\": []", "\"attn_scales\": [1.0]", "attn_scales"),
+    ] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("config.json"), cfg.replace(from, to)).unwrap();
+        std::fs::copy(vae.join("diffusion_pytorch_model.safetensors"), d.join("diffusion_pytorch_model.safetensors")).unwrap();
+        let inputs = fixture("wan_t3_3x5").join("decode_inputs.safetensors");
+        expect_failure(&run("vae-decode", &d, &inputs, &out, "cpu"), &out, &[msg]);
+    }
+}
