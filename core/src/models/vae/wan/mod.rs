@@ -179,20 +179,16 @@ impl AutoencoderKLWan {
     /// Starts a streaming decode: push latent frames in order, get pixel frames back.
     pub fn decode_stream(&self) -> DecodeStream<'_> {
         let (convs, times) = self.decoder_slots();
-        DecodeStream { vae: self, state: StreamState::new(convs, times) }
+        DecodeStream { vae: self, state: StreamState::new(convs, times), started: false, shape: None }
     }
 
     /// Whole-sequence decode, `[B, z, T, h, w]` (VAE space, as `vae.decode` takes it) to
-    /// `[B, 3, 1 + 4(T-1), 8h, 8w]` in [-1, 1]. Built on the stream: same numbers.
+    /// `[B, 3, 1 + 4(T-1), 8h, 8w]` in [-1, 1]: the first latent frame, then all others
+    /// in one pass (the reference decodes one frame at a time; the causal caches make
+    /// both the same, which the tests check).
     pub fn decode(&self, z: Tensor<5>) -> Result<Tensor<5>> {
         self.check_latents(&z.dims())?;
-        let mut stream = self.decode_stream();
-        let t = z.dims()[2];
-        let mut out = Vec::with_capacity(t);
-        for i in 0..t {
-            out.push(stream.push(z.clone().narrow(2, i, 1))?);
-        }
-        Ok(Tensor::cat(out, 2))
+        self.decode_stream().push(z)
     }
 
     fn decode_chunk(&self, x: Tensor<5>, s: &mut StreamState) -> Tensor<5> {
@@ -279,17 +275,39 @@ impl AutoencoderKLWan {
 pub struct DecodeStream<'a> {
     vae: &'a AutoencoderKLWan,
     state: StreamState,
+    started: bool,
+    /// Batch, height, width of the first push; later pushes must match.
+    shape: Option<[usize; 3]>,
 }
 
 impl DecodeStream<'_> {
-    /// Decodes the next latent frame(s) `[B, z, t, h, w]`, returning their final pixel
-    /// frames (1 for the very first latent frame, 4 for each later one).
+    /// Decodes the next latent frames `[B, z, t, h, w]` in one pass and returns their
+    /// final pixel frames (1 for the very first latent frame, 4 for each later one). The
+    /// very first latent frame is always decoded on its own (its temporal upsampling
+    /// differs); later frames may come one at a time (least memory) or several at once
+    /// (faster on a GPU); the result is the same.
     pub fn push(&mut self, z: Tensor<5>) -> Result<Tensor<5>> {
         self.vae.check_latents(&z.dims())?;
-        let t = z.dims()[2];
-        let mut out = Vec::with_capacity(t);
-        for i in 0..t {
-            out.push(self.vae.decode_chunk(z.clone().narrow(2, i, 1), &mut self.state));
+        let dims = z.dims();
+        match self.shape {
+            Some(s) if (s[0], s[1], s[2]) != (dims[0], dims[3], dims[4]) => {
+                return Err(Error::Input(format!(
+                    "latent frames of shape {dims:?} do not continue a stream of [{}, {}, _, {}, {}]",
+                    s[0], self.vae.config.z_dim, s[1], s[2]
+                )))
+            }
+            _ => self.shape = Some([dims[0], dims[3], dims[4]]),
+        }
+        let t = dims[2];
+        let mut out = Vec::with_capacity(2);
+        let mut start = 0;
+        if !self.started {
+            out.push(self.vae.decode_chunk(z.clone().narrow(2, 0, 1), &mut self.state));
+            self.started = true;
+            start = 1;
+        }
+        if start < t {
+            out.push(self.vae.decode_chunk(z.narrow(2, start, t - start), &mut self.state));
         }
         Ok(if out.len() == 1 { out.remove(0) } else { Tensor::cat(out, 2) })
     }
