@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference fixtures for the VAEs (Wan2.1 `AutoencoderKLWan`; LTX-2 to follow).
+"""Reference fixtures for the VAEs: Wan2.1 `AutoencoderKLWan` and LTX-2 `AutoencoderKLLTX2Video`.
 
 Small random checkpoints built with diffusers' own classes and saved with
 `save_pretrained` (the `vae/` layout), every parameter random (norm gammas included) and
@@ -21,7 +21,7 @@ import os
 import shutil
 
 import torch
-from diffusers import AutoencoderKLWan
+from diffusers import AutoencoderKLLTX2Video, AutoencoderKLWan
 from safetensors.torch import save_file
 
 WAN_CASES = {
@@ -39,6 +39,64 @@ WAN_CASES = {
                                       num_res_blocks=1, temperal_downsample=[True, True, False]),
                           batch=1, latent=(5, 2, 3), dtype="float32", seed=33),
 }
+
+
+LTX_COMMON = dict(
+    in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 16, 32, 32),
+    layers_per_block=(1, 1, 2, 1, 1), decoder_block_out_channels=(8, 16, 32), decoder_layers_per_block=(1, 2, 1, 1),
+    spatio_temporal_scaling=(True, True, True, True), decoder_spatio_temporal_scaling=(True, True, True),
+    decoder_inject_noise=(False, False, False, False),
+    downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+    upsample_type=("spatiotemporal", "spatiotemporal", "spatiotemporal"), upsample_residual=(True, True, True),
+    upsample_factor=(2, 2, 2), timestep_conditioning=False, patch_size=2, patch_size_t=1, resnet_norm_eps=1e-6,
+    scaling_factor=1.0, encoder_causal=True, decoder_causal=False, encoder_spatial_padding_mode="zeros",
+    decoder_spatial_padding_mode="reflect")
+
+LTX_CASES = {
+    # The released layout in miniature: non-causal reflect-padded decoder, causal encoder,
+    # 2 latent frames (9 video frames), non-square 2x3 latent grid, patch 2.
+    "ltx_t2_2x3": dict(config=dict(LTX_COMMON), batch=1, latent=(2, 2, 3), dtype="float32", seed=41),
+    # One latent frame (an image), batch 2, bf16 weights, patch 4, upsample_residual off
+    # in one stage.
+    "ltx_t1_b2_bf16": dict(config=dict(LTX_COMMON, patch_size=4, upsample_residual=(True, False, True)),
+                           batch=2, latent=(1, 2, 2), dtype="bfloat16", seed=42),
+    # Held out while writing the code: 3 latent frames (17 video frames), a causal
+    # decoder, zero padding in the decoder, reflect in the encoder.
+    "unseen_ltx_t3_causal": dict(config=dict(LTX_COMMON, decoder_causal=True, decoder_spatial_padding_mode="zeros",
+                                             encoder_spatial_padding_mode="reflect"),
+                                 batch=1, latent=(3, 3, 2), dtype="float32", seed=43),
+}
+
+
+def make_ltx_case(root, name, spec):
+    case_dir = os.path.join(root, name)
+    shutil.rmtree(case_dir, ignore_errors=True)
+    os.makedirs(case_dir)
+    gen = torch.Generator().manual_seed(spec["seed"])
+    model = AutoencoderKLLTX2Video(**spec["config"])
+    randomize(model, gen)
+    c = spec["config"]["latent_channels"]
+    with torch.no_grad():
+        model.latents_mean.copy_(torch.randn(c, generator=gen) * 0.5)
+        model.latents_std.copy_(torch.rand(c, generator=gen) * 2 + 0.5)
+    vae_dir = os.path.join(case_dir, "vae")
+    model.to(getattr(torch, spec["dtype"])).save_pretrained(vae_dir)
+
+    ref = AutoencoderKLLTX2Video.from_pretrained(vae_dir, torch_dtype=torch.float64).eval()
+    b, (t, h, w) = spec["batch"], spec["latent"]
+    latents = torch.randn(b, c, t, h, w, generator=gen, dtype=torch.float64)
+    s = ref.spatial_compression_ratio
+    frames = 1 + ref.temporal_compression_ratio * (t - 1)
+    sample = (torch.rand(b, 3, frames, s * h, s * w, generator=gen, dtype=torch.float64) * 2 - 1)
+    with torch.no_grad():
+        dec = ref.decode(latents).sample
+        mean = ref.encode(sample).latent_dist.mean
+    save_file({"latents": latents.float().contiguous()}, os.path.join(case_dir, "decode_inputs.safetensors"))
+    save_file({"sample": dec.float().contiguous()}, os.path.join(case_dir, "decode_outputs.safetensors"))
+    save_file({"sample": sample.float().contiguous()}, os.path.join(case_dir, "encode_inputs.safetensors"))
+    save_file({"latent_mean": mean.float().contiguous()}, os.path.join(case_dir, "encode_outputs.safetensors"))
+    print(f"{name}: decode {tuple(latents.shape)} -> {tuple(dec.shape)}, encode {tuple(sample.shape)} -> "
+          f"{tuple(mean.shape)}")
 
 
 def randomize(model, gen):
@@ -92,6 +150,8 @@ def main():
     torch.manual_seed(0)
     for name, spec in WAN_CASES.items():
         make_wan_case(args.out, name, spec)
+    for name, spec in LTX_CASES.items():
+        make_ltx_case(args.out, name, spec)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ use sana_video_core::io::safetensors::{serialize, serialize_f32, tensor_from_f32
 use sana_video_core::io::{self as sio, FsSource};
 use sana_video_core::kernels::Impl;
 use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
-use sana_video_core::models::vae::wan::AutoencoderKLWan;
+use sana_video_core::models::vae::Vae;
 use sana_video_core::models::text_encoder::{
     Gemma2Model, Instruction, PromptOptions, TextEncoder, TokenBatch, DEFAULT_NEGATIVE_PROMPT,
 };
@@ -284,20 +284,13 @@ pub fn encode_prompt(argv: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens a `vae/` folder, refusing VAE classes this engine does not implement yet.
-fn load_vae(args: &Args, device: &Device, dtype: DType) -> Result<AutoencoderKLWan, String> {
+/// Opens a `vae/` folder with the VAE class its config names.
+fn load_vae(args: &Args, device: &Device, dtype: DType) -> Result<Vae, String> {
     let model_dir = sio::diffusers::resolve_model_dir(&FsSource, args.require("model")?).map_err(|e| e.to_string())?;
-    let (dir, class) = sana_video_core::models::vae::vae_class(&FsSource, &model_dir).map_err(|e| e.to_string())?;
-    let cfg_path = sio::join(&dir, "config.json");
-    if class != "AutoencoderKLWan" {
-        return Err(format!(
-            "{cfg_path}: VAE class `{class}` is not supported yet (implemented: AutoencoderKLWan; the LTX-2 VAE is in progress)"
-        ));
-    }
     let t0 = std::time::Instant::now();
-    let (vae, unexpected) = AutoencoderKLWan::load(&FsSource, &dir, device, dtype).map_err(|e| e.to_string())?;
+    let (vae, unexpected) = Vae::load(&FsSource, &model_dir, device, dtype).map_err(|e| e.to_string())?;
     if !unexpected.is_empty() {
-        eprintln!("warning: {dir} has tensors the VAE does not use: {}", unexpected.join(", "));
+        eprintln!("warning: {model_dir} has tensors the VAE does not use: {}", unexpected.join(", "));
     }
     eprintln!("VAE loaded in {:.2} s", t0.elapsed().as_secs_f64());
     Ok(vae)

@@ -44,11 +44,14 @@ COMMANDS:
                          human instruction: diffusers' video wording by default, the official
                          configs' image wording, or none)  --no-lowercase (strip only, as the
                          official script; diffusers lower-cases).
-    debug vae-decode     vae.decode: DIR is a vae/ folder (AutoencoderKLWan). IN holds `latents`
-                         [B,z,T,h,w] as vae.decode takes them (de-normalised). OUT receives
-                         `sample` [B,3,1+4(T-1),8h,8w] (f32, clamped to [-1,1]).
-    debug vae-encode     vae.encode(x).latent_dist.mean: IN holds `sample` [B,3,1+4k,H,W] in
-                         [-1,1] (H, W multiples of 8). OUT receives `latent_mean` (f32).
+    debug vae-decode     vae.decode: DIR is a vae/ folder (AutoencoderKLWan or
+                         AutoencoderKLLTX2Video, from its config). IN holds `latents`
+                         [B,C,T,h,w] as vae.decode takes them (de-normalised). OUT receives
+                         `sample` (f32): Wan [B,3,1+4(T-1),8h,8w] clamped to [-1,1]; LTX-2
+                         [B,3,1+8(T-1),32h,32w] with the released config.
+    debug vae-encode     vae.encode(x).latent_dist.mean: IN holds `sample` [B,3,F,H,W] in
+                         [-1,1] (Wan: F = 1+4k, H, W multiples of 8; LTX-2: 1+8k, 32).
+                         OUT receives `latent_mean` (f32).
 
 OPTIONS:
     --backend B          cpu (burn-flex), wgpu (any Vulkan/Metal/DX12 GPU; Mesa lavapipe without

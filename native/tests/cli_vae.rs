@@ -49,8 +49,8 @@ fn write_f32(path: &Path, name: &str, data: &[f32], shape: &[usize]) {
 #[test]
 fn vae_runners_match_diffusers() {
     let dir = scratch("parity");
-    for backend in ["cpu", "wgpu"] {
-        let c = fixture("unseen_wan_t5");
+    for (backend, case) in [("cpu", "unseen_wan_t5"), ("wgpu", "unseen_wan_t5"), ("cpu", "unseen_ltx_t3_causal")] {
+        let c = fixture(case);
         let out = dir.join(format!("dec-{backend}.safetensors"));
         let o = run("vae-decode", &c.join("vae"), &c.join("decode_inputs.safetensors"), &out, backend);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -97,7 +97,7 @@ fn bad_vae_inputs_are_refused_without_output() {
     let cfg = std::fs::read_to_string(vae.join("config.json")).unwrap();
     for (name, from, to, msg) in [
         ("residual", "\"is_residual\": false", "\"is_residual\": true", "is_residual"),
-        ("ltx", "\"AutoencoderKLWan\"", "\"AutoencoderKLLTX2Video\"", "AutoencoderKLLTX2Video"),
+        ("dcae", "\"AutoencoderKLWan\"", "\"AutoencoderDC\"", "VAE class `AutoencoderDC` is not supported"),
         ("scales", "\"attn_scales\": []", "\"attn_scales\": [1.0]", "attn_scales"),
     ] {
         let d = dir.join(name);
@@ -107,4 +107,23 @@ fn bad_vae_inputs_are_refused_without_output() {
         let inputs = fixture("wan_t3_3x5").join("decode_inputs.safetensors");
         expect_failure(&run("vae-decode", &d, &inputs, &out, "cpu"), &out, &[msg]);
     }
+    // LTX-2 variants we do not implement, and latents it cannot take.
+    let ltx = fixture("ltx_t2_2x3").join("vae");
+    let cfg = std::fs::read_to_string(ltx.join("config.json")).unwrap();
+    for (name, from, to, msg) in [
+        ("tc", "\"timestep_conditioning\": false", "\"timestep_conditioning\": true", "timestep_conditioning"),
+        ("noise", "\"decoder_inject_noise\": [\n    false", "\"decoder_inject_noise\": [\n    true", "decoder_inject_noise"),
+    ] {
+        assert!(cfg.contains(from), "fixture config should contain {from}");
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("config.json"), cfg.replace(from, to)).unwrap();
+        std::fs::copy(ltx.join("diffusion_pytorch_model.safetensors"), d.join("diffusion_pytorch_model.safetensors")).unwrap();
+        let inputs = fixture("ltx_t2_2x3").join("decode_inputs.safetensors");
+        expect_failure(&run("vae-decode", &d, &inputs, &out, "cpu"), &out, &[msg]);
+    }
+    write_f32(&p, "latents", &vec![0.0; 8 * 2 * 3], &[1, 8, 2, 1, 3]);
+    expect_failure(&run("vae-decode", &ltx, &p, &out, "cpu"), &out, &["[1, 8, 2, 1, 3]", "at least 2"]);
+    write_f32(&p, "sample", &vec![0.0; 3 * 5 * 16 * 16], &[1, 3, 5, 16, 16]);
+    expect_failure(&run("vae-encode", &ltx, &p, &out, "cpu"), &out, &["1 + 8k frames", "multiples of 16"]);
 }

@@ -1,7 +1,12 @@
-//! The video autoencoders (MODEL-SPEC §7): `wan/` (Wan2.1, `AutoencoderKLWan`: the 480p
-//! and LongSANA checkpoints). The LTX-2 VAE of the 720p checkpoint joins it next.
+//! The video autoencoders (MODEL-SPEC §7), chosen by the checkpoint's own
+//! `vae/config.json`: `wan/` (Wan2.1, `AutoencoderKLWan`: the 480p and LongSANA
+//! checkpoints; causal, streams frame by frame) and `ltx2/` (LTX-2,
+//! `AutoencoderKLLTX2Video`: the 720p checkpoint).
 
+pub mod ltx2;
 pub mod wan;
+
+use burn::tensor::{DType, Device, Tensor};
 
 use crate::io::{diffusers, join, FileSource};
 use crate::{Error, Result};
@@ -14,4 +19,58 @@ pub fn vae_class(source: &dyn FileSource, dir: &str) -> Result<(String, String)>
         serde_json::from_str(&source.read_string(&path)?).map_err(|e| Error::file(&path, format!("invalid JSON: {e}")))?;
     let class = v.get("_class_name").and_then(|c| c.as_str()).unwrap_or("").to_string();
     Ok((dir, class))
+}
+
+/// Either VAE, behind one interface.
+pub enum Vae {
+    Wan(wan::AutoencoderKLWan),
+    Ltx2(ltx2::AutoencoderKLLTX2Video),
+}
+
+impl Vae {
+    /// Loads the VAE its config names; other classes are refused by name. Returns the
+    /// tensors present but unused.
+    pub fn load(source: &dyn FileSource, dir: &str, device: &Device, dtype: DType) -> Result<(Vae, Vec<String>)> {
+        let (dir, class) = vae_class(source, dir)?;
+        match class.as_str() {
+            "AutoencoderKLWan" => wan::AutoencoderKLWan::load(source, &dir, device, dtype).map(|(v, u)| (Vae::Wan(v), u)),
+            "AutoencoderKLLTX2Video" => {
+                ltx2::AutoencoderKLLTX2Video::load(source, &dir, device, dtype).map(|(v, u)| (Vae::Ltx2(v), u))
+            }
+            other => Err(Error::config(
+                join(&dir, "config.json"),
+                format!("VAE class `{other}` is not supported (AutoencoderKLWan or AutoencoderKLLTX2Video)"),
+            )),
+        }
+    }
+
+    pub fn check_latents(&self, dims: &[usize]) -> Result<()> {
+        match self {
+            Vae::Wan(v) => v.check_latents(dims),
+            Vae::Ltx2(v) => v.check_latents(dims),
+        }
+    }
+
+    pub fn check_sample(&self, dims: &[usize]) -> Result<()> {
+        match self {
+            Vae::Wan(v) => v.check_sample(dims),
+            Vae::Ltx2(v) => v.check_sample(dims),
+        }
+    }
+
+    /// `vae.decode(latents).sample` for the whole sequence.
+    pub fn decode(&self, z: Tensor<5>) -> Result<Tensor<5>> {
+        match self {
+            Vae::Wan(v) => v.decode(z),
+            Vae::Ltx2(v) => v.decode(z),
+        }
+    }
+
+    /// `vae.encode(x).latent_dist.mean`.
+    pub fn encode_mean(&self, x: Tensor<5>) -> Result<Tensor<5>> {
+        match self {
+            Vae::Wan(v) => v.encode_mean(x),
+            Vae::Ltx2(v) => v.encode_mean(x),
+        }
+    }
 }

@@ -1,0 +1,88 @@
+//! Times streaming VAE decodes (Wan2.1) at given latent sizes and reports device memory,
+//! to show time per frame and memory flat in the number of frames.
+//!
+//! ```text
+//! cargo run --release -p sana-video-benches --bin vae-decode -- --model DIR \
+//!     [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--latent BxTxHxW ...] [--chunk 1] [--iters 1]
+//! ```
+//! DIR is a diffusers `vae/` folder (e.g. tools/fullsize_wan_vae.py's random official
+//! config). Latents are random; each decode pushes `--chunk` latent frames at a time and
+//! reads every returned chunk back to the host (as a video writer would). Memory: the
+//! allocator's reserved bytes after the decode (pools only grow, so this is the peak
+//! reservation), reset by a cleanup between sizes.
+
+use std::time::Instant;
+
+use burn::tensor::{DType, Distribution, Tensor};
+use sana_video_core::device::{self, BackendKind};
+use sana_video_core::io::FsSource;
+use sana_video_core::models::vae::wan::AutoencoderKLWan;
+
+fn parse(s: &str) -> Result<[usize; 4], String> {
+    let v: Vec<usize> = s.split('x').map(|p| p.parse::<usize>()).collect::<Result<_, _>>().map_err(|_| format!("--latent {s}: expected BxTxHxW"))?;
+    v.try_into().map_err(|_| format!("--latent {s}: expected BxTxHxW"))
+}
+
+fn main() -> Result<(), String> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let (mut model, mut backend, mut dtype) = (None, None, DType::F32);
+    let (mut latents, mut chunk, mut iters) = (Vec::new(), 1usize, 1usize);
+    let mut i = 0;
+    while i < argv.len() {
+        let val = argv.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", argv[i]))?;
+        match argv[i].as_str() {
+            "--model" => model = Some(val),
+            "--backend" => backend = Some(BackendKind::parse(&val).map_err(|e| e.to_string())?),
+            "--dtype" => dtype = device::parse_dtype(&val).map_err(|e| e.to_string())?,
+            "--latent" => latents.push(parse(&val)?),
+            "--chunk" => chunk = val.parse().map_err(|_| "--chunk: integer")?,
+            "--iters" => iters = val.parse().map_err(|_| "--iters: integer")?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+        i += 2;
+    }
+    let dir = model.ok_or("--model DIR is required")?;
+    if latents.is_empty() {
+        latents = vec![[1, 2, 8, 8], [1, 6, 8, 8]];
+    }
+    let (kind, device) = match backend {
+        Some(k) => (k, device::create(k).map_err(|e| e.to_string())?),
+        None => device::best_available().map_err(|e| e.to_string())?,
+    };
+    let t0 = Instant::now();
+    let (vae, _) = AutoencoderKLWan::load(&FsSource, &dir, &device, dtype).map_err(|e| e.to_string())?;
+    println!(
+        "# vae-decode: backend {} dtype {:?} model {dir} ({:.1} M params) loaded in {:.1} s, {} latent frame(s) per push",
+        device::name(kind),
+        dtype,
+        vae.config.parameter_count() as f64 / 1e6,
+        t0.elapsed().as_secs_f64(),
+        chunk
+    );
+    println!("| latent [B,T,h,w] | video frames | pixels | total s | s per video frame | reserved after |");
+    println!("|---|---|---|---|---|---|");
+    let z_dim = vae.config.z_dim;
+    let s = vae.config.spatial_factor();
+    for [b, t, h, w] in latents {
+        let mut best = f64::MAX;
+        for _ in 0..iters.max(1) {
+            device.memory_cleanup();
+            let z = Tensor::<5>::random([b, z_dim, t, h, w], Distribution::Normal(0.0, 1.0), &device);
+            device.sync().map_err(|e| format!("{e:?}"))?;
+            let start = Instant::now();
+            let mut stream = vae.decode_stream();
+            let mut i = 0;
+            while i < t {
+                let n = if i == 0 { 1 } else { chunk.min(t - i) };
+                let frames = stream.push(z.clone().narrow(2, i, n)).map_err(|e| e.to_string())?;
+                let _ = frames.into_data();
+                i += n;
+            }
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        let frames = vae.config.pixel_frames(t);
+        let reserved = device.memory_pool_usage().map(|u| format!("{:.2} GB", u.bytes_reserved as f64 / 1e9)).unwrap_or("n/a".into());
+        println!("| {b}x{t}x{h}x{w} | {frames} | {}x{} | {best:.3} | {:.4} | {reserved} |", h * s, w * s, best / frames as f64);
+    }
+    Ok(())
+}
