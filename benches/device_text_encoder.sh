@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (the device tool) from the repository root, with .devcarry/
-# (xz-compressed CUDA builds: sana-video, text-encode, text_encoder_parity, prompt_parity),
-# .whl/ (diffusers 0.42.1 wheel) and tests/fixtures/downloads (Gemma-2 tokenizer) carried.
+# (xz-compressed, stripped CUDA builds: sana-video, text-encode, text_encoder_parity,
+# prompt_parity; and Gemma-2's tokenizer.json / tokenizer_config.json, xz) and .whl/
+# (diffusers 0.42.1 wheel) carried.
 set -uo pipefail
 source benches/device_unpack.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $OUT/gpu.txt
 date -u | tee -a $OUT/gpu.txt
 TOK=tests/fixtures/downloads/gemma-2-tokenizer
+mkdir -p $TOK && mv $B/tokenizer.json $B/tokenizer_config.json $TOK/ 2>/dev/null
+sha256sum $TOK/tokenizer.json
 
 echo "== parity on CUDA (fixtures, f32, tolerance 1e-5)"
 for t in text_encoder_parity prompt_parity; do

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (the device tool) from the repository root, after
-# benches/device_unpack.sh has run (needs sana-video, vae-decode and vae_parity in $B).
+# carrying .devcarry/ (sana-video, vae-decode, vae_parity CUDA builds, xz) and .whl/.
 set -uo pipefail
-[ -n "${B:-}" ] || source benches/device_unpack.sh
+source benches/device_unpack.sh
 
 echo "== VAE parity on CUDA (fixtures, f32, tolerance 1e-5)"
 SANA_TEST_BACKENDS=cuda SANA_FIXTURES=tests/fixtures $B/vae_parity --test-threads=1 --nocapture 2>&1 \

@@ -41,6 +41,9 @@ def main():
     args = ap.parse_args()
     from diffusers import SanaVideoPipeline
 
+    import diffusers
+    import transformers
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, diffusers {diffusers.__version__}")
     pipe_dir = os.path.join(args.out, "pipeline")
     shutil.rmtree(args.out, ignore_errors=True)
     os.makedirs(pipe_dir)
@@ -62,7 +65,10 @@ def main():
     rows = []
     for dtype in (torch.float64, torch.float32, torch.bfloat16):
         pipe = SanaVideoPipeline.from_pretrained(pipe_dir, transformer=None, vae=None, scheduler=None, torch_dtype=dtype)
-        pipe.text_encoder.set_attn_implementation("eager")
+        try:
+            pipe.text_encoder.set_attn_implementation("eager")
+        except AttributeError:  # older transformers
+            pipe.text_encoder.config._attn_implementation = "eager"
         pipe.to(args.device)
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
