@@ -6,6 +6,8 @@ own random init, bf16, saved with `save_pretrained` like the hub checkpoint) nex
 real Gemma-2 tokenizer (scripts/fetch-gemma-tokenizer.sh), then runs diffusers'
 `SanaVideoPipeline.encode_prompt` on it:
 
+* with the pipeline's default complex human instruction (what `__call__` passes;
+  `encode_prompt`'s own default is none);
 * in float64 (eager attention, so the soft-cap applies): the parity reference;
 * in bfloat16 and float32 (eager), timed on the GPU, with peak memory.
 
@@ -62,6 +64,11 @@ def main():
               open(os.path.join(pipe_dir, "model_index.json"), "w"), indent=2)
 
     prompt = PROMPT + f" motion score: {MOTION}."
+    # encode_prompt's own default is no instruction; SanaVideoPipeline.__call__ passes its
+    # default complex human instruction, which is what a user of the pipeline gets.
+    import inspect
+    chi = inspect.signature(SanaVideoPipeline.__call__).parameters["complex_human_instruction"].default
+    assert chi and chi[-1] == "User Prompt: "
     rows = []
     for dtype in (torch.float64, torch.float32, torch.bfloat16):
         pipe = SanaVideoPipeline.from_pretrained(pipe_dir, transformer=None, vae=None, scheduler=None, torch_dtype=dtype)
@@ -73,12 +80,14 @@ def main():
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         with torch.no_grad():
-            out = pipe.encode_prompt(prompt, True, negative_prompt=NEGATIVE, device=args.device)
+            out = pipe.encode_prompt(prompt, True, negative_prompt=NEGATIVE, device=args.device,
+                                     complex_human_instruction=chi)
             torch.cuda.synchronize()
             times = []
             for _ in range(args.iters):
                 t = time.perf_counter()
-                o = pipe.encode_prompt(prompt, True, negative_prompt=NEGATIVE, device=args.device)
+                o = pipe.encode_prompt(prompt, True, negative_prompt=NEGATIVE, device=args.device,
+                                       complex_human_instruction=chi)
                 _ = [x.cpu() for x in o]
                 times.append(time.perf_counter() - t)
         times.sort()
