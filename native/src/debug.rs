@@ -297,7 +297,30 @@ fn load_vae(args: &Args, device: &Device, dtype: DType) -> Result<Vae, String> {
 }
 
 fn vae_runner(argv: &[String], decode: bool) -> Result<(), String> {
-    let args = Args::parse(argv, &["model", "inputs", "output", "backend", "dtype"], &[])?;
+    let args = Args::parse(
+        argv,
+        &["model", "inputs", "output", "backend", "dtype", "vae-tile-size", "vae-tile-overlap"],
+        &["vae-tiling"],
+    )?;
+    let tiling = if args.flag("vae-tiling") {
+        let mut t = sana_video_core::models::vae::Tiling::default();
+        let px = |name: &str, v: &str| v.parse::<usize>().map_err(|_| format!("--{name} {v}: expected a number of pixels"));
+        if let Some(v) = args.get("vae-tile-size") {
+            t.tile = px("vae-tile-size", v)?;
+        }
+        if let Some(v) = args.get("vae-tile-overlap") {
+            t.overlap = px("vae-tile-overlap", v)?;
+        }
+        if !decode {
+            return Err("--vae-tiling applies to vae-decode only".into());
+        }
+        Some(t)
+    } else {
+        if args.get("vae-tile-size").is_some() || args.get("vae-tile-overlap").is_some() {
+            return Err("--vae-tile-size / --vae-tile-overlap need --vae-tiling".into());
+        }
+        None
+    };
     args.require("model")?;
     let inputs_path = args.require("inputs")?;
     let output = args.require("output")?;
@@ -315,7 +338,12 @@ fn vae_runner(argv: &[String], decode: bool) -> Result<(), String> {
     }
     let x: Tensor<5> = tensor_from_f32(x, shape, &device, dtype);
     let start = std::time::Instant::now();
-    let y = if decode { vae.decode(x) } else { vae.encode_mean(x) }.map_err(|e| e.to_string())?;
+    let y = match (decode, tiling) {
+        (true, Some(t)) => vae.decode_tiled(x, t),
+        (true, None) => vae.decode(x),
+        (false, _) => vae.encode_mean(x),
+    }
+    .map_err(|e| e.to_string())?;
     let (data, shape) = host_f32(y)?;
     eprintln!(
         "VAE {} on {} ({:?}): {:.3} s, output {:?}",

@@ -52,6 +52,8 @@ COMMANDS:
     debug vae-encode     vae.encode(x).latent_dist.mean: IN holds `sample` [B,3,F,H,W] in
                          [-1,1] (Wan: F = 1+4k, H, W multiples of 8; LTX-2: 1+8k, 32).
                          OUT receives `latent_mean` (f32).
+                         --vae-tiling [--vae-tile-size PX] [--vae-tile-overlap PX]: decode
+                         in overlapping spatial tiles (default 256 / 64 px), blended.
 
 OPTIONS:
     --backend B          cpu (burn-flex), wgpu (any Vulkan/Metal/DX12 GPU; Mesa lavapipe without

@@ -4,7 +4,10 @@
 //! `AutoencoderKLLTX2Video`: the 720p checkpoint).
 
 pub mod ltx2;
+pub mod tiling;
 pub mod wan;
+
+pub use tiling::Tiling;
 
 use burn::tensor::{DType, Device, Tensor};
 
@@ -64,6 +67,21 @@ impl Vae {
             Vae::Wan(v) => v.decode(z),
             Vae::Ltx2(v) => v.decode(z),
         }
+    }
+
+    /// Pixels per latent position along height and width.
+    pub fn spatial_factor(&self) -> usize {
+        match self {
+            Vae::Wan(v) => v.config.spatial_factor(),
+            Vae::Ltx2(v) => v.config.spatial_factor(),
+        }
+    }
+
+    /// The whole-sequence decode done in overlapping spatial tiles, blended (less memory,
+    /// small seams: see BENCHMARKS.md for the measured error).
+    pub fn decode_tiled(&self, z: Tensor<5>, tiling: Tiling) -> Result<Tensor<5>> {
+        self.check_latents(&z.dims())?;
+        tiling::decode_tiled(z, self.spatial_factor(), tiling, |t| self.decode(t))
     }
 
     /// `vae.encode(x).latent_dist.mean`.

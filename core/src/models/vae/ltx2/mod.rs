@@ -317,3 +317,117 @@ impl AutoencoderKLLTX2Video {
         Ok(x.narrow(1, 0, self.config.latent_channels))
     }
 }
+
+impl AutoencoderKLLTX2Video {
+    /// Latent frames of context an output frame needs on each side (left, right), from the
+    /// decoder's layout: every 3-frame conv at a level running `r` frames per latent frame
+    /// adds `1/r` (non-causal: each side; causal: `2/r` on the left), plus one frame of
+    /// slack for the upsamplers' dropped first frames.
+    pub fn decoder_context(&self) -> (usize, usize) {
+        let causal = self.config.decoder_causal;
+        let (mut left, mut right, mut rate) = (0.0f64, 0.0f64, 1.0f64);
+        let mut conv = |n: usize, rate: f64| {
+            if causal {
+                left += 2.0 * n as f64 / rate;
+            } else {
+                left += n as f64 / rate;
+                right += n as f64 / rate;
+            }
+        };
+        conv(1 + 2 * self.decoder_mid.len(), rate);
+        for b in &self.up_blocks {
+            if let Some(u) = &b.upsampler {
+                conv(1, rate);
+                rate *= u.plan.stride[0] as f64;
+            }
+            conv(2 * b.resnets.len(), rate);
+        }
+        conv(1, rate);
+        (left.ceil() as usize + 1, right.ceil() as usize + 1)
+    }
+
+    /// Starts a streaming decode. The released decoder is non-causal (each frame sees
+    /// `decoder_context().1` latent frames ahead), so the stream holds back exactly the
+    /// latent frames whose pixel frames still depend on frames not yet pushed, and decodes
+    /// windows with enough context on both sides that every emitted frame equals the
+    /// whole-sequence decode. Memory is bounded by the window, not the video length.
+    pub fn decode_stream(&self) -> Ltx2DecodeStream<'_> {
+        Ltx2DecodeStream { vae: self, frames: Vec::new(), first: 0, pushed: 0, emitted: 0, shape: None }
+    }
+
+    /// Pixel frames of latent frames `[a, b)`, decoding a window of `frames` (latent
+    /// frames `first..first + frames.len()`, the end of which is the end of the video so
+    /// far) with the decoder's context on both sides.
+    fn decode_range(&self, frames: &[Tensor<5>], first: usize, a: usize, b: usize) -> Result<Tensor<5>> {
+        let (cl, cr) = self.decoder_context();
+        let w0 = a.saturating_sub(cl + 1).max(first);
+        let w1 = (b + cr + 1).min(first + frames.len());
+        let out = self.decode(Tensor::cat(frames[w0 - first..w1 - first].to_vec(), 2))?;
+        // A window [w0, w1) decodes to the global pixel frames [tf·w0, tf·(w1 − 1) + 1).
+        let tf = self.config.temporal_factor();
+        let pix = |i: usize| if i == 0 { 0 } else { tf * (i - 1) + 1 };
+        let (p0, p1) = (pix(a), pix(b));
+        Ok(out.narrow(2, p0 - tf * w0, p1 - p0))
+    }
+}
+
+/// A streaming LTX-2 decode in progress (see `AutoencoderKLLTX2Video::decode_stream`).
+pub struct Ltx2DecodeStream<'a> {
+    vae: &'a AutoencoderKLLTX2Video,
+    /// Latent frames still needed as context, from absolute index `first`.
+    frames: Vec<Tensor<5>>,
+    first: usize,
+    pushed: usize,
+    emitted: usize,
+    shape: Option<[usize; 3]>,
+}
+
+impl Ltx2DecodeStream<'_> {
+    /// Adds latent frames `[B, C, t, h, w]`; returns the pixel frames that became final
+    /// (possibly none: `[B, 3, 0, H, W]` is not representable, so `None`).
+    pub fn push(&mut self, z: Tensor<5>) -> Result<Option<Tensor<5>>> {
+        self.vae.check_latents(&z.dims())?;
+        let d = z.dims();
+        match self.shape {
+            Some(s) if (s[0], s[1], s[2]) != (d[0], d[3], d[4]) => {
+                return Err(Error::Input(format!("latent frames of shape {d:?} do not continue the stream")))
+            }
+            _ => self.shape = Some([d[0], d[3], d[4]]),
+        }
+        for i in 0..d[2] {
+            self.frames.push(z.clone().narrow(2, i, 1));
+        }
+        self.pushed += d[2];
+        let (_, cr) = self.vae.decoder_context();
+        // Frames whose right context is complete even if the video went on.
+        let ready = self.pushed.saturating_sub(cr + 1);
+        self.emit(ready)
+    }
+
+    /// Latent frames currently held (bounded by the context, not by the video length).
+    pub fn held_frames(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Ends the stream: decodes the remaining frames (the true end of the video).
+    pub fn finish(mut self) -> Result<Option<Tensor<5>>> {
+        let n = self.pushed;
+        self.emit(n)
+    }
+
+    fn emit(&mut self, upto: usize) -> Result<Option<Tensor<5>>> {
+        if upto <= self.emitted {
+            return Ok(None);
+        }
+        let out = self.vae.decode_range(&self.frames, self.first, self.emitted, upto)?;
+        self.emitted = upto;
+        // Drop latent frames no later output needs as left context.
+        let (cl, _) = self.vae.decoder_context();
+        let keep_from = self.emitted.saturating_sub(cl + 1);
+        if keep_from > self.first {
+            self.frames.drain(..keep_from - self.first);
+            self.first = keep_from;
+        }
+        Ok(Some(out))
+    }
+}
