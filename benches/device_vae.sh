@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
-# Run on the GPU machine (the device tool) from the repository root, after
-# carrying .devcarry/ (sana-video, vae-decode, vae_parity CUDA builds, xz) and .whl/.
+# Run on the GPU machine (the device tool) from the repository root, carrying .devcarry/
+# (stripped, xz-compressed CUDA builds of sana-video, vae-decode, vae_parity, vae_conv)
+# and .whl/ (diffusers 0.42.1 wheel). Stages: VAE_STAGES="parity wan ltx" (default all).
 set -uo pipefail
 source benches/device_unpack.sh
+STAGES=${VAE_STAGES:-parity wan ltx}
 
+if [[ $STAGES == *parity* ]]; then
 echo "== VAE parity on CUDA (fixtures, f32, tolerance 1e-5)"
-SANA_TEST_BACKENDS=cuda SANA_FIXTURES=tests/fixtures $B/vae_parity --test-threads=1 --nocapture 2>&1 \
-  | grep -E 'rel L2|test result|panicked|FAILED' | tee $OUT/vae_parity_cuda.log
+for t in vae_parity vae_conv; do
+  [ -x $B/$t ] && SANA_TEST_BACKENDS=cuda SANA_FIXTURES=tests/fixtures $B/$t --test-threads=1 --nocapture 2>&1 \
+    | grep -E 'rel L2|test result|panicked|FAILED' | tee -a $OUT/vae_parity_cuda.log
+done
+fi
 
+if [[ $STAGES == *wan* ]]; then
 echo "== full-size random Wan2.1 VAE: diffusers reference and timings"
 python3 tools/fullsize_wan_vae.py --out /tmp/wanvae 2>&1 | grep -v -i warn | tee $OUT/vae_reference.md
 $B/sana-video debug vae-decode --backend cuda --model /tmp/wanvae/vae --inputs /tmp/wanvae/inputs.safetensors \
   --output /tmp/wanvae/ours.safetensors 2>&1 | tee $OUT/vae_ours_cli.txt
 python3 tools/compare.py /tmp/wanvae/ours.safetensors /tmp/wanvae/reference.safetensors sample | tee $OUT/vae_fullsize_parity.txt
-timeout 240 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --latent 1x2x60x104 --latent 1x6x60x104 \
-  --latent 1x11x60x104 --latent 1x21x60x104 2>&1 | tee $OUT/vae_bench_ours.md
+for chunk in 1 4; do
+  timeout 200 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --chunk $chunk --latent 1x2x60x104 --latent 1x6x60x104 \
+    --latent 1x11x60x104 --latent 1x21x60x104 2>&1 | tee -a $OUT/vae_bench_ours.md
+done
+fi
+
+if [[ $STAGES == *ltx* ]]; then
+echo "== full-size random LTX-2 VAE (720p config): diffusers reference and timings"
+python3 tools/fullsize_ltx2_vae.py --out /tmp/ltxvae 2>&1 | grep -v -i warn | tee $OUT/ltx_reference.md
+$B/sana-video debug vae-decode --backend cuda --model /tmp/ltxvae/vae --inputs /tmp/ltxvae/inputs.safetensors \
+  --output /tmp/ltxvae/ours.safetensors 2>&1 | tee $OUT/ltx_ours_cli.txt
+python3 tools/compare.py /tmp/ltxvae/ours.safetensors /tmp/ltxvae/reference.safetensors sample | tee $OUT/ltx_fullsize_parity.txt
+for dt in f32 bf16; do
+  timeout 150 $B/vae-decode --model /tmp/ltxvae/vae --backend cuda --dtype $dt --latent 1x2x22x40 --latent 1x3x22x40 \
+    2>&1 | tee -a $OUT/ltx_bench_ours.md
+done
+fi

@@ -1,5 +1,6 @@
-//! Times streaming VAE decodes (Wan2.1) at given latent sizes and reports device memory,
-//! to show time per frame and memory flat in the number of frames.
+//! Times VAE decodes at given latent sizes and reports device memory: Wan2.1 streams
+//! (`--chunk` latent frames per push, to show time per frame and memory flat in the number
+//! of frames); LTX-2 decodes the whole sequence (its context spans a 5 s clip).
 //!
 //! ```text
 //! cargo run --release -p sana-video-benches --bin vae-decode -- --model DIR \
@@ -16,7 +17,7 @@ use std::time::Instant;
 use burn::tensor::{DType, Distribution, Tensor};
 use sana_video_core::device::{self, BackendKind};
 use sana_video_core::io::FsSource;
-use sana_video_core::models::vae::wan::AutoencoderKLWan;
+use sana_video_core::models::vae::Vae;
 
 fn parse(s: &str) -> Result<[usize; 4], String> {
     let v: Vec<usize> = s.split('x').map(|p| p.parse::<usize>()).collect::<Result<_, _>>().map_err(|_| format!("--latent {s}: expected BxTxHxW"))?;
@@ -50,19 +51,22 @@ fn main() -> Result<(), String> {
         None => device::best_available().map_err(|e| e.to_string())?,
     };
     let t0 = Instant::now();
-    let (vae, _) = AutoencoderKLWan::load(&FsSource, &dir, &device, dtype).map_err(|e| e.to_string())?;
+    let (vae, _) = Vae::load(&FsSource, &dir, &device, dtype).map_err(|e| e.to_string())?;
+    let (class, params, z_dim, tf) = match &vae {
+        Vae::Wan(v) => ("AutoencoderKLWan", v.config.parameter_count(), v.config.z_dim, v.config.temporal_factor()),
+        Vae::Ltx2(v) => ("AutoencoderKLLTX2Video", v.config.parameter_count(), v.config.latent_channels, v.config.temporal_factor()),
+    };
     println!(
-        "# vae-decode: backend {} dtype {:?} model {dir} ({:.1} M params) loaded in {:.1} s, {} latent frame(s) per push",
+        "# vae-decode: backend {} dtype {:?} model {dir} ({class}, {:.1} M params) loaded in {:.1} s, {}",
         device::name(kind),
         dtype,
-        vae.config.parameter_count() as f64 / 1e6,
+        params as f64 / 1e6,
         t0.elapsed().as_secs_f64(),
-        chunk
+        if matches!(vae, Vae::Wan(_)) { format!("{chunk} latent frame(s) per push") } else { "whole sequence".into() }
     );
     println!("| latent [B,T,h,w] | video frames | pixels | total s | s per video frame | reserved after |");
     println!("|---|---|---|---|---|---|");
-    let z_dim = vae.config.z_dim;
-    let s = vae.config.spatial_factor();
+    let s = vae.spatial_factor();
     for [b, t, h, w] in latents {
         let mut best = f64::MAX;
         for _ in 0..iters.max(1) {
@@ -70,17 +74,24 @@ fn main() -> Result<(), String> {
             let z = Tensor::<5>::random([b, z_dim, t, h, w], Distribution::Normal(0.0, 1.0), &device);
             device.sync().map_err(|e| format!("{e:?}"))?;
             let start = Instant::now();
-            let mut stream = vae.decode_stream();
-            let mut i = 0;
-            while i < t {
-                let n = if i == 0 { 1 } else { chunk.min(t - i) };
-                let frames = stream.push(z.clone().narrow(2, i, n)).map_err(|e| e.to_string())?;
-                let _ = frames.into_data();
-                i += n;
+            match &vae {
+                Vae::Wan(v) => {
+                    let mut stream = v.decode_stream();
+                    let mut i = 0;
+                    while i < t {
+                        let n = if i == 0 { 1 } else { chunk.min(t - i) };
+                        let frames = stream.push(z.clone().narrow(2, i, n)).map_err(|e| e.to_string())?;
+                        let _ = frames.into_data();
+                        i += n;
+                    }
+                }
+                Vae::Ltx2(_) => {
+                    let _ = vae.decode(z.clone()).map_err(|e| e.to_string())?.into_data();
+                }
             }
             best = best.min(start.elapsed().as_secs_f64());
         }
-        let frames = vae.config.pixel_frames(t);
+        let frames = 1 + tf * (t - 1);
         let reserved = device.memory_pool_usage().map(|u| format!("{:.2} GB", u.bytes_reserved as f64 / 1e9)).unwrap_or("n/a".into());
         println!("| {b}x{t}x{h}x{w} | {frames} | {}x{} | {best:.3} | {:.4} | {reserved} |", h * s, w * s, best / frames as f64);
     }

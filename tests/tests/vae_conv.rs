@@ -1,0 +1,47 @@
+//! The VAEs' convolution as tap GEMMs (`models/vae/conv.rs`) against its plain reference,
+//! burn's `conv3d`, on every backend: kernels 3x3x3, 3x1x1, 1x1x1 and 2-D 3x3 / 1x1,
+//! temporal stride 1 and 2, spatial padding 0 and 1, odd sizes.
+
+use burn::tensor::{DType, Tensor};
+use sana_video_core::device;
+use sana_video_core::io::safetensors::{serialize_f32, tensor_from_f32, Weights};
+use sana_video_core::io::MemorySource;
+use sana_video_core::models::vae::conv::{Conv3d, ConvImpl};
+use sana_video_tests::{backends, random_vec, rel_l2};
+
+fn weights(shape: &[usize], seed: u64) -> Weights {
+    let n: usize = shape.iter().product();
+    let w = random_vec(n, seed);
+    let b = random_vec(shape[0], seed + 1);
+    let bytes = serialize_f32(&[("c.weight", &w, shape), ("c.bias", &b, &[shape[0]])]).unwrap();
+    let mut src = MemorySource::default();
+    src.insert("w.safetensors", bytes);
+    Weights::open_files(&src, &["w.safetensors".to_string()]).unwrap()
+}
+
+#[test]
+fn tap_gemm_conv_matches_burn_conv3d() {
+    let cases: [(&[usize], [usize; 5], usize, usize); 7] = [
+        (&[6, 5, 3, 3, 3], [2, 5, 5, 7, 6], 1, 1),
+        (&[4, 3, 3, 3, 3], [1, 3, 3, 4, 9], 1, 0),
+        (&[8, 8, 3, 1, 1], [1, 8, 6, 3, 5], 1, 0),
+        (&[5, 5, 3, 1, 1], [1, 5, 5, 4, 4], 2, 0),
+        (&[7, 3, 1, 1, 1], [2, 3, 2, 3, 3], 1, 0),
+        (&[4, 6, 3, 3], [3, 6, 1, 5, 7], 1, 1),
+        (&[9, 4, 1, 1], [2, 4, 1, 6, 5], 1, 0),
+    ];
+    for (kind, device) in backends() {
+        for (i, (wshape, xshape, stride_t, pad)) in cases.iter().enumerate() {
+            let w = weights(wshape, 10 + i as u64);
+            let mut conv = Conv3d::load(&w, "c", &device, DType::F32).unwrap();
+            let n: usize = xshape.iter().product();
+            let x: Tensor<5> = tensor_from_f32(random_vec(n, 100 + i as u64), xshape.to_vec(), &device, DType::F32);
+            let got = conv.forward(x.clone(), *stride_t, *pad);
+            conv.which = ConvImpl::Reference;
+            let want = conv.forward(x, *stride_t, *pad);
+            assert_eq!(got.dims(), want.dims(), "case {i}: shape");
+            let (rel, max_abs) = rel_l2(&got.into_data().try_to_vec::<f32>().unwrap(), &want.into_data().try_to_vec::<f32>().unwrap());
+            assert!(rel <= 1e-6, "case {i} on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));
+        }
+    }
+}
