@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p sana-video-benches --bin vae-decode -- --model DIR \
 //!     [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--latent BxTxHxW ...] [--chunk 1] [--iters 1]
+//!     [--conv auto|tap-gemm|reference]
 //! ```
 //! DIR is a diffusers `vae/` folder (e.g. tools/fullsize_wan_vae.py's random official
 //! config). Latents are random; each decode pushes `--chunk` latent frames at a time and
@@ -38,6 +39,12 @@ fn main() -> Result<(), String> {
             "--latent" => latents.push(parse(&val)?),
             "--chunk" => chunk = val.parse().map_err(|_| "--chunk: integer")?,
             "--iters" => iters = val.parse().map_err(|_| "--iters: integer")?,
+            "--conv" => sana_video_core::models::vae::conv::set_default_impl(match val.as_str() {
+                "auto" => sana_video_core::models::vae::conv::ConvImpl::Auto,
+                "tap-gemm" => sana_video_core::models::vae::conv::ConvImpl::TapGemm,
+                "reference" => sana_video_core::models::vae::conv::ConvImpl::Reference,
+                other => return Err(format!("--conv {other}: auto, tap-gemm or reference")),
+            }),
             other => return Err(format!("unknown flag {other}")),
         }
         i += 2;
@@ -57,12 +64,13 @@ fn main() -> Result<(), String> {
         Vae::Ltx2(v) => ("AutoencoderKLLTX2Video", v.config.parameter_count(), v.config.latent_channels, v.config.temporal_factor()),
     };
     println!(
-        "# vae-decode: backend {} dtype {:?} model {dir} ({class}, {:.1} M params) loaded in {:.1} s, {}",
+        "# vae-decode: backend {} dtype {:?} model {dir} ({class}, {:.1} M params) loaded in {:.1} s, {}, conv {:?}",
         device::name(kind),
         dtype,
         params as f64 / 1e6,
         t0.elapsed().as_secs_f64(),
-        if matches!(vae, Vae::Wan(_)) { format!("{chunk} latent frame(s) per push") } else { "whole sequence".into() }
+        if matches!(vae, Vae::Wan(_)) { format!("{chunk} latent frame(s) per push") } else { "whole sequence".into() },
+        sana_video_core::models::vae::conv::default_impl()
     );
     println!("| latent [B,T,h,w] | video frames | pixels | total s | s per video frame | reserved after |");
     println!("|---|---|---|---|---|---|");

@@ -34,6 +34,7 @@ fn tap_gemm_conv_matches_burn_conv3d() {
         for (i, (wshape, xshape, stride_t, pad)) in cases.iter().enumerate() {
             let w = weights(wshape, 10 + i as u64);
             let mut conv = Conv3d::load(&w, "c", &device, DType::F32).unwrap();
+            conv.which = ConvImpl::TapGemm;
             let n: usize = xshape.iter().product();
             let x: Tensor<5> = tensor_from_f32(random_vec(n, 100 + i as u64), xshape.to_vec(), &device, DType::F32);
             let got = conv.forward(x.clone(), *stride_t, *pad);

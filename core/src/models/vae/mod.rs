@@ -3,6 +3,7 @@
 //! checkpoints; causal, streams frame by frame) and `ltx2/` (LTX-2,
 //! `AutoencoderKLLTX2Video`: the 720p checkpoint).
 
+pub mod conv;
 pub mod ltx2;
 pub mod tiling;
 pub mod wan;

@@ -7,32 +7,26 @@
 
 pub mod config;
 
-use burn::tensor::module::conv3d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{activation, DType, Device, Tensor};
 
 pub use config::{Ltx2VaeConfig, Padding};
 use config::UpsamplePlan;
 
 use crate::io::safetensors::Weights;
+use crate::models::vae::conv::Conv3d;
 use crate::io::{diffusers, join, FileSource};
 use crate::nn::{to_dtype, to_f32};
 use crate::{Error, Result};
 
 /// `LTX2VideoCausalConv3d`: a 3x3x3 conv with temporal replicate padding.
 pub struct Conv {
-    pub weight: Tensor<5>,
-    pub bias: Tensor<1>,
+    pub conv: Conv3d,
     pub padding: Padding,
 }
 
 impl Conv {
     fn load(w: &Weights, p: &str, padding: Padding, device: &Device, dtype: DType) -> Result<Self> {
-        Ok(Conv {
-            weight: w.load(&format!("{p}.conv.weight"), device, dtype)?,
-            bias: w.load(&format!("{p}.conv.bias"), device, dtype)?,
-            padding,
-        })
+        Ok(Conv { conv: Conv3d::load(w, &format!("{p}.conv"), device, dtype)?, padding })
     }
 
     pub fn forward(&self, x: Tensor<5>, causal: bool) -> Tensor<5> {
@@ -48,7 +42,7 @@ impl Conv {
             Padding::Zeros => (x, 1),
             Padding::Reflect => (reflect_pad_hw(x), 0),
         };
-        conv3d(x, self.weight.clone(), Some(self.bias.clone()), ConvOptions::new([1, 1, 1], [0, pad, pad], [1, 1, 1], 1))
+        self.conv.forward(x, 1, pad)
     }
 }
 

@@ -7,18 +7,17 @@
 //! two zero frames on the left, whatever the chunk sizes.
 
 use burn::tensor::module::conv2d;
-use burn::tensor::module::conv3d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{activation, DType, Device, Tensor};
 
 use crate::io::safetensors::Weights;
+use crate::models::vae::conv::Conv3d;
 use crate::nn::{matmul, to_dtype, to_f32};
 use crate::Result;
 
 /// Conv3d whose temporal padding is all on the left (`2·p_t` frames), spatial padding symmetric.
 pub struct CausalConv3d {
-    pub weight: Tensor<5>,
-    pub bias: Tensor<1>,
+    pub conv: Conv3d,
     pub kernel_t: usize,
     pub stride_t: usize,
     pub pad_t: usize,
@@ -27,9 +26,9 @@ pub struct CausalConv3d {
 
 impl CausalConv3d {
     pub fn load(w: &Weights, p: &str, stride_t: usize, pad: [usize; 2], device: &Device, dtype: DType) -> Result<Self> {
-        let weight: Tensor<5> = w.load(&format!("{p}.weight"), device, dtype)?;
-        let kernel_t = weight.dims()[2];
-        Ok(CausalConv3d { weight, bias: w.load(&format!("{p}.bias"), device, dtype)?, kernel_t, stride_t, pad_t: pad[0], pad_hw: pad[1] })
+        let conv = Conv3d::load(w, p, device, dtype)?;
+        let kernel_t = conv.kernel[0];
+        Ok(CausalConv3d { conv, kernel_t, stride_t, pad_t: pad[0], pad_hw: pad[1] })
     }
 
     /// Convolves `x` with `cache` (earlier frames) in front; zero frames make up the rest
@@ -55,8 +54,7 @@ impl CausalConv3d {
             parts.push(x);
             Tensor::cat(parts, 2)
         };
-        let opts = ConvOptions::new([self.stride_t, 1, 1], [0, self.pad_hw, self.pad_hw], [1, 1, 1], 1);
-        conv3d(x, self.weight.clone(), Some(self.bias.clone()), opts)
+        self.conv.forward(x, self.stride_t, self.pad_hw)
     }
 }
 
@@ -124,19 +122,24 @@ pub fn unframes(x: Tensor<4>, b: usize) -> Tensor<5> {
     x.reshape([b, bt / b, c, h, w]).swap_dims(1, 2)
 }
 
-/// Plain Conv2d with weight `[out, in, k, k]`.
+/// Conv2d with weight `[out, in, k, k]`: tap GEMMs at stride 1, burn's `conv2d` for the
+/// encoder's stride-2 downsamplers.
 pub struct Conv2d {
-    pub weight: Tensor<4>,
-    pub bias: Tensor<1>,
+    pub conv: Conv3d,
 }
 
 impl Conv2d {
     pub fn load(w: &Weights, p: &str, device: &Device, dtype: DType) -> Result<Self> {
-        Ok(Conv2d { weight: w.load(&format!("{p}.weight"), device, dtype)?, bias: w.load(&format!("{p}.bias"), device, dtype)? })
+        Ok(Conv2d { conv: Conv3d::load(w, p, device, dtype)? })
     }
 
     pub fn forward(&self, x: Tensor<4>, stride: usize, pad: usize) -> Tensor<4> {
-        conv2d(x, self.weight.clone(), Some(self.bias.clone()), ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1))
+        if stride == 1 {
+            return self.conv.forward_2d(x, pad);
+        }
+        let [o, c, _, kh, kw] = self.conv.weight.dims();
+        let weight = self.conv.weight.clone().reshape([o, c, kh, kw]);
+        conv2d(x, weight, Some(self.conv.bias.clone()), ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1))
     }
 }
 
