@@ -21,9 +21,11 @@ $B/sana-video debug vae-decode --backend cuda --model /tmp/wanvae/vae --inputs /
   --output /tmp/wanvae/ours.safetensors 2>&1 | tee $OUT/vae_ours_cli.txt
 python3 tools/compare.py /tmp/wanvae/ours.safetensors /tmp/wanvae/reference.safetensors sample | tee $OUT/vae_fullsize_parity.txt
 for chunk in 1 4; do
-  timeout 200 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --chunk $chunk --latent 1x2x60x104 --latent 1x6x60x104 \
+  timeout 150 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --chunk $chunk --latent 1x2x60x104 --latent 1x6x60x104 \
     --latent 1x11x60x104 --latent 1x21x60x104 2>&1 | tee -a $OUT/vae_bench_ours.md
 done
+timeout 100 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --conv reference --latent 1x2x60x104 --latent 1x6x60x104 \
+  2>&1 | tee -a $OUT/vae_bench_ours.md
 fi
 
 if [[ $STAGES == *ltx* ]]; then
