@@ -7,7 +7,7 @@ use sana_video_core::io::safetensors::{serialize, serialize_f32, tensor_from_f32
 use sana_video_core::io::{self as sio, FsSource};
 use sana_video_core::kernels::Impl;
 use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
-use sana_video_core::models::vae::Vae;
+use sana_video_core::models::vae::{Vae, VaeConfig};
 use sana_video_core::models::text_encoder::{
     Gemma2Model, Instruction, PromptOptions, TextEncoder, TokenBatch, DEFAULT_NEGATIVE_PROMPT,
 };
@@ -329,13 +329,12 @@ fn vae_runner(argv: &[String], decode: bool) -> Result<(), String> {
     let (name, out_name) = if decode { ("latents", "sample") } else { ("sample", "latent_mean") };
     let (x, shape) = inputs.require(name, &[5])?;
     check_output_dir(output)?;
+    // The config alone says what the VAE takes: refuse bad inputs before loading weights.
+    let model_dir = sio::diffusers::resolve_model_dir(&FsSource, args.require("model")?).map_err(|e| e.to_string())?;
+    let (_, cfg) = VaeConfig::read(&FsSource, &model_dir).map_err(|e| e.to_string())?;
+    if decode { cfg.check_latents(&shape) } else { cfg.check_sample(&shape) }.map_err(|e| format!("{inputs_path}: {e}"))?;
     let (kind, device) = open_device(&args)?;
     let vae = load_vae(&args, &device, dtype)?;
-    if decode {
-        vae.check_latents(&shape).map_err(|e| format!("{inputs_path}: {e}"))?;
-    } else {
-        vae.check_sample(&shape).map_err(|e| format!("{inputs_path}: {e}"))?;
-    }
     let x: Tensor<5> = tensor_from_f32(x, shape, &device, dtype);
     let start = std::time::Instant::now();
     let y = match (decode, tiling) {

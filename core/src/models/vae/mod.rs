@@ -25,6 +25,44 @@ pub fn vae_class(source: &dyn FileSource, dir: &str) -> Result<(String, String)>
     Ok((dir, class))
 }
 
+/// Either VAE's config, read before anything heavy so inputs can be checked first.
+pub enum VaeConfig {
+    Wan(wan::WanVaeConfig),
+    Ltx2(ltx2::Ltx2VaeConfig),
+}
+
+impl VaeConfig {
+    /// The `vae/` folder and its parsed config; classes we do not implement are refused.
+    pub fn read(source: &dyn FileSource, dir: &str) -> Result<(String, VaeConfig)> {
+        let (dir, class) = vae_class(source, dir)?;
+        let cfg = match class.as_str() {
+            "AutoencoderKLWan" => VaeConfig::Wan(wan::AutoencoderKLWan::read_config(source, &dir)?),
+            "AutoencoderKLLTX2Video" => VaeConfig::Ltx2(ltx2::AutoencoderKLLTX2Video::read_config(source, &dir)?),
+            other => {
+                return Err(Error::config(
+                    join(&dir, "config.json"),
+                    format!("VAE class `{other}` is not supported (AutoencoderKLWan or AutoencoderKLLTX2Video)"),
+                ))
+            }
+        };
+        Ok((dir, cfg))
+    }
+
+    pub fn check_latents(&self, dims: &[usize]) -> Result<()> {
+        match self {
+            VaeConfig::Wan(c) => c.check_latents(dims),
+            VaeConfig::Ltx2(c) => c.check_latents(dims),
+        }
+    }
+
+    pub fn check_sample(&self, dims: &[usize]) -> Result<()> {
+        match self {
+            VaeConfig::Wan(c) => c.check_sample(dims),
+            VaeConfig::Ltx2(c) => c.check_sample(dims),
+        }
+    }
+}
+
 /// Either VAE, behind one interface.
 pub enum Vae {
     Wan(wan::AutoencoderKLWan),
@@ -35,16 +73,10 @@ impl Vae {
     /// Loads the VAE its config names; other classes are refused by name. Returns the
     /// tensors present but unused.
     pub fn load(source: &dyn FileSource, dir: &str, device: &Device, dtype: DType) -> Result<(Vae, Vec<String>)> {
-        let (dir, class) = vae_class(source, dir)?;
-        match class.as_str() {
-            "AutoencoderKLWan" => wan::AutoencoderKLWan::load(source, &dir, device, dtype).map(|(v, u)| (Vae::Wan(v), u)),
-            "AutoencoderKLLTX2Video" => {
-                ltx2::AutoencoderKLLTX2Video::load(source, &dir, device, dtype).map(|(v, u)| (Vae::Ltx2(v), u))
-            }
-            other => Err(Error::config(
-                join(&dir, "config.json"),
-                format!("VAE class `{other}` is not supported (AutoencoderKLWan or AutoencoderKLLTX2Video)"),
-            )),
+        let (dir, cfg) = VaeConfig::read(source, dir)?;
+        match cfg {
+            VaeConfig::Wan(_) => wan::AutoencoderKLWan::load(source, &dir, device, dtype).map(|(v, u)| (Vae::Wan(v), u)),
+            VaeConfig::Ltx2(_) => ltx2::AutoencoderKLLTX2Video::load(source, &dir, device, dtype).map(|(v, u)| (Vae::Ltx2(v), u)),
         }
     }
 

@@ -231,6 +231,37 @@ impl Ltx2VaeConfig {
         Ok(cfg)
     }
 
+    /// Checks latents `[B, latent_channels, T, h, w]` (reflect padding needs h, w ≥ 2).
+    pub fn check_latents(&self, dims: &[usize]) -> Result<()> {
+        let c = self.latent_channels;
+        let min = if self.decoder_padding == Padding::Reflect { 2 } else { 1 };
+        match dims {
+            [b, ch, t, h, w] if *ch == c && *b > 0 && *t > 0 && *h >= min && *w >= min => Ok(()),
+            _ => Err(Error::Input(format!(
+                "latents have shape {dims:?}; the LTX-2 VAE decodes [batch, {c}, frames, height, width] with height and width at least {min}"
+            ))),
+        }
+    }
+
+    /// Checks a video `[B, in_channels, 1 + 8k, H, W]` with H, W multiples of 32.
+    pub fn check_sample(&self, dims: &[usize]) -> Result<()> {
+        let (ci, s, tf) = (self.in_channels, self.spatial_factor(), self.temporal_factor());
+        let min = if self.encoder_padding == Padding::Reflect { 2 * s } else { s };
+        let ok = match dims {
+            [b, c, f, h, w] => {
+                *b > 0 && *c == ci && *f % tf == 1 % tf && *f > 0 && h % s == 0 && w % s == 0 && *h >= min && *w >= min
+            }
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "video has shape {dims:?}; the LTX-2 VAE encodes [batch, {ci}, 1 + {tf}k frames, height, width] with height and width multiples of {s} (at least {min})"
+            )))
+        }
+    }
+
     /// Pixels per latent position: the patch times every spatial stride of the decoder.
     pub fn spatial_factor(&self) -> usize {
         self.patch_size * self.decoder_plan().iter().filter_map(|p| p.upsample.as_ref()).map(|u| u.stride[1]).product::<usize>()

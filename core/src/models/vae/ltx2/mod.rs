@@ -231,14 +231,7 @@ impl AutoencoderKLLTX2Video {
 
     /// Checks latents `[B, latent_channels, T, h, w]` (reflect padding needs h, w ≥ 2).
     pub fn check_latents(&self, dims: &[usize]) -> Result<()> {
-        let c = self.config.latent_channels;
-        let min = if self.config.decoder_padding == Padding::Reflect { 2 } else { 1 };
-        match dims {
-            [b, ch, t, h, w] if *ch == c && *b > 0 && *t > 0 && *h >= min && *w >= min => Ok(()),
-            _ => Err(Error::Input(format!(
-                "latents have shape {dims:?}; the LTX-2 VAE decodes [batch, {c}, frames, height, width] with height and width at least {min}"
-            ))),
-        }
+        self.config.check_latents(dims)
     }
 
     /// `vae.decode(z).sample`: `[B, C, T, h, w]` → `[B, 3, 1 + 8(T-1), 32h, 32w]` (factors
@@ -269,21 +262,7 @@ impl AutoencoderKLLTX2Video {
 
     /// Checks a video `[B, in_channels, 1 + 8k, H, W]` with H, W multiples of 32.
     pub fn check_sample(&self, dims: &[usize]) -> Result<()> {
-        let (ci, s, tf) = (self.config.in_channels, self.config.spatial_factor(), self.config.temporal_factor());
-        let min = if self.config.encoder_padding == Padding::Reflect { 2 * s } else { s };
-        let ok = match dims {
-            [b, c, f, h, w] => {
-                *b > 0 && *c == ci && *f % tf == 1 % tf && *f > 0 && h % s == 0 && w % s == 0 && *h >= min && *w >= min
-            }
-            _ => false,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Input(format!(
-                "video has shape {dims:?}; the LTX-2 VAE encodes [batch, {ci}, 1 + {tf}k frames, height, width] with height and width multiples of {s} (at least {min})"
-            )))
-        }
+        self.config.check_sample(dims)
     }
 
     /// `vae.encode(x).latent_dist.mean`: the first `latent_channels` outputs of the

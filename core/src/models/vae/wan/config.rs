@@ -137,6 +137,33 @@ impl WanVaeConfig {
         Ok(cfg)
     }
 
+    /// Checks latents `[B, z_dim, T, h, w]` before any compute.
+    pub fn check_latents(&self, dims: &[usize]) -> Result<()> {
+        let z = self.z_dim;
+        match dims {
+            [b, c, t, h, w] if *c == z && [*b, *t, *h, *w].iter().all(|&d| d > 0) => Ok(()),
+            _ => Err(Error::Input(format!(
+                "latents have shape {dims:?}; the Wan VAE decodes [batch, {z}, frames, height, width] (all positive)"
+            ))),
+        }
+    }
+
+    /// Checks a pixel video `[B, in_channels, 1 + 4k, H, W]` with H, W multiples of 8.
+    pub fn check_sample(&self, dims: &[usize]) -> Result<()> {
+        let (ci, s) = (self.in_channels, self.spatial_factor());
+        let ok = match dims {
+            [b, c, f, h, w] => *b > 0 && *c == ci && *f % 4 == 1 && *h > 0 && *w > 0 && h % s == 0 && w % s == 0,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "video has shape {dims:?}; the Wan VAE encodes [batch, {ci}, 1 + 4k frames, height, width] with height and width multiples of {s}"
+            )))
+        }
+    }
+
     /// Pixels per latent position along height and width.
     pub fn spatial_factor(&self) -> usize {
         1 << (self.dim_mult.len() - 1)

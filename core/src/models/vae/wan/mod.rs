@@ -167,13 +167,7 @@ impl AutoencoderKLWan {
 
     /// Checks latents `[B, z_dim, T, h, w]` before any compute.
     pub fn check_latents(&self, dims: &[usize]) -> Result<()> {
-        let z = self.config.z_dim;
-        match dims {
-            [b, c, t, h, w] if *c == z && [*b, *t, *h, *w].iter().all(|&d| d > 0) => Ok(()),
-            _ => Err(Error::Input(format!(
-                "latents have shape {dims:?}; the Wan VAE decodes [batch, {z}, frames, height, width] (all positive)"
-            ))),
-        }
+        self.config.check_latents(dims)
     }
 
     /// Starts a streaming decode: push latent frames in order, get pixel frames back.
@@ -214,18 +208,7 @@ impl AutoencoderKLWan {
 
     /// Checks a pixel video `[B, in_channels, 1 + 4k, H, W]` with H, W multiples of 8.
     pub fn check_sample(&self, dims: &[usize]) -> Result<()> {
-        let (ci, s) = (self.config.in_channels, self.config.spatial_factor());
-        let ok = match dims {
-            [b, c, f, h, w] => *b > 0 && *c == ci && *f % 4 == 1 && *h > 0 && *w > 0 && h % s == 0 && w % s == 0,
-            _ => false,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Input(format!(
-                "video has shape {dims:?}; the Wan VAE encodes [batch, {ci}, 1 + 4k frames, height, width] with height and width multiples of {s}"
-            )))
-        }
+        self.config.check_sample(dims)
     }
 
     /// The posterior mean `[B, z, 1 + (F-1)/4, H/8, W/8]` of `vae.encode(x).latent_dist`
