@@ -2,55 +2,12 @@
 //! transformers / diffusers fixtures, and their refusals of bad input (clear message,
 //! non-zero exit, no output file).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sana-video"))
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sana-video-cli-text-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn read(path: &Path, name: &str) -> Vec<f64> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap_or_else(|_| panic!("{}: no tensor {name}", path.display()));
-    match t.dtype() {
-        safetensors::Dtype::F32 => t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-        safetensors::Dtype::I64 => t
-            .data()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64)
-            .collect(),
-        other => panic!("unexpected dtype {other:?}"),
-    }
-}
-
-fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| y.powi(2)).sum();
-    (num / den).sqrt()
-}
-
-fn expect_failure(o: &Output, out: &Path, parts: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
-    for p in parts {
-        assert!(err.contains(p), "stderr should mention `{p}`: {err}");
-    }
-    assert!(!err.contains("panicked"), "must not panic: {err}");
-    assert!(!out.exists(), "no output file on failure");
-}
+use common::*;
 
 fn text_encoder(model: &Path, inputs: &Path, out: &Path, backend: &str) -> Output {
     bin()
@@ -230,13 +187,3 @@ fn bad_tokenizers_are_refused_without_output() {
     expect_failure(&o, &out, &["--instruction `poem`"]);
 }
 
-fn write_i64(path: &Path, tensors: &[(&str, &[i64], &[usize])]) {
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, d, s)| {
-            let bytes: &[u8] = bytemuck::cast_slice(d);
-            (n.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, s.to_vec(), bytes).unwrap())
-        })
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
-}

@@ -1,15 +1,19 @@
 //! `sana-video debug vae-decode` / `vae-encode` against the diffusers fixtures, and their
 //! refusals of bad input (clear message, non-zero exit, no output file).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::*;
 
 fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/vae").join(case)
+    fixtures().join("vae").join(case)
 }
 
 fn run(runner: &str, model: &Path, inputs: &Path, out: &Path, backend: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sana-video"))
+    bin()
         .args(["debug", runner, "--model"])
         .arg(model)
         .arg("--inputs")
@@ -19,31 +23,6 @@ fn run(runner: &str, model: &Path, inputs: &Path, out: &Path, backend: &str) -> 
         .args(["--backend", backend])
         .output()
         .unwrap()
-}
-
-fn read(path: &Path, name: &str) -> Vec<f64> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap();
-    t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
-}
-
-fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
-    (num / b.iter().map(|y| y * y).sum::<f64>()).sqrt()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sana-video-cli-vae-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write_f32(path: &Path, name: &str, data: &[f32], shape: &[usize]) {
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), bytemuck::cast_slice(data)).unwrap();
-    std::fs::write(path, safetensors::serialize(vec![(name.to_string(), view)], None).unwrap()).unwrap();
 }
 
 #[test]
@@ -62,16 +41,6 @@ fn vae_runners_match_diffusers() {
         let rel = rel_l2(&read(&out, "latent_mean"), &read(&c.join("encode_outputs.safetensors"), "latent_mean"));
         assert!(rel <= 1e-5, "encode {backend}: {rel:e}");
     }
-}
-
-fn expect_failure(o: &Output, out: &Path, parts: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure; stderr: {err}");
-    for p in parts {
-        assert!(err.contains(p), "stderr should mention `{p}`: {err}");
-    }
-    assert!(!err.contains("panicked"), "must not panic: {err}");
-    assert!(!out.exists(), "no output on failure");
 }
 
 #[test]
