@@ -34,3 +34,35 @@ fn schedules_match_diffusers() {
         }
     }
 }
+
+/// DPM-Solver++ (2M, midpoint, flow) trajectories equal diffusers' `scheduler.step` for a
+/// made-up model output `v = 0.5·x + c_i·e`, on every backend.
+#[test]
+fn dpm_solver_steps_match_diffusers() {
+    use burn::tensor::{DType, Tensor};
+    use sana_video_core::io::safetensors::{tensor_from_f32, Weights};
+    use sana_video_core::io::FsSource;
+    use sana_video_core::samplers::FlowDpmSolver;
+    let path = fixtures().join("scheduler/dpm_trajectories.safetensors").to_string_lossy().to_string();
+    let w = Weights::open_files(&FsSource, &[path]).unwrap();
+    for (kind, device) in sana_video_tests::backends() {
+        for (key, steps, shift) in [("s10_shift8", 10, 8.0), ("s20_shift3", 20, 3.0), ("s2_shift8", 2, 8.0)] {
+            let (x0, shape) = w.read_f32(&format!("{key}.x0")).unwrap();
+            let (e, _) = w.read_f32(&format!("{key}.e")).unwrap();
+            let (c, _) = w.read_f32(&format!("{key}.c")).unwrap();
+            let (traj, _) = w.read_f32(&format!("{key}.trajectory")).unwrap();
+            let mut x: Tensor<4> = tensor_from_f32(x0, shape.clone(), &device, DType::F32);
+            let e: Tensor<4> = tensor_from_f32(e, shape.clone(), &device, DType::F32);
+            let mut solver = FlowDpmSolver::<4>::new(steps, shift);
+            let n: usize = shape.iter().product();
+            for i in 0..steps {
+                let v = x.clone() * 0.5 + e.clone() * c[i];
+                x = solver.step(v, x).unwrap();
+                let got = x.clone().into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = sana_video_tests::rel_l2(&got, &traj[i * n..(i + 1) * n]);
+                assert!(rel <= 1e-5, "{key} step {i} on {}: rel L2 {rel:e}", sana_video_core::device::name(kind));
+            }
+            assert!(solver.step(x.clone(), x).is_err(), "stepping past the schedule must fail");
+        }
+    }
+}
