@@ -20,7 +20,8 @@ CASES = [(50, 8.0), (50, 7.0), (20, 3.0), (14, 8.0), (10, 8.0), (2, 8.0), (1, 8.
 
 
 def make_trajectories(path):
-    """DPM-Solver++ (2M, midpoint, flow) trajectories: x_{i+1} = scheduler.step(v_i, t_i, x_i)
+    """DPM-Solver++ (2M, midpoint, flow) and flow-match Euler trajectories:
+    x_{i+1} = scheduler.step(v_i, t_i, x_i)
     with a made-up model v_i = 0.5·x_i + c_i·e (c_i and e stored), float32."""
     import torch
     from safetensors.torch import save_file
@@ -47,6 +48,16 @@ def make_trajectories(path):
             traj.append(x.clone())
         tensors[f"{key}.trajectory"] = torch.stack(traj)
         meta.append(dict(key=key, steps=steps, shift=shift))
+        # The same made-up model through flow-match Euler.
+        eu = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+        eu.set_timesteps(steps)
+        x = tensors[f"{key}.x0"].clone()
+        traj = []
+        for i, t in enumerate(eu.timesteps):
+            v = 0.5 * x + c[i] * e
+            x = eu.step(v, t, x).prev_sample
+            traj.append(x.clone())
+        tensors[f"{key}.euler_trajectory"] = torch.stack(traj)
     save_file({k: v.contiguous() for k, v in tensors.items()}, path)
     print("trajectories:", [m["key"] for m in meta])
 

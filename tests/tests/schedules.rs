@@ -35,8 +35,8 @@ fn schedules_match_diffusers() {
     }
 }
 
-/// DPM-Solver++ (2M, midpoint, flow) trajectories equal diffusers' `scheduler.step` for a
-/// made-up model output `v = 0.5·x + c_i·e`, on every backend.
+/// DPM-Solver++ (2M, midpoint, flow) and flow-match Euler trajectories equal diffusers'
+/// `scheduler.step` for a made-up model output `v = 0.5·x + c_i·e`, on every backend.
 #[test]
 fn dpm_solver_steps_match_diffusers() {
     use burn::tensor::{DType, Tensor};
@@ -63,6 +63,19 @@ fn dpm_solver_steps_match_diffusers() {
                 assert!(rel <= 1e-5, "{key} step {i} on {}: rel L2 {rel:e}", sana_video_core::device::name(kind));
             }
             assert!(solver.step(x.clone(), x).is_err(), "stepping past the schedule must fail");
+
+            // Flow-match Euler on the same made-up model.
+            let (x0, _) = w.read_f32(&format!("{key}.x0")).unwrap();
+            let (traj, _) = w.read_f32(&format!("{key}.euler_trajectory")).unwrap();
+            let mut x: Tensor<4> = tensor_from_f32(x0, shape.clone(), &device, DType::F32);
+            let mut euler = sana_video_core::samplers::FlowEuler::new(steps, shift);
+            for i in 0..steps {
+                let v = x.clone() * 0.5 + e.clone() * c[i];
+                x = euler.step(v, x).unwrap();
+                let got = x.clone().into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = sana_video_tests::rel_l2(&got, &traj[i * n..(i + 1) * n]);
+                assert!(rel <= 1e-5, "{key} Euler step {i} on {}: rel L2 {rel:e}", sana_video_core::device::name(kind));
+            }
         }
     }
 }
