@@ -285,10 +285,9 @@ pub fn encode_prompt(argv: &[String]) -> Result<(), String> {
 }
 
 /// Opens a `vae/` folder with the VAE class its config names.
-fn load_vae(args: &Args, device: &Device, dtype: DType) -> Result<Vae, String> {
-    let model_dir = sio::diffusers::resolve_model_dir(&FsSource, args.require("model")?).map_err(|e| e.to_string())?;
+fn load_vae(model_dir: &str, device: &Device, dtype: DType) -> Result<Vae, String> {
     let t0 = std::time::Instant::now();
-    let (vae, unexpected) = Vae::load(&FsSource, &model_dir, device, dtype).map_err(|e| e.to_string())?;
+    let (vae, unexpected) = Vae::load(&FsSource, model_dir, device, dtype).map_err(|e| e.to_string())?;
     if !unexpected.is_empty() {
         eprintln!("warning: {model_dir} has tensors the VAE does not use: {}", unexpected.join(", "));
     }
@@ -334,7 +333,7 @@ fn vae_runner(argv: &[String], decode: bool) -> Result<(), String> {
     let (_, cfg) = VaeConfig::read(&FsSource, &model_dir).map_err(|e| e.to_string())?;
     if decode { cfg.check_latents(&shape) } else { cfg.check_sample(&shape) }.map_err(|e| format!("{inputs_path}: {e}"))?;
     let (kind, device) = open_device(&args)?;
-    let vae = load_vae(&args, &device, dtype)?;
+    let vae = load_vae(&model_dir, &device, dtype)?;
     let x: Tensor<5> = tensor_from_f32(x, shape, &device, dtype);
     let start = std::time::Instant::now();
     let y = match (decode, tiling) {

@@ -17,12 +17,28 @@ fn read(dir: &str, file: &str, name: &str) -> (Vec<f32>, Vec<usize>) {
     Weights::open_files(&FsSource, &[format!("{dir}/{file}")]).unwrap().read_f32(name).unwrap()
 }
 
-fn run_case(case: &str) {
+/// A VAE fixture: its folder, decode input/output and encode input/output (values, shape).
+struct Fixture {
+    dir: String,
+    z: (Vec<f32>, Vec<usize>),
+    decoded: (Vec<f32>, Vec<usize>),
+    x: (Vec<f32>, Vec<usize>),
+    mean: (Vec<f32>, Vec<usize>),
+}
+
+fn fixture(case: &str) -> Fixture {
     let dir = fixtures().join("vae").join(case).to_string_lossy().to_string();
-    let (z, zs) = read(&dir, "decode_inputs.safetensors", "latents");
-    let (want, want_shape) = read(&dir, "decode_outputs.safetensors", "sample");
-    let (x, xs) = read(&dir, "encode_inputs.safetensors", "sample");
-    let (want_mean, mean_shape) = read(&dir, "encode_outputs.safetensors", "latent_mean");
+    Fixture {
+        z: read(&dir, "decode_inputs.safetensors", "latents"),
+        decoded: read(&dir, "decode_outputs.safetensors", "sample"),
+        x: read(&dir, "encode_inputs.safetensors", "sample"),
+        mean: read(&dir, "encode_outputs.safetensors", "latent_mean"),
+        dir,
+    }
+}
+
+fn run_case(case: &str) {
+    let Fixture { dir, z: (z, zs), decoded: (want, want_shape), x: (x, xs), mean: (want_mean, mean_shape) } = fixture(case);
     for (kind, device) in backends() {
         let (vae, unexpected) = AutoencoderKLWan::load(&FsSource, &format!("{dir}/vae"), &device, DType::F32).unwrap();
         assert!(unexpected.is_empty(), "unexpected tensors: {unexpected:?}");
@@ -85,11 +101,7 @@ fn unseen_wan_five_frames_decoder_base_dim() {
 
 /// LTX-2: whole-sequence decode and encode through the `Vae` front (class from config).
 fn run_ltx_case(case: &str) {
-    let dir = fixtures().join("vae").join(case).to_string_lossy().to_string();
-    let (z, zs) = read(&dir, "decode_inputs.safetensors", "latents");
-    let (want, want_shape) = read(&dir, "decode_outputs.safetensors", "sample");
-    let (x, xs) = read(&dir, "encode_inputs.safetensors", "sample");
-    let (want_mean, mean_shape) = read(&dir, "encode_outputs.safetensors", "latent_mean");
+    let Fixture { dir, z: (z, zs), decoded: (want, want_shape), x: (x, xs), mean: (want_mean, mean_shape) } = fixture(case);
     for (kind, device) in backends() {
         let (vae, unexpected) = Vae::load(&FsSource, &format!("{dir}/vae"), &device, DType::F32).unwrap();
         assert!(matches!(vae, Vae::Ltx2(_)) && unexpected.is_empty(), "{unexpected:?}");

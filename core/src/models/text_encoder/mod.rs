@@ -37,15 +37,8 @@ impl TextEncoder {
         // Cheap config check first, so a mismatched pair fails before the weights load.
         let te_dir = crate::io::diffusers::component_dir(source, pipeline_dir, "text_encoder")?;
         let cfg = Gemma2Model::read_config(source, &te_dir)?;
-        if tokenizer.vocab_size() > cfg.vocab_size {
-            return Err(crate::Error::Input(format!(
-                "{}: the tokenizer has {} tokens but {} says the text encoder embeds only {} (vocab_size): they do not belong together",
-                tokenizer.path,
-                tokenizer.vocab_size(),
-                crate::io::join(&te_dir, "config.json"),
-                cfg.vocab_size
-            )));
-        }
+        let cfg_path = crate::io::join(&te_dir, "config.json");
+        tokenizer.check_fits(cfg.vocab_size, &format!("{cfg_path} says the text encoder"))?;
         let (model, report) = Gemma2Model::load(source, &te_dir, device, dtype)?;
         Ok((TextEncoder { tokenizer, model }, report))
     }

@@ -203,7 +203,7 @@ pub fn encode_prompt(
     negatives: Option<&[String]>,
     opts: &PromptOptions,
 ) -> Result<EncodedPrompts> {
-    check_vocab(model, tok)?;
+    tok.check_fits(model.config.vocab_size, "the text encoder")?;
     if let Some(n) = negatives {
         if n.len() != prompts.len() {
             return Err(Error::Input(format!("{} negative prompts for {} prompts", n.len(), prompts.len())));
@@ -242,16 +242,4 @@ pub fn encode_prompt(
         None => None,
     };
     Ok(EncodedPrompts { prompt, negative, warnings })
-}
-
-/// The tokenizer must not produce ids the encoder has no embedding for.
-pub fn check_vocab(model: &Gemma2Model, tok: &GemmaTokenizer) -> Result<()> {
-    let (t, m) = (tok.vocab_size(), model.config.vocab_size);
-    if t > m {
-        return Err(Error::Input(format!(
-            "{}: the tokenizer has {t} tokens but the text encoder embeds only {m} (vocab_size): they do not belong together",
-            tok.path
-        )));
-    }
-    Ok(())
 }

@@ -86,6 +86,19 @@ impl GemmaTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Refuses pairing with an encoder whose embedding table (`vocab_size` rows, described
+    /// by `encoder` in the message) cannot hold every id this tokenizer produces.
+    pub fn check_fits(&self, vocab_size: usize, encoder: &str) -> Result<()> {
+        let t = self.vocab_size();
+        if t > vocab_size {
+            return Err(Error::Input(format!(
+                "{}: the tokenizer has {t} tokens but {encoder} embeds only {vocab_size} (vocab_size): they do not belong together",
+                self.path
+            )));
+        }
+        Ok(())
+    }
+
     /// Token ids of `text` with the special tokens (BOS), no truncation or padding.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let with_post = self.special.is_none();
