@@ -14,6 +14,8 @@ pub enum Error {
     Input(String),
     /// No usable device / backend.
     Device(String),
+    /// The caller cancelled the run (Ctrl-C, a Cancel button).
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -26,6 +28,7 @@ impl fmt::Display for Error {
             Error::Config { path, msg } => write!(f, "{path}: {msg}"),
             Error::Input(msg) => write!(f, "{msg}"),
             Error::Device(msg) => write!(f, "{msg}"),
+            Error::Interrupted => write!(f, "interrupted"),
         }
     }
 }

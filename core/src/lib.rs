@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod io;
 pub mod models;
 pub mod nn;
+pub mod pipelines;
 pub mod samplers;
 
 pub use error::{Error, Result};

@@ -2,6 +2,8 @@
 
 mod args;
 mod debug;
+mod generate;
+mod video;
 
 use std::process::ExitCode;
 
@@ -9,6 +11,7 @@ const HELP: &str = "\
 sana-video: SANA-Video inference engine (Linear DiT, text-to-video)
 
 USAGE:
+    sana-video generate --model DIR --prompt TEXT -o OUT.mp4 [options below]
     sana-video inspect DIR
     sana-video debug transformer --model DIR --inputs IN.safetensors --output OUT.safetensors
                                  [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--reference-kernels]
@@ -22,6 +25,30 @@ USAGE:
                                    [--backend ...] [--dtype ...]
 
 COMMANDS:
+    generate             Text-to-video (image-to-video with --image). DIR: a diffusers
+                         SanaVideoPipeline folder or a repo id such as
+                         Efficient-Large-Model/SANA-Video_2B_480p_diffusers found in the HF cache.
+                         -o, --output PATH      .mp4 (H.264), .gif, .safetensors (`frames` f32
+                                                [T,H,W,3] in [0,1] and `latents`), or a folder
+                                                of PNG frames; written atomically
+                         --prompt TEXT          --negative-prompt TEXT (default: the official
+                                                negative prompt; \"\" for diffusers' default)
+                         --image FILE           first frame (PNG/JPEG/WebP), resized to the
+                                                generation size
+                         --frames N (81) | --seconds S      --fps N (16)
+                         --height H --width W   (480x832 for 480p, 704x1280 for 720p models)
+                         --resolution-binning on|off (on: generate at the nearest trained
+                                                aspect bin, resize and crop back)
+                         --steps N (50)  --cfg-scale S (6.0)  --seed N (42)
+                         --sampler dpm++|euler|unipc (default: the model's scheduler)
+                         --motion-score N       --instruction video|image|none  --no-lowercase
+                         --init-noise FILE      safetensors with `latents` [1,C,F,h,w]
+                         --dtype f32|f16|bf16 (bf16 on cuda, else f32)  --vae-dtype (f32)
+                         --vae-tiling [--vae-tile-size PX --vae-tile-overlap PX]
+                         --keep-resident        keep all stages loaded (default: release each)
+                         --max-memory GB        memory to plan against (default: detected
+                                                free memory on cpu and cuda)
+                         --quiet
     inspect              Components, config summary, parameter count, stored dtypes and memory
                          of a diffusers folder (pipeline or component, or a Hugging Face cache
                          entry models--ORG--NAME, or a repo id ORG/NAME found in the HF cache).
@@ -72,6 +99,7 @@ fn main() -> ExitCode {
         return if argv.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS };
     }
     let result = match argv[0].as_str() {
+        "generate" => generate::run(&argv[1..]),
         "inspect" => debug::inspect(&argv[1..]),
         "debug" => match argv.get(1).map(String::as_str) {
             Some("transformer") => debug::transformer(&argv[2..]),

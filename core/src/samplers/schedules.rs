@@ -55,3 +55,23 @@ pub fn flow_euler(steps: usize, shift: f64) -> Schedule {
     sigmas.push(0.0);
     Schedule { sigmas, timesteps }
 }
+
+/// `UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=shift)`: `σ = shift(linspace(1,
+/// 1/1000, N+1)[:-1])` in float64, the first nudged to `1 − 1e-6` when it is 1 (diffusers
+/// avoids `ln 0`), then 0; timesteps `⌊1000·σ⌋` (int64 truncation).
+pub fn unipc_flow(steps: usize, shift: f64) -> Schedule {
+    let mut sig: Vec<f64> = linspace(1.0, 1.0 / 1000.0, steps + 1);
+    sig.pop();
+    for s in sig.iter_mut() {
+        *s = shift_f64(*s, shift);
+    }
+    if let Some(first) = sig.first_mut() {
+        if (*first - 1.0).abs() < 1e-6 {
+            *first -= 1e-6;
+        }
+    }
+    let timesteps = sig.iter().map(|s| (s * 1000.0).trunc() as f32).collect();
+    let mut sigmas: Vec<f32> = sig.iter().map(|&s| s as f32).collect();
+    sigmas.push(0.0);
+    Schedule { sigmas, timesteps }
+}

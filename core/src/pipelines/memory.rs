@@ -1,0 +1,81 @@
+//! The memory plan: before anything loads, the peak device memory of each stage (weights
+//! from the safetensors headers, activations from the shapes), so a request that cannot fit
+//! is refused at once with the numbers and what would fit.
+//!
+//! Activation models (bytes; B batch incl. CFG, N tokens, D width, F FFN width, e element
+//! size): DiT `B·N·(8D + 5F)·e` (residual, modulated copies, q/k/v, the GLU's 2F input,
+//! depthwise output and gate) plus the f32 velocity; Gemma-2 `B·L·(6H + 3I)·4`; Wan and
+//! LTX-2 decoders `K·P·C₀·e` per decoded window with P output pixels, C₀ the widest
+//! full-resolution channel count and K = 24 frames-equivalents (two cached frames per
+//! causal conv, the 4× temporal upsampling and GEMM temporaries). These are estimates;
+//! BENCHMARKS.md compares them with measured peaks.
+
+use std::fmt;
+
+#[derive(Clone, Debug)]
+pub struct StagePlan {
+    pub name: &'static str,
+    pub weights: u64,
+    pub activations: u64,
+}
+
+impl StagePlan {
+    pub fn total(&self) -> u64 {
+        self.weights + self.activations
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    pub stages: Vec<StagePlan>,
+    /// Stages resident together (`--keep-resident`) instead of one after another.
+    pub resident: bool,
+}
+
+pub fn gb(bytes: u64) -> f64 {
+    bytes as f64 / 1e9
+}
+
+impl MemoryPlan {
+    /// The peak: the largest stage, or all weights plus the largest activations when resident.
+    pub fn peak(&self) -> u64 {
+        if self.resident {
+            self.stages.iter().map(|s| s.weights).sum::<u64>() + self.stages.iter().map(|s| s.activations).max().unwrap_or(0)
+        } else {
+            self.stages.iter().map(|s| s.total()).max().unwrap_or(0)
+        }
+    }
+
+    pub fn largest(&self) -> Option<&StagePlan> {
+        self.stages.iter().max_by_key(|s| s.total())
+    }
+}
+
+impl fmt::Display for MemoryPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .stages
+            .iter()
+            .map(|s| format!("{} {:.2} GB ({:.2} weights + {:.2} activations)", s.name, gb(s.total()), gb(s.weights), gb(s.activations)))
+            .collect();
+        write!(
+            f,
+            "peak {:.2} GB{}: {}",
+            gb(self.peak()),
+            if self.resident { " (stages resident together)" } else { " (stages one after another)" },
+            parts.join("; ")
+        )
+    }
+}
+
+pub fn dit_activations(batch: usize, tokens: usize, dim: usize, ffn: usize, elt: usize, out_channels_per_token: usize) -> u64 {
+    (batch * tokens) as u64 * ((8 * dim + 5 * ffn) * elt + out_channels_per_token * 4) as u64
+}
+
+pub fn text_activations(batch: usize, len: usize, hidden: usize, intermediate: usize) -> u64 {
+    (batch * len) as u64 * ((6 * hidden + 3 * intermediate) * 4) as u64
+}
+
+pub fn decoder_activations(pixels: usize, channels: usize, elt: usize) -> u64 {
+    24 * pixels as u64 * (channels * elt) as u64
+}

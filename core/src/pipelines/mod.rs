@@ -1,0 +1,527 @@
+//! Text-to-video and image-to-video (MODEL-SPEC §8), as diffusers' `SanaVideoPipeline` and
+//! `SanaImageToVideoPipeline` compute them, for Wan (480p) and LTX-2 (720p) checkpoints
+//! alike: `plan` reads only configs and safetensors headers (sizes, sampler, memory) so bad
+//! requests fail before anything loads; `run` encodes the prompt, samples with CFG, and
+//! decodes through the streaming VAE, handing finished frames to the caller as they arrive.
+//!
+//! ```text
+//! Request ──plan──▶ Plan ──run──▶ text encoder (released) ─▶ [VAE encode of the image]
+//!        ─▶ DiT × steps (CFG batch [uncond; cond]) ─▶ streaming VAE decode ─▶ Events::frames
+//! ```
+
+pub mod binning;
+pub mod memory;
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use crate::io::safetensors::{tensor_from_f32, Weights};
+use crate::io::{diffusers, join, FileSource};
+use crate::models::dit::{SanaVideoTransformer3DModel, Timesteps};
+use crate::models::text_encoder::{Gemma2Model, PromptOptions, TextEncoder};
+use crate::models::vae::{tiling::Tiling, Vae, VaeConfig};
+use crate::samplers::{noise, Sampler, SamplerKind, SchedulerConfig};
+use crate::{Error, Result};
+
+pub use memory::MemoryPlan;
+
+/// What to generate. Sizes are in pixels and frames of the output video.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub prompt: String,
+    /// Used when `cfg_scale > 1`; may be empty (diffusers' default).
+    pub negative_prompt: String,
+    pub prompt_options: PromptOptions,
+    pub height: usize,
+    pub width: usize,
+    pub frames: usize,
+    pub steps: usize,
+    pub cfg_scale: f32,
+    pub seed: u64,
+    /// `None`: the checkpoint's own scheduler.
+    pub sampler: Option<SamplerKind>,
+    pub resolution_binning: bool,
+    /// Image-to-video: the first frame, RGB `[H, W, 3]` in [0, 1], already at the
+    /// generation size (`Plan::gen_size`).
+    pub image: Option<Image>,
+    /// Noise made elsewhere, `[1, C, F, h, w]` (replaces the seeded draw).
+    pub init_noise: Option<(Vec<f32>, Vec<usize>)>,
+    pub dtype: DType,
+    pub vae_dtype: DType,
+    pub vae_tiling: Option<Tiling>,
+    /// Keep every stage loaded (more memory, no reloads) instead of releasing each.
+    pub keep_resident: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub height: usize,
+    pub width: usize,
+    pub rgb: Vec<f32>,
+}
+
+/// Everything decided before loading: folders, configs, sizes, sampler and memory.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub model_dir: String,
+    pub transformer_dir: String,
+    pub vae_dir: String,
+    pub vae_class: String,
+    pub sampler: SamplerKind,
+    pub scheduler: SchedulerConfig,
+    /// The size the model generates at (the bin when binning), `(h, w)`.
+    pub gen_size: (usize, usize),
+    /// The size of the written video, `(h, w)`.
+    pub out_size: (usize, usize),
+    pub frames: usize,
+    /// `[1, C, F, h, w]`.
+    pub latent_shape: [usize; 5],
+    pub tokens: usize,
+    pub memory: MemoryPlan,
+}
+
+/// Stages reported to `Events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    LoadTextEncoder,
+    EncodePrompt,
+    LoadVae,
+    EncodeImage,
+    LoadTransformer,
+    Denoise,
+    Decode,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::LoadTextEncoder => "load text encoder",
+            Stage::EncodePrompt => "encode prompt",
+            Stage::LoadVae => "load VAE",
+            Stage::EncodeImage => "encode image",
+            Stage::LoadTransformer => "load transformer",
+            Stage::Denoise => "denoise",
+            Stage::Decode => "decode",
+        }
+    }
+}
+
+/// Decoded frames `[T, H, W, 3]`, RGB in [0, 1] (diffusers' `output_type="np"`).
+pub struct Frames {
+    pub data: Vec<f32>,
+    pub count: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// The caller's view of a run: progress, warnings, frames as they are decoded, cancellation.
+pub trait Events {
+    /// A stage starts; `units` steps or frames follow (0: one unit).
+    fn stage(&mut self, _stage: Stage, _units: usize) {}
+    /// `done` units of the current stage are complete.
+    fn advance(&mut self, _done: usize) {}
+    /// The current stage is complete.
+    fn stage_done(&mut self, _stage: Stage) {}
+    fn warn(&mut self, _msg: &str) {}
+    fn frames(&mut self, frames: Frames) -> Result<()>;
+    /// Polled between steps and frames; `true` stops the run with `Error::Interrupted`.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// The result besides the frames: the final latents before decoding.
+pub struct Generated {
+    pub latents: Vec<f32>,
+    pub latent_shape: [usize; 5],
+    pub frames: usize,
+}
+
+fn dtype_size(d: DType) -> usize {
+    match d {
+        DType::F16 | DType::BF16 => 2,
+        _ => 4,
+    }
+}
+
+/// Multiples of `m` near `v`, for messages.
+fn near_multiples(v: usize, m: usize) -> String {
+    let lo = (v / m) * m;
+    let hi = lo + m;
+    if lo == 0 {
+        format!("{hi}")
+    } else {
+        format!("{lo} or {hi}")
+    }
+}
+
+fn param_bytes(w: &Weights, skip: &[&str], elt: usize) -> u64 {
+    w.names()
+        .iter()
+        .filter(|n| !skip.iter().any(|s| n.ends_with(s)))
+        .filter_map(|n| w.meta(n))
+        .map(|m| m.shape.iter().product::<usize>() as u64 * elt as u64)
+        .sum()
+}
+
+/// Reads configs and headers, checks the request, and plans memory. Nothing is loaded.
+pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<Plan> {
+    let transformer_dir = diffusers::component_dir(source, model_dir, "transformer")?;
+    let dit = SanaVideoTransformer3DModel::read_config(source, &transformer_dir)?;
+    let vae_dir = diffusers::component_dir(source, model_dir, "vae")?;
+    let (vae_class, vae_cfg) = VaeConfig::read(source, &vae_dir)?;
+    let sched_dir = diffusers::component_dir_marked(source, model_dir, "scheduler", "scheduler_config.json")?;
+    let sched_path = join(&sched_dir, "scheduler_config.json");
+    let scheduler = SchedulerConfig::from_json(&source.read_string(&sched_path)?, &sched_path)?;
+    let te_dir = diffusers::component_dir(source, model_dir, "text_encoder")?;
+    let te_cfg = Gemma2Model::read_config(source, &te_dir)?;
+    if te_cfg.hidden_size != dit.caption_channels {
+        return Err(Error::config(
+            join(&te_dir, "config.json"),
+            format!("hidden_size {} differs from the transformer's caption_channels {}", te_cfg.hidden_size, dit.caption_channels),
+        ));
+    }
+
+    let (s_t, s_s, z) = match &vae_cfg {
+        VaeConfig::Wan(c) => (c.temporal_factor(), c.spatial_factor(), c.z_dim),
+        VaeConfig::Ltx2(c) => (c.temporal_factor(), c.spatial_factor(), c.latent_channels),
+    };
+    if z != dit.in_channels {
+        return Err(Error::config(
+            join(&vae_dir, "config.json"),
+            format!("the VAE has {z} latent channels, the transformer takes {}", dit.in_channels),
+        ));
+    }
+    if req.height == 0 || req.width == 0 {
+        return Err(Error::Input(format!("--height {} / --width {}: sizes must be positive", req.height, req.width)));
+    }
+    if req.frames == 0 || (req.frames - 1) % s_t != 0 {
+        let lo = if req.frames > 0 { ((req.frames - 1) / s_t) * s_t + 1 } else { 1 };
+        return Err(Error::Input(format!(
+            "--frames {}: this VAE makes 1 + {s_t}·k frames (k ≥ 0); try {}",
+            req.frames,
+            if lo == req.frames || lo + s_t == req.frames { format!("{}", lo + s_t) } else { format!("{lo} or {}", lo + s_t) }
+        )));
+    }
+    if !(req.cfg_scale.is_finite() && req.cfg_scale >= 0.0) {
+        return Err(Error::Input(format!("--cfg-scale {}: must be a finite number ≥ 0", req.cfg_scale)));
+    }
+    if req.steps == 0 || req.steps > 1000 {
+        return Err(Error::Input(format!("--steps {}: must be between 1 and 1000", req.steps)));
+    }
+
+    let out_size = (req.height, req.width);
+    let gen_size = if req.resolution_binning {
+        let bins = binning::bins_for(dit.sample_size).ok_or_else(|| {
+            Error::Input(format!(
+                "--resolution-binning on: the transformer's sample_size {} has no bin table (30: 480p, 22: 720p); use --resolution-binning off",
+                dit.sample_size
+            ))
+        })?;
+        binning::classify(req.height, req.width, bins)
+    } else {
+        out_size
+    };
+    let [pt, ph, pw] = dit.patch_size;
+    let (mh, mw) = (s_s * ph, s_s * pw);
+    if gen_size.0 % mh != 0 || gen_size.1 % mw != 0 {
+        return Err(Error::Input(format!(
+            "--height {} / --width {}: must be multiples of {mh} / {mw} (VAE factor {s_s} × patch {ph}×{pw}); \
+             try height {} and width {}",
+            gen_size.0,
+            gen_size.1,
+            near_multiples(gen_size.0, mh),
+            near_multiples(gen_size.1, mw)
+        )));
+    }
+    let lat_f = (req.frames - 1) / s_t + 1;
+    if lat_f % pt != 0 {
+        return Err(Error::Input(format!("--frames {}: {lat_f} latent frames are not a multiple of the temporal patch {pt}", req.frames)));
+    }
+    let latent_shape = [1, z, lat_f, gen_size.0 / s_s, gen_size.1 / s_s];
+    let tokens = (lat_f / pt) * (latent_shape[3] / ph) * (latent_shape[4] / pw);
+    if let Some(img) = &req.image {
+        if (img.height, img.width) != gen_size || img.rgb.len() != img.height * img.width * 3 {
+            return Err(Error::Input(format!(
+                "--image is {}x{}, expected the generation size {}x{} (width x height)",
+                img.width, img.height, gen_size.1, gen_size.0
+            )));
+        }
+    }
+    if let Some((data, shape)) = &req.init_noise {
+        if shape.as_slice() != latent_shape.as_slice() || data.len() != latent_shape.iter().product::<usize>() {
+            return Err(Error::Input(format!("--init-noise: tensor `latents` has shape {shape:?}, expected {latent_shape:?}")));
+        }
+    }
+    let sampler = req.sampler.unwrap_or(scheduler.kind);
+
+    // Memory plan from headers and shapes.
+    let elt = dtype_size(req.dtype);
+    let velt = dtype_size(req.vae_dtype);
+    let cfg_batch = if req.cfg_scale > 1.0 { 2 } else { 1 };
+    let te_w = Weights::open_dir(source, &te_dir, "model")?;
+    let dit_w = Weights::open_dir(source, &transformer_dir, "diffusion_pytorch_model")?;
+    let vae_w = Weights::open_dir(source, &vae_dir, "diffusion_pytorch_model")?;
+    let max_len = req.prompt_options.max_sequence_length + 300;
+    let out_per_token = dit.out_channels * pt * ph * pw;
+    let (dec_pixels, dec_channels) = {
+        let (h, w) = match req.vae_tiling {
+            Some(t) => (gen_size.0.min(t.tile), gen_size.1.min(t.tile)),
+            None => gen_size,
+        };
+        let ch = match &vae_cfg {
+            VaeConfig::Wan(c) => c.decoder_base_dim * c.dim_mult.first().copied().unwrap_or(1),
+            VaeConfig::Ltx2(c) => c.decoder_block_out_channels.first().copied().unwrap_or(128),
+        };
+        (h * w, ch)
+    };
+    let mut stages = vec![memory::StagePlan {
+        name: "text encoder",
+        weights: param_bytes(&te_w, &["embed_tokens.weight"], elt),
+        activations: memory::text_activations(cfg_batch, max_len, te_cfg.hidden_size, te_cfg.intermediate_size),
+    }];
+    if req.image.is_some() {
+        stages.push(memory::StagePlan {
+            name: "VAE encode",
+            weights: param_bytes(&vae_w, &[], velt),
+            activations: memory::decoder_activations(dec_pixels, dec_channels, velt),
+        });
+    }
+    stages.push(memory::StagePlan {
+        name: "transformer",
+        weights: param_bytes(&dit_w, &[], elt),
+        activations: memory::dit_activations(cfg_batch, tokens, dit.dim, dit.ffn_hidden, elt, out_per_token),
+    });
+    stages.push(memory::StagePlan {
+        name: "VAE decode",
+        weights: param_bytes(&vae_w, &[], velt),
+        activations: memory::decoder_activations(dec_pixels, dec_channels, velt),
+    });
+    let memory = MemoryPlan { stages, resident: req.keep_resident };
+
+    Ok(Plan {
+        model_dir: model_dir.to_string(),
+        transformer_dir,
+        vae_dir,
+        vae_class,
+        sampler,
+        scheduler,
+        gen_size,
+        out_size,
+        frames: req.frames,
+        latent_shape,
+        tokens,
+        memory,
+    })
+}
+
+fn check_cancel(events: &dyn Events) -> Result<()> {
+    if events.cancelled() {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("reading a tensor back from the device failed: {e:?}")))
+}
+
+/// Per-channel `[1, C, 1, 1, 1]` constants.
+fn channel_tensor(v: &[f32], device: &Device) -> Tensor<5> {
+    Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device).reshape([1, v.len(), 1, 1, 1])
+}
+
+fn latent_stats(vae: &Vae) -> (Vec<f32>, Vec<f32>) {
+    match vae {
+        Vae::Wan(v) => (v.config.latents_mean.clone(), v.config.latents_std.clone()),
+        Vae::Ltx2(v) => (v.latents_mean.clone(), v.latents_std.clone()),
+    }
+}
+
+/// Runs a planned request. Frames go to `events.frames` as they are decoded.
+pub fn run(source: &dyn FileSource, plan: &Plan, req: &Request, device: &Device, events: &mut dyn Events) -> Result<Generated> {
+    let [_, c_lat, lat_f, lat_h, lat_w] = plan.latent_shape;
+    let cfg = req.cfg_scale > 1.0;
+
+    // 1. Prompt embeddings, then release the encoder.
+    events.stage(Stage::LoadTextEncoder, 0);
+    let (te, _) = TextEncoder::load(source, &plan.model_dir, device, req.dtype)?;
+    events.stage_done(Stage::LoadTextEncoder);
+    check_cancel(events)?;
+    events.stage(Stage::EncodePrompt, 0);
+    let negatives = [req.negative_prompt.clone()];
+    let enc = te.encode(&[req.prompt.clone()], if cfg { Some(&negatives) } else { None }, &req.prompt_options)?;
+    for w in &enc.warnings {
+        events.warn(w);
+    }
+    let resident_te = if req.keep_resident { Some(te) } else { te.unload(); None };
+    let (embeds, mask) = match &enc.negative {
+        Some(neg) if cfg => {
+            let (lp, ln) = (enc.prompt.embeds.dims()[1], neg.embeds.dims()[1]);
+            if lp != ln {
+                return Err(Error::Input(format!("prompt ({lp} tokens) and negative prompt ({ln} tokens) embeddings differ in length")));
+            }
+            let mut m: Vec<f32> = neg.mask.iter().map(|&v| v as f32).collect();
+            m.extend(enc.prompt.mask.iter().map(|&v| v as f32));
+            (Tensor::cat(vec![neg.embeds.clone(), enc.prompt.embeds.clone()], 0), m)
+        }
+        _ => (enc.prompt.embeds.clone(), enc.prompt.mask.iter().map(|&v| v as f32).collect()),
+    };
+    drop(enc);
+    events.stage_done(Stage::EncodePrompt);
+
+    // 2. Initial latents (seeded or injected), f32.
+    let n_lat: usize = plan.latent_shape.iter().product();
+    let noise = match &req.init_noise {
+        Some((data, _)) => data.clone(),
+        None => noise::gaussian(req.seed, noise::STREAM_INITIAL_LATENTS, 0, n_lat),
+    };
+    let mut latents: Tensor<5> = tensor_from_f32(noise, plan.latent_shape.to_vec(), device, DType::F32);
+
+    // 3. Image-to-video: the normalised posterior mean of the image replaces frame 0.
+    let mut vae_resident: Option<Vae> = None;
+    if let Some(img) = &req.image {
+        check_cancel(events)?;
+        events.stage(Stage::LoadVae, 0);
+        let (vae, _) = Vae::load(source, &plan.vae_dir, device, req.vae_dtype)?;
+        events.stage_done(Stage::LoadVae);
+        events.stage(Stage::EncodeImage, 0);
+        let (h, w) = (img.height, img.width);
+        let x: Tensor<4> = Tensor::<1>::from_data(TensorData::new(img.rgb.clone(), [h * w * 3]), device).reshape([1, h, w, 3]);
+        let x: Tensor<5> = (x.permute([0, 3, 1, 2]) * 2.0 - 1.0).unsqueeze_dim::<5>(2);
+        let x = crate::nn::to_dtype(x, req.vae_dtype);
+        let mean_lat = crate::nn::to_f32(vae.encode_mean(x)?);
+        let (mean, std) = latent_stats(&vae);
+        let inv: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
+        let image_lat = (mean_lat - channel_tensor(&mean, device)) * channel_tensor(&inv, device);
+        latents = Tensor::cat(vec![image_lat, latents.slice([0..1, 0..c_lat, 1..lat_f, 0..lat_h, 0..lat_w])], 2);
+        if req.keep_resident {
+            vae_resident = Some(vae);
+        } else {
+            drop(vae);
+            device.memory_cleanup();
+        }
+        events.stage_done(Stage::EncodeImage);
+    }
+
+    // 4. Denoising with CFG batched as [uncond; cond].
+    check_cancel(events)?;
+    events.stage(Stage::LoadTransformer, 0);
+    let (dit, _) = SanaVideoTransformer3DModel::load(source, &plan.transformer_dir, device, req.dtype)?;
+    events.stage_done(Stage::LoadTransformer);
+    let mut sampler = Sampler::new(plan.sampler, req.steps, &plan.scheduler)?;
+    let timesteps = sampler.timesteps().to_vec();
+    let batch = if cfg { 2 } else { 1 };
+    let [pt, ph, pw] = dit.config.patch_size;
+    let (gf, gh, gw) = (lat_f / pt, lat_h / ph, lat_w / pw);
+    let n_tok = gf * gh * gw;
+    let embeds = crate::nn::to_dtype(embeds, req.dtype);
+    events.stage(Stage::Denoise, timesteps.len());
+    for (i, &t) in timesteps.iter().enumerate() {
+        check_cancel(events)?;
+        let input = if cfg { Tensor::cat(vec![latents.clone(), latents.clone()], 0) } else { latents.clone() };
+        let ts = if req.image.is_some() {
+            // Tokens of the first patch frame are clean (timestep 0).
+            let mut v = vec![t; batch * n_tok];
+            for b in 0..batch {
+                v[b * n_tok..b * n_tok + gh * gw].iter_mut().for_each(|x| *x = 0.0);
+            }
+            Timesteps::PerToken(v)
+        } else {
+            Timesteps::PerSample(vec![t; batch])
+        };
+        let out = crate::nn::to_f32(dit.forward(input, embeds.clone(), &ts, Some(&mask))?);
+        let out = if dit.config.out_channels == 2 * c_lat { out.slice([0..batch, 0..c_lat]) } else { out };
+        let v = if cfg {
+            let uncond = out.clone().slice([0..1]);
+            let cond = out.slice([1..2]);
+            uncond.clone() + (cond - uncond) * req.cfg_scale
+        } else {
+            out
+        };
+        latents = if req.image.is_some() {
+            let first = latents.clone().slice([0..1, 0..c_lat, 0..1]);
+            let rest = latents.slice([0..1, 0..c_lat, 1..lat_f]);
+            let stepped = sampler.step(v.slice([0..1, 0..c_lat, 1..lat_f]), rest)?;
+            Tensor::cat(vec![first, stepped], 2)
+        } else {
+            sampler.step(v, latents)?
+        };
+        events.advance(i + 1);
+    }
+    events.stage_done(Stage::Denoise);
+    let final_latents = read_f32(latents.clone())?;
+    if !req.keep_resident {
+        drop(dit);
+        device.memory_cleanup();
+    }
+
+    // 5. Decode: denormalise, stream latent frames through the VAE, post-process, emit.
+    check_cancel(events)?;
+    let vae = match vae_resident.take() {
+        Some(v) => v,
+        None => {
+            events.stage(Stage::LoadVae, 0);
+            let (v, _) = Vae::load(source, &plan.vae_dir, device, req.vae_dtype)?;
+            events.stage_done(Stage::LoadVae);
+            v
+        }
+    };
+    let (mean, std) = latent_stats(&vae);
+    let inv: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
+    let z = latents / channel_tensor(&inv, device) + channel_tensor(&mean, device);
+    let z = crate::nn::to_dtype(z, req.vae_dtype);
+    events.stage(Stage::Decode, plan.frames);
+    let mut emitted = 0usize;
+    let mut emit = |pixels: Tensor<5>, events: &mut dyn Events| -> Result<()> {
+        let [_, _, t, h, w] = pixels.dims();
+        if t == 0 {
+            return Ok(());
+        }
+        let px = read_f32(crate::nn::to_f32(pixels.permute([0, 2, 3, 4, 1])))?;
+        let mut data = Vec::with_capacity(t * plan.out_size.0 * plan.out_size.1 * 3);
+        for f in 0..t {
+            let frame = &px[f * h * w * 3..(f + 1) * h * w * 3];
+            let frame = binning::resize_and_crop(frame, (h, w), plan.out_size);
+            data.extend(frame.iter().map(|&x| (x / 2.0 + 0.5).clamp(0.0, 1.0)));
+        }
+        emitted += t;
+        events.frames(Frames { data, count: t, height: plan.out_size.0, width: plan.out_size.1 })?;
+        events.advance(emitted);
+        check_cancel(events)
+    };
+    if let Some(tiling) = req.vae_tiling {
+        emit(vae.decode_tiled(z, tiling)?, events)?;
+    } else {
+        match &vae {
+            Vae::Wan(v) => {
+                let mut stream = v.decode_stream();
+                for f in 0..lat_f {
+                    let zf = z.clone().slice([0..1, 0..c_lat, f..f + 1]);
+                    emit(stream.push(zf)?, events)?;
+                }
+            }
+            Vae::Ltx2(v) => {
+                let mut stream = v.decode_stream();
+                for f in 0..lat_f {
+                    let zf = z.clone().slice([0..1, 0..c_lat, f..f + 1]);
+                    if let Some(px) = stream.push(zf)? {
+                        emit(px, events)?;
+                    }
+                }
+                if let Some(px) = stream.finish()? {
+                    emit(px, events)?;
+                }
+            }
+        }
+    }
+    events.stage_done(Stage::Decode);
+    if emitted != plan.frames {
+        return Err(Error::Device(format!("the VAE produced {emitted} frames, expected {}", plan.frames)));
+    }
+    drop(resident_te);
+    Ok(Generated { latents: final_latents, latent_shape: plan.latent_shape, frames: emitted })
+}

@@ -1,0 +1,431 @@
+//! `sana-video generate`: prompt (and optionally an image) in, video file out.
+//! Everything that can be checked is checked before loading (flags, sizes, the output path,
+//! the memory plan); progress per stage on stderr; a summary of time and memory at the end.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::tensor::{DType, Device};
+use sana_video_core::device::{self, BackendKind};
+use sana_video_core::io::safetensors::Weights;
+use sana_video_core::io::{self as sio, FsSource};
+use sana_video_core::models::dit::SanaVideoTransformer3DModel;
+use sana_video_core::models::text_encoder::{Instruction, PromptOptions, DEFAULT_NEGATIVE_PROMPT};
+use sana_video_core::models::vae::tiling::Tiling;
+use sana_video_core::pipelines::{self, memory::gb, Events, Frames, Image, Request, Stage};
+use sana_video_core::samplers::SamplerKind;
+use sana_video_core::Error;
+
+use crate::args::Args;
+use crate::video::{self, Format, VideoWriter};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub const VALUED: &[&str] = &[
+    "model", "prompt", "negative-prompt", "image", "frames", "seconds", "fps", "height", "width", "steps", "cfg-scale",
+    "seed", "sampler", "motion-score", "instruction", "backend", "dtype", "vae-dtype", "vae-tile-size",
+    "vae-tile-overlap", "resolution-binning", "init-noise", "max-memory", "output",
+];
+pub const SWITCHES: &[&str] = &["vae-tiling", "keep-resident", "no-lowercase", "quiet"];
+
+fn parse<T: std::str::FromStr>(args: &Args, name: &str, what: &str) -> Result<Option<T>, String> {
+    match args.get(name) {
+        Some(v) => v.parse::<T>().map(Some).map_err(|_| format!("--{name} {v}: expected {what}")),
+        None => Ok(None),
+    }
+}
+
+/// Installs the Ctrl-C handler: the first press stops the run at the next step (the partial
+/// output is removed by the writer); a second press removes it and exits at once.
+fn install_interrupt() {
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            if let Ok(paths) = video::PARTIAL.lock() {
+                for p in paths.iter() {
+                    video::remove_partial(p);
+                }
+            }
+            eprintln!("\ninterrupted");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupting after the current step (Ctrl-C again to stop at once)");
+    });
+}
+
+/// Free memory on the device, when the platform tells us.
+fn available_memory(kind: BackendKind, max_memory: Option<f64>) -> Option<(u64, String)> {
+    if let Some(g) = max_memory {
+        return Some(((g * 1e9) as u64, "--max-memory".into()));
+    }
+    match kind {
+        BackendKind::Cpu => {
+            let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some((kb * 1024, "available system memory".into()))
+        }
+        BackendKind::Cuda => {
+            let out = std::process::Command::new("nvidia-smi")
+                .args(["--query-gpu=memory.free", "--format=csv,noheader,nounits", "--id=0"])
+                .output()
+                .ok()?;
+            let mib: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+            Some((mib * 1024 * 1024, "free GPU memory (nvidia-smi)".into()))
+        }
+        BackendKind::Wgpu => None,
+    }
+}
+
+fn peak_host_rss() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+struct Cli<'a> {
+    writer: Option<VideoWriter>,
+    device: &'a Device,
+    kind: BackendKind,
+    tty: bool,
+    quiet: bool,
+    stage_start: Instant,
+    step_start: Instant,
+    units: usize,
+    times: Vec<(Stage, f64)>,
+    peak_reserved: u64,
+}
+
+impl Cli<'_> {
+    fn sample_memory(&mut self) {
+        if self.kind != BackendKind::Cpu {
+            if let Some(u) = self.device.memory_pool_usage() {
+                self.peak_reserved = self.peak_reserved.max(u.bytes_reserved);
+            }
+        }
+    }
+}
+
+impl Events for Cli<'_> {
+    fn stage(&mut self, stage: Stage, units: usize) {
+        self.stage_start = Instant::now();
+        self.step_start = Instant::now();
+        self.units = units;
+        if !self.quiet && units == 0 {
+            eprintln!("{} …", stage.name());
+        }
+    }
+
+    fn advance(&mut self, done: usize) {
+        self.sample_memory();
+        if self.quiet {
+            return;
+        }
+        let elapsed = self.stage_start.elapsed().as_secs_f64();
+        let per = elapsed / done.max(1) as f64;
+        let eta = per * (self.units.saturating_sub(done)) as f64;
+        let last = self.step_start.elapsed().as_secs_f64();
+        self.step_start = Instant::now();
+        let width = 30;
+        let filled = (done * width) / self.units.max(1);
+        let bar: String = "#".repeat(filled.min(width)) + &".".repeat(width - filled.min(width));
+        let line = format!(
+            "  [{bar}] {done}/{} last {last:.2} s, mean {per:.2} s, elapsed {elapsed:.1} s, ETA {:.0}:{:02.0}",
+            self.units,
+            (eta / 60.0).floor(),
+            eta % 60.0
+        );
+        if self.tty {
+            eprint!("\r{line}");
+            if done >= self.units {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn stage_done(&mut self, stage: Stage) {
+        self.sample_memory();
+        let t = self.stage_start.elapsed().as_secs_f64();
+        self.times.push((stage, t));
+        if !self.quiet && self.units == 0 {
+            eprintln!("{} done in {t:.2} s", stage.name());
+        }
+    }
+
+    fn warn(&mut self, msg: &str) {
+        eprintln!("warning: {msg}");
+    }
+
+    fn frames(&mut self, frames: Frames) -> sana_video_core::Result<()> {
+        let w = self.writer.as_mut().ok_or(Error::Interrupted)?;
+        w.push(&frames.data, frames.count).map_err(Error::Input)
+    }
+
+    fn cancelled(&self) -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
+    }
+}
+
+fn load_image(path: &str, size: (usize, usize)) -> Result<Image, String> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| format!("--image {path}: {e}"))?
+        .with_guessed_format()
+        .map_err(|e| format!("--image {path}: {e}"))?
+        .decode()
+        .map_err(|e| format!("--image {path}: cannot decode: {e}"))?
+        .to_rgb8();
+    let (h, w) = size;
+    let img = if (img.height() as usize, img.width() as usize) == (h, w) {
+        img
+    } else {
+        // diffusers resizes straight to the target size (PIL Lanczos; ours is image's Lanczos3).
+        image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Lanczos3)
+    };
+    Ok(Image { height: h, width: w, rgb: img.as_raw().iter().map(|&v| v as f32 / 255.0).collect() })
+}
+
+fn load_noise(path: &str) -> Result<(Vec<f32>, Vec<usize>), String> {
+    let w = Weights::open_files(&FsSource, &[path.to_string()]).map_err(|e| format!("--init-noise {path}: {e}"))?;
+    if w.meta("latents").is_none() {
+        return Err(format!("--init-noise {path}: has no tensor `latents`"));
+    }
+    w.read_f32("latents").map_err(|e| format!("--init-noise {path}: {e}"))
+}
+
+pub fn run(argv: &[String]) -> Result<(), String> {
+    let argv: Vec<String> = argv.iter().map(|a| if a == "-o" { "--output".to_string() } else { a.clone() }).collect();
+    let args = Args::parse(&argv, VALUED, SWITCHES)?;
+    if let Some(p) = args.positional.first() {
+        return Err(format!("unexpected argument `{p}` (the prompt goes after --prompt)"));
+    }
+    let model_arg = args.get("model").ok_or("--model DIR is required: a diffusers SANA-Video pipeline folder or a Hugging Face repo id in the HF cache")?;
+    let prompt = args.require("prompt")?.to_string();
+    let output = args.require("output")?.to_string();
+    let format = Format::of(&output)?;
+
+    let fps: u32 = parse(&args, "fps", "a whole number of frames per second")?.unwrap_or(16);
+    if fps == 0 || fps > 240 {
+        return Err(format!("--fps {fps}: expected 1 to 240"));
+    }
+    let frames = match (parse::<usize>(&args, "frames", "a whole number")?, parse::<f64>(&args, "seconds", "a number of seconds")?) {
+        (Some(_), Some(_)) => return Err("--frames and --seconds exclude each other".into()),
+        (Some(f), None) => f,
+        (None, Some(s)) if s > 0.0 && s.is_finite() => (s * fps as f64).round() as usize + 1,
+        (None, Some(s)) => return Err(format!("--seconds {s}: must be positive")),
+        (None, None) => 81,
+    };
+    let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(50);
+    let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(6.0);
+    let seed: u64 = parse(&args, "seed", "a whole number ≥ 0")?.unwrap_or(42);
+    let sampler = args.get("sampler").map(SamplerKind::parse).transpose().map_err(|e| e.to_string())?;
+    let motion_score: Option<u32> = parse(&args, "motion-score", "a whole number ≥ 0")?;
+    let instruction = Instruction::parse(args.get("instruction").unwrap_or("video")).map_err(|e| e.to_string())?;
+    let binning = match args.get("resolution-binning").unwrap_or("on") {
+        "on" => true,
+        "off" => false,
+        other => return Err(format!("--resolution-binning {other}: expected on or off")),
+    };
+    let tiling = if args.flag("vae-tiling") {
+        let d = Tiling::default();
+        Some(Tiling {
+            tile: parse(&args, "vae-tile-size", "pixels")?.unwrap_or(d.tile),
+            overlap: parse(&args, "vae-tile-overlap", "pixels")?.unwrap_or(d.overlap),
+        })
+    } else {
+        if args.get("vae-tile-size").is_some() || args.get("vae-tile-overlap").is_some() {
+            return Err("--vae-tile-size / --vae-tile-overlap need --vae-tiling".into());
+        }
+        None
+    };
+    let max_memory: Option<f64> = parse(&args, "max-memory", "gigabytes")?;
+    let negative = args.get("negative-prompt").unwrap_or(DEFAULT_NEGATIVE_PROMPT).to_string();
+
+    // The model's configs decide default sizes; nothing heavy is read.
+    let model_dir = sio::diffusers::resolve_model_dir(&FsSource, model_arg).map_err(|e| e.to_string())?;
+    let tdir = sio::diffusers::component_dir(&FsSource, &model_dir, "transformer").map_err(|e| e.to_string())?;
+    let dit_cfg = SanaVideoTransformer3DModel::read_config(&FsSource, &tdir).map_err(|e| e.to_string())?;
+    let (def_h, def_w) = match dit_cfg.sample_size {
+        22 => (704, 1280),
+        _ => (480, 832),
+    };
+    let height: usize = parse(&args, "height", "pixels")?.unwrap_or(def_h);
+    let width: usize = parse(&args, "width", "pixels")?.unwrap_or(def_w);
+
+    // Backend and dtypes (bf16 by default on CUDA, f32 elsewhere).
+    let backend_kind = match args.get("backend") {
+        Some(b) => Some(BackendKind::parse(b).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let dtype_for = |name: &str, default: DType| -> Result<DType, String> {
+        match args.get(name) {
+            Some(d) => device::parse_dtype(d).map_err(|e| e.to_string()),
+            None => Ok(default),
+        }
+    };
+    let init_noise = args.get("init-noise").map(load_noise).transpose()?;
+
+    let mut req = Request {
+        prompt: prompt.clone(),
+        negative_prompt: negative.clone(),
+        prompt_options: PromptOptions { instruction, lowercase: !args.flag("no-lowercase"), motion_score, ..Default::default() },
+        height,
+        width,
+        frames,
+        steps,
+        cfg_scale,
+        seed,
+        sampler,
+        resolution_binning: binning,
+        image: None,
+        init_noise,
+        dtype: DType::F32,
+        vae_dtype: dtype_for("vae-dtype", DType::F32)?,
+        vae_tiling: tiling,
+        keep_resident: args.flag("keep-resident"),
+    };
+    // A first plan (f32) validates sizes before the device opens.
+    let first = pipelines::plan(&FsSource, &model_dir, &req).map_err(|e| e.to_string())?;
+    video::check_output(&output, format, first.out_size.0, first.out_size.1)?;
+    if let Some(path) = args.get("image") {
+        req.image = Some(load_image(path, first.gen_size)?);
+    }
+
+    let (kind, device) = match backend_kind {
+        Some(k) => (k, device::create(k).map_err(|e| e.to_string())?),
+        None => device::best_available().map_err(|e| e.to_string())?,
+    };
+    req.dtype = dtype_for("dtype", if kind == BackendKind::Cuda { DType::BF16 } else { DType::F32 })?;
+    let plan = pipelines::plan(&FsSource, &model_dir, &req).map_err(|e| e.to_string())?;
+    let quiet = args.flag("quiet");
+    if !quiet {
+        eprintln!(
+            "{}: {} frames at {}x{} (generated at {}x{}, latents {:?}, {} tokens), {} steps of {}, cfg {}, seed {}, {} {:?}",
+            if req.image.is_some() { "image-to-video" } else { "text-to-video" },
+            plan.frames,
+            plan.out_size.1,
+            plan.out_size.0,
+            plan.gen_size.1,
+            plan.gen_size.0,
+            plan.latent_shape,
+            plan.tokens,
+            steps,
+            plan.sampler.name(),
+            cfg_scale,
+            seed,
+            device::name(kind),
+            req.dtype
+        );
+        eprintln!("memory plan: {}", plan.memory);
+    }
+    if let Some((avail, source)) = available_memory(kind, max_memory) {
+        let peak = plan.memory.peak();
+        if peak > avail {
+            return Err(refusal(&model_dir, &req, peak, avail, &source));
+        }
+    } else if !quiet {
+        eprintln!("note: {} does not report free memory; pass --max-memory GB to have the plan checked", device::name(kind));
+    }
+
+    install_interrupt();
+    let metadata = vec![
+        ("prompt".to_string(), prompt),
+        ("negative_prompt".to_string(), negative),
+        ("seed".to_string(), seed.to_string()),
+        ("steps".to_string(), steps.to_string()),
+        ("cfg_scale".to_string(), cfg_scale.to_string()),
+        ("sampler".to_string(), plan.sampler.name().to_string()),
+        ("size".to_string(), format!("{}x{}", plan.out_size.1, plan.out_size.0)),
+        ("frames".to_string(), plan.frames.to_string()),
+        ("fps".to_string(), fps.to_string()),
+        ("model".to_string(), model_dir.clone()),
+        ("software".to_string(), format!("sana-video {}", env!("CARGO_PKG_VERSION"))),
+    ];
+    let writer = VideoWriter::create(&output, format, plan.out_size.0, plan.out_size.1, fps, metadata)?;
+    let mut cli = Cli {
+        writer: Some(writer),
+        device: &device,
+        kind,
+        tty: std::io::stderr().is_terminal(),
+        quiet,
+        stage_start: Instant::now(),
+        step_start: Instant::now(),
+        units: 0,
+        times: Vec::new(),
+        peak_reserved: 0,
+    };
+    let start = Instant::now();
+    let result = pipelines::run(&FsSource, &plan, &req, &device, &mut cli);
+    let generated = match result {
+        Ok(g) => g,
+        Err(Error::Interrupted) => {
+            drop(cli.writer.take());
+            eprintln!("interrupted: no output written");
+            std::process::exit(130);
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let writer = cli.writer.take().ok_or("internal: writer missing")?;
+    writer.finish(&generated.latents, &generated.latent_shape)?;
+    let total = start.elapsed().as_secs_f64();
+    if !quiet {
+        let parts: Vec<String> = cli.times.iter().map(|(s, t)| format!("{} {t:.2} s", s.name())).collect();
+        eprintln!("time: {total:.2} s total ({})", parts.join(", "));
+        let mem = match kind {
+            BackendKind::Cpu => peak_host_rss().map(|b| format!("peak process memory {:.2} GB", gb(b))),
+            _ => Some(format!("peak device memory reserved {:.2} GB", gb(cli.peak_reserved))),
+        };
+        if let Some(m) = mem {
+            eprintln!("memory: {m} (plan {:.2} GB)", gb(plan.memory.peak()));
+        }
+        eprintln!("wrote {output} ({} frames, {}x{}, {fps} fps)", generated.frames, plan.out_size.1, plan.out_size.0);
+    }
+    Ok(())
+}
+
+/// The refusal when the plan does not fit, with alternatives that do.
+fn refusal(model_dir: &str, req: &Request, peak: u64, avail: u64, source: &str) -> String {
+    let fits = |r: &Request| pipelines::plan(&FsSource, model_dir, r).map(|p| p.memory.peak() <= avail).unwrap_or(false);
+    let mut ideas = Vec::new();
+    if req.dtype == DType::F32 {
+        let mut r = req.clone();
+        r.dtype = DType::BF16;
+        if fits(&r) {
+            ideas.push("--dtype bf16 (or f16)".to_string());
+        }
+    }
+    if req.vae_tiling.is_none() {
+        let mut r = req.clone();
+        r.vae_tiling = Some(Tiling::default());
+        if fits(&r) {
+            ideas.push("--vae-tiling".to_string());
+        }
+    }
+    let mut f = req.frames;
+    while f > 1 {
+        f = if f > 5 { ((f - 1) / 2 / 4) * 4 + 1 } else { 1 };
+        let mut r = req.clone();
+        r.frames = f;
+        if fits(&r) {
+            ideas.push(format!("--frames {f}"));
+            break;
+        }
+    }
+    let mut r = req.clone();
+    r.resolution_binning = false;
+    for (h, w) in [(480, 832), (384, 640), (256, 448), (192, 320)] {
+        r.height = h;
+        r.width = w;
+        if h * w < req.height * req.width && fits(&r) {
+            ideas.push(format!("--height {h} --width {w} --resolution-binning off"));
+            break;
+        }
+    }
+    format!(
+        "this request needs about {:.2} GB but {source} is {:.2} GB; {}",
+        gb(peak),
+        gb(avail),
+        if ideas.is_empty() { "no smaller setting found that fits".to_string() } else { format!("would fit: {}", ideas.join("; ")) }
+    )
+}

@@ -1,0 +1,321 @@
+//! Video writers chosen by the output's extension: `.mp4` (H.264 by OpenH264, muxed by the
+//! `mp4` crate), `.gif`, `.safetensors` (`frames` f32 [T,H,W,3] in [0,1] and `latents`),
+//! or a folder of PNG frames (a path ending in `/` or without extension). Frames are
+//! written as they arrive into a temporary sibling (`.NAME.partial-PID`) that is renamed
+//! into place only when the run succeeds; a failed or interrupted run removes it.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sana_video_core::io::safetensors::{serialize, HostData};
+
+/// Temporary outputs to remove if the process is interrupted hard (second Ctrl-C).
+pub static PARTIAL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Mp4,
+    Gif,
+    Safetensors,
+    PngDir,
+}
+
+impl Format {
+    pub fn of(path: &str) -> Result<Format, String> {
+        let p = Path::new(path);
+        if path.ends_with('/') || p.is_dir() {
+            return Ok(Format::PngDir);
+        }
+        match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+            Some("mp4") => Ok(Format::Mp4),
+            Some("gif") => Ok(Format::Gif),
+            Some("safetensors") => Ok(Format::Safetensors),
+            None => Ok(Format::PngDir),
+            Some(other) => Err(format!(
+                "--output {path}: unknown format .{other} (use .mp4, .gif, .safetensors, or a folder for PNG frames; \
+                 .webm needs a VP8/VP9 encoder we do not ship)"
+            )),
+        }
+    }
+}
+
+/// Checks an output path before any work: the folder exists and is writable, the target
+/// is not an existing folder (for files), the frame size suits the format.
+pub fn check_output(path: &str, format: Format, height: usize, width: usize) -> Result<(), String> {
+    let p = Path::new(path.trim_end_matches('/'));
+    let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(format!("--output {path}: folder {} does not exist", parent.display()));
+    }
+    let probe = parent.join(format!(".sana-video-write-test-{}", std::process::id()));
+    File::create(&probe).map_err(|e| format!("--output {path}: cannot write in {}: {e}", parent.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    if format != Format::PngDir && p.is_dir() {
+        return Err(format!("--output {path}: is a folder"));
+    }
+    if format == Format::PngDir && p.exists() && !p.is_dir() {
+        return Err(format!("--output {path}: exists and is not a folder"));
+    }
+    if format == Format::Mp4 && (height % 2 != 0 || width % 2 != 0) {
+        return Err(format!("--output {path}: H.264 (4:2:0) needs an even width and height, got {width}x{height}"));
+    }
+    if format == Format::Gif && (height > 65535 || width > 65535) {
+        return Err(format!("--output {path}: GIF frames are limited to 65535 px"));
+    }
+    Ok(())
+}
+
+fn to_u8(v: f32) -> u8 {
+    // diffusers' numpy_to_pil: (x * 255).round()
+    (v * 255.0).round().clamp(0.0, 255.0) as u8
+}
+
+enum Sink {
+    Mp4 { encoder: Box<openh264::encoder::Encoder>, writer: Option<mp4::Mp4Writer<BufWriter<File>>>, pending: Vec<Vec<u8>>, sps: Option<Vec<u8>>, pps: Option<Vec<u8>>, index: u64 },
+    Gif { encoder: gif::Encoder<BufWriter<File>> },
+    Png { dir: PathBuf, index: usize, meta: Vec<(String, String)> },
+    Safetensors { frames: Vec<f32> },
+}
+
+pub struct VideoWriter {
+    pub format: Format,
+    target: PathBuf,
+    temp: PathBuf,
+    height: usize,
+    width: usize,
+    fps: u32,
+    metadata: Vec<(String, String)>,
+    sink: Option<Sink>,
+    pub frames_written: usize,
+    done: bool,
+}
+
+impl VideoWriter {
+    pub fn create(path: &str, format: Format, height: usize, width: usize, fps: u32, metadata: Vec<(String, String)>) -> Result<VideoWriter, String> {
+        let target = PathBuf::from(path.trim_end_matches('/'));
+        let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "output".into());
+        let temp = target.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        PARTIAL.lock().map(|mut v| v.push(temp.clone())).ok();
+        let io = |e: std::io::Error| format!("--output {path}: {e}");
+        let sink = match format {
+            Format::Mp4 => {
+                let api = openh264::OpenH264API::from_source();
+                let config = openh264::encoder::EncoderConfig::new()
+                    .max_frame_rate(openh264::encoder::FrameRate::from_hz(fps as f32))
+                    .rate_control_mode(openh264::encoder::RateControlMode::Quality)
+                    .bitrate(openh264::encoder::BitRate::from_bps(((height * width) as u32).saturating_mul(fps).saturating_mul(1).max(500_000)))
+                    .qp(openh264::encoder::QpRange::new(10, 30))
+                    .intra_frame_period(openh264::encoder::IntraFramePeriod::from_num_frames(fps.max(1) * 2));
+                let encoder = openh264::encoder::Encoder::with_api_config(api, config).map_err(|e| format!("H.264 encoder: {e}"))?;
+                Sink::Mp4 { encoder: Box::new(encoder), writer: None, pending: Vec::new(), sps: None, pps: None, index: 0 }
+            }
+            Format::Gif => {
+                let file = BufWriter::new(File::create(&temp).map_err(io)?);
+                let mut encoder = gif::Encoder::new(file, width as u16, height as u16, &[]).map_err(|e| format!("--output {path}: {e}"))?;
+                encoder.set_repeat(gif::Repeat::Infinite).map_err(|e| format!("--output {path}: {e}"))?;
+                let comment: String = metadata.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+                for chunk in comment.as_bytes().chunks(255).take(1000) {
+                    encoder.write_raw_extension(gif::Extension::Comment.into(), &[chunk]).map_err(|e| format!("--output {path}: {e}"))?;
+                }
+                Sink::Gif { encoder }
+            }
+            Format::PngDir => {
+                std::fs::create_dir(&temp).map_err(io)?;
+                Sink::Png { dir: temp.clone(), index: 0, meta: metadata.clone() }
+            }
+            Format::Safetensors => Sink::Safetensors { frames: Vec::new() },
+        };
+        Ok(VideoWriter { format, target, temp, height, width, fps, metadata, sink: Some(sink), frames_written: 0, done: false })
+    }
+
+    /// Appends frames `[T, H, W, 3]` in [0, 1].
+    pub fn push(&mut self, data: &[f32], count: usize) -> Result<(), String> {
+        let (h, w) = (self.height, self.width);
+        let path = self.target.display().to_string();
+        let io = |e: &dyn std::fmt::Display| format!("--output {path}: {e}");
+        let fps = self.fps;
+        let temp = self.temp.clone();
+        match self.sink.as_mut().ok_or("writer already finished")? {
+            Sink::Safetensors { frames } => frames.extend_from_slice(data),
+            Sink::Png { dir, index, meta } => {
+                for f in 0..count {
+                    let rgb: Vec<u8> = data[f * h * w * 3..(f + 1) * h * w * 3].iter().map(|&v| to_u8(v)).collect();
+                    let file = BufWriter::new(File::create(dir.join(format!("frame_{:05}.png", *index))).map_err(|e| io(&e))?);
+                    let mut enc = png::Encoder::new(file, w as u32, h as u32);
+                    enc.set_color(png::ColorType::Rgb);
+                    enc.set_depth(png::BitDepth::Eight);
+                    if *index == 0 {
+                        for (k, v) in meta.iter() {
+                            enc.add_itxt_chunk(k.clone(), v.clone()).map_err(|e| io(&e))?;
+                        }
+                    }
+                    let mut wr = enc.write_header().map_err(|e| io(&e))?;
+                    wr.write_image_data(&rgb).map_err(|e| io(&e))?;
+                    wr.finish().map_err(|e| io(&e))?;
+                    *index += 1;
+                }
+            }
+            Sink::Gif { encoder } => {
+                for f in 0..count {
+                    let rgb: Vec<u8> = data[f * h * w * 3..(f + 1) * h * w * 3].iter().map(|&v| to_u8(v)).collect();
+                    let mut frame = gif::Frame::from_rgb_speed(w as u16, h as u16, &rgb, 10);
+                    frame.delay = (100.0 / fps as f32).round() as u16;
+                    encoder.write_frame(&frame).map_err(|e| io(&e))?;
+                }
+            }
+            Sink::Mp4 { encoder, writer, pending, sps, pps, index } => {
+                for f in 0..count {
+                    let rgb: Vec<u8> = data[f * h * w * 3..(f + 1) * h * w * 3].iter().map(|&v| to_u8(v)).collect();
+                    let yuv = openh264::formats::YUVBuffer::from_rgb8_source(openh264::formats::RgbSliceU8::new(&rgb, (w, h)));
+                    let bs = encoder.encode(&yuv).map_err(|e| format!("H.264 encoder: {e}"))?;
+                    let mut sample = Vec::new();
+                    let mut sync = false;
+                    for l in 0..bs.num_layers() {
+                        let Some(layer) = bs.layer(l) else { continue };
+                        for n in 0..layer.nal_count() {
+                            let Some(nal) = layer.nal_unit(n) else { continue };
+                            let body = strip_start_code(nal);
+                            let Some(&head) = body.first() else { continue };
+                            match head & 0x1f {
+                                7 => *sps = Some(body.to_vec()),
+                                8 => *pps = Some(body.to_vec()),
+                                t => {
+                                    sync |= t == 5;
+                                    sample.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                                    sample.extend_from_slice(body);
+                                }
+                            }
+                        }
+                    }
+                    if writer.is_none() {
+                        let (Some(s), Some(p)) = (sps.as_ref(), pps.as_ref()) else {
+                            return Err("H.264 encoder: the first frame carried no SPS/PPS".into());
+                        };
+                        let file = BufWriter::new(File::create(&temp).map_err(|e| io(&e))?);
+                        let cfg = mp4::Mp4Config {
+                            major_brand: "isom".parse().map_err(|_| "mp4 brand")?,
+                            minor_version: 512,
+                            compatible_brands: ["isom", "iso2", "avc1", "mp41"].iter().filter_map(|b| b.parse().ok()).collect(),
+                            timescale: 1000,
+                        };
+                        let mut wr = mp4::Mp4Writer::write_start(file, &cfg).map_err(|e| io(&e))?;
+                        wr.add_track(&mp4::TrackConfig {
+                            track_type: mp4::TrackType::Video,
+                            timescale: fps * 1000,
+                            language: "und".into(),
+                            media_conf: mp4::MediaConfig::AvcConfig(mp4::AvcConfig {
+                                width: w as u16,
+                                height: h as u16,
+                                seq_param_set: s.clone(),
+                                pic_param_set: p.clone(),
+                            }),
+                        })
+                        .map_err(|e| io(&e))?;
+                        *writer = Some(wr);
+                    }
+                    pending.push(sample);
+                    let wr = writer.as_mut().expect("created above");
+                    for s in pending.drain(..) {
+                        let sample = mp4::Mp4Sample {
+                            start_time: *index * 1000,
+                            duration: 1000,
+                            rendering_offset: 0,
+                            is_sync: sync,
+                            bytes: bytes::Bytes::from(s),
+                        };
+                        wr.write_sample(1, &sample).map_err(|e| io(&e))?;
+                        *index += 1;
+                    }
+                }
+            }
+        }
+        self.frames_written += count;
+        Ok(())
+    }
+
+    /// Finishes the file and renames it into place. `latents` go into `.safetensors` outputs.
+    pub fn finish(mut self, latents: &[f32], latent_shape: &[usize]) -> Result<(), String> {
+        let path = self.target.display().to_string();
+        let io = |e: &dyn std::fmt::Display| format!("--output {path}: {e}");
+        let (h, w, t) = (self.height, self.width, self.frames_written);
+        match self.sink.take().ok_or("writer already finished")? {
+            Sink::Safetensors { frames } => {
+                let mut meta = self.metadata.clone();
+                meta.push(("fps".into(), self.fps.to_string()));
+                let bytes = serialize_with_metadata(
+                    &[("frames", HostData::F32(&frames), &[t, h, w, 3]), ("latents", HostData::F32(latents), latent_shape)],
+                    &meta,
+                )?;
+                let mut f = File::create(&self.temp).map_err(|e| io(&e))?;
+                f.write_all(&bytes).map_err(|e| io(&e))?;
+                f.sync_all().map_err(|e| io(&e))?;
+            }
+            Sink::Png { .. } => {}
+            Sink::Gif { encoder } => {
+                let mut file = encoder.into_inner().map_err(|e| io(&e))?;
+                file.flush().map_err(|e| io(&e))?;
+            }
+            Sink::Mp4 { writer, .. } => {
+                let mut wr = writer.ok_or_else(|| format!("--output {path}: no frames were written"))?;
+                wr.write_end().map_err(|e| io(&e))?;
+                let mut file = wr.into_writer();
+                file.flush().map_err(|e| io(&e))?;
+            }
+        }
+        if self.format == Format::PngDir && self.target.is_dir() {
+            // Replace an existing frames folder only now that the new one is complete.
+            std::fs::remove_dir_all(&self.target).map_err(|e| io(&e))?;
+        }
+        std::fs::rename(&self.temp, &self.target).map_err(|e| io(&e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for VideoWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            remove_partial(&self.temp);
+        }
+        PARTIAL.lock().map(|mut v| v.retain(|p| p != &self.temp)).ok();
+    }
+}
+
+pub fn remove_partial(p: &Path) {
+    if p.is_dir() {
+        let _ = std::fs::remove_dir_all(p);
+    } else {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn strip_start_code(nal: &[u8]) -> &[u8] {
+    if nal.starts_with(&[0, 0, 0, 1]) {
+        &nal[4..]
+    } else if nal.starts_with(&[0, 0, 1]) {
+        &nal[3..]
+    } else {
+        nal
+    }
+}
+
+/// safetensors bytes with a `__metadata__` map (prompt, seed, settings).
+fn serialize_with_metadata(tensors: &[(&str, HostData<'_>, &[usize])], meta: &[(String, String)]) -> Result<Vec<u8>, String> {
+    let plain = serialize(tensors).map_err(|e| e.to_string())?;
+    // Re-write the header with the metadata added (the data section is unchanged).
+    let n = u64::from_le_bytes(plain[..8].try_into().map_err(|_| "bad header")?) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&plain[8..8 + n]).map_err(|e| e.to_string())?;
+    let m: serde_json::Map<String, serde_json::Value> = meta.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    header["__metadata__"] = serde_json::Value::Object(m);
+    let mut text = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + plain.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&plain[8 + n..]);
+    Ok(out)
+}
