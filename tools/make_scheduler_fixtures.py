@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 
-from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
 CASES = [(50, 8.0), (50, 7.0), (20, 3.0), (14, 8.0), (10, 8.0), (2, 8.0), (1, 8.0)]
 
@@ -66,7 +66,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/fixtures/scheduler/tables.json")
     args = ap.parse_args()
-    out = {"dpm_flow": [], "flow_euler": []}
+    out = {"dpm_flow": [], "flow_euler": [], "unipc_flow": []}
     for steps, shift in CASES:
         s = DPMSolverMultistepScheduler(
             num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift,
@@ -79,6 +79,11 @@ def main():
         e.set_timesteps(steps)
         out["flow_euler"].append(dict(steps=steps, shift=shift, sigmas=[float(v) for v in e.sigmas],
                                       timesteps=[float(v) for v in e.timesteps]))
+        u = UniPCMultistepScheduler(num_train_timesteps=1000, prediction_type="flow_prediction",
+                                    use_flow_sigmas=True, flow_shift=shift)
+        u.set_timesteps(steps)
+        out["unipc_flow"].append(dict(steps=steps, shift=shift, sigmas=[float(v) for v in u.sigmas],
+                                      timesteps=[int(v) for v in u.timesteps]))
     json.dump(out, open(args.out, "w"), indent=1)
     print({k: len(v) for k, v in out.items()})
     make_trajectories(os.path.join(os.path.dirname(args.out), "dpm_trajectories.safetensors"))

@@ -103,11 +103,31 @@ fn probe(kind: BackendKind, make: impl Fn() -> Device + std::panic::UnwindSafe +
     })
 }
 
-/// The best backend that actually opens on this machine (CUDA, then wgpu, then CPU).
+/// The adapter's name when it is a software rasteriser (Mesa llvmpipe/lavapipe,
+/// SwiftShader): there our CPU backend is faster (BENCHMARKS.md), so it is not preferred.
+pub fn software_adapter(device: &Device) -> Option<String> {
+    #[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
+    {
+        let name = device.identity()?.name;
+        let lower = name.to_ascii_lowercase();
+        if ["llvmpipe", "lavapipe", "swiftshader", "softpipe"].iter().any(|s| lower.contains(s)) {
+            return Some(name);
+        }
+    }
+    let _ = device;
+    None
+}
+
+/// The best backend that actually opens on this machine: CUDA, then wgpu on a hardware
+/// adapter, then the CPU (a software wgpu adapter only when the CPU backend is not built).
 pub fn best_available() -> Result<(BackendKind, Device)> {
     let mut errors = Vec::new();
-    for kind in BackendKind::compiled() {
+    let compiled = BackendKind::compiled();
+    for kind in compiled.iter().copied() {
         match create(kind) {
+            Ok(d) if kind == BackendKind::Wgpu && compiled.contains(&BackendKind::Cpu) && software_adapter(&d).is_some() => {
+                continue;
+            }
             Ok(d) => return Ok((kind, d)),
             Err(e) => errors.push(e.to_string()),
         }

@@ -94,6 +94,9 @@ struct Cli<'a> {
     units: usize,
     times: Vec<(Stage, f64)>,
     peak_reserved: u64,
+    /// Peak pool reservation per stage (the pool is trimmed when a model is released).
+    stage_peaks: Vec<(Stage, u64)>,
+    stage_peak: u64,
 }
 
 impl Cli<'_> {
@@ -101,6 +104,7 @@ impl Cli<'_> {
         if self.kind != BackendKind::Cpu {
             if let Some(u) = self.device.memory_pool_usage() {
                 self.peak_reserved = self.peak_reserved.max(u.bytes_reserved);
+                self.stage_peak = self.stage_peak.max(u.bytes_reserved);
             }
         }
     }
@@ -108,6 +112,8 @@ impl Cli<'_> {
 
 impl Events for Cli<'_> {
     fn stage(&mut self, stage: Stage, units: usize) {
+        self.stage_peak = 0;
+        self.sample_memory();
         self.stage_start = Instant::now();
         self.step_start = Instant::now();
         self.units = units;
@@ -149,6 +155,7 @@ impl Events for Cli<'_> {
         self.sample_memory();
         let t = self.stage_start.elapsed().as_secs_f64();
         self.times.push((stage, t));
+        self.stage_peaks.push((stage, self.stage_peak));
         if !self.quiet && self.units == 0 {
             eprintln!("{} done in {t:.2} s", stage.name());
         }
@@ -354,6 +361,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         units: 0,
         times: Vec::new(),
         peak_reserved: 0,
+        stage_peaks: Vec::new(),
+        stage_peak: 0,
     };
     let start = Instant::now();
     let result = pipelines::run(&FsSource, &plan, &req, &device, &mut cli);
@@ -374,7 +383,15 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         eprintln!("time: {total:.2} s total ({})", parts.join(", "));
         let mem = match kind {
             BackendKind::Cpu => peak_host_rss().map(|b| format!("peak process memory {:.2} GB", gb(b))),
-            _ => Some(format!("peak device memory reserved {:.2} GB", gb(cli.peak_reserved))),
+            _ => {
+                let per: Vec<String> = cli
+                    .stage_peaks
+                    .iter()
+                    .filter(|(_, b)| *b > 0)
+                    .map(|(s, b)| format!("{} {:.2}", s.name(), gb(*b)))
+                    .collect();
+                Some(format!("peak device memory reserved {:.2} GB (per stage, GB: {})", gb(cli.peak_reserved), per.join(", ")))
+            }
         };
         if let Some(m) = mem {
             eprintln!("memory: {m} (plan {:.2} GB)", gb(plan.memory.peak()));

@@ -105,6 +105,8 @@ impl VideoWriter {
                 let config = openh264::encoder::EncoderConfig::new()
                     .max_frame_rate(openh264::encoder::FrameRate::from_hz(fps as f32))
                     .rate_control_mode(openh264::encoder::RateControlMode::Quality)
+                    // Never drop frames to meet the bitrate: every generated frame is kept.
+                    .skip_frames(false)
                     .bitrate(openh264::encoder::BitRate::from_bps(((height * width) as u32).saturating_mul(fps).saturating_mul(1).max(500_000)))
                     .qp(openh264::encoder::QpRange::new(10, 30))
                     .intra_frame_period(openh264::encoder::IntraFramePeriod::from_num_frames(fps.max(1) * 2));
@@ -189,6 +191,9 @@ impl VideoWriter {
                             }
                         }
                     }
+                    if sample.is_empty() {
+                        return Err(format!("H.264 encoder returned no picture for frame {}", *index + 1));
+                    }
                     if writer.is_none() {
                         let (Some(s), Some(p)) = (sps.as_ref(), pps.as_ref()) else {
                             return Err("H.264 encoder: the first frame carried no SPS/PPS".into());
@@ -262,6 +267,8 @@ impl VideoWriter {
                 wr.write_end().map_err(|e| io(&e))?;
                 let mut file = wr.into_writer();
                 file.flush().map_err(|e| io(&e))?;
+                drop(file);
+                add_mp4_metadata(&self.temp, &self.metadata).map_err(|e| io(&e))?;
             }
         }
         if self.format == Format::PngDir && self.target.is_dir() {
@@ -318,4 +325,63 @@ fn serialize_with_metadata(tensors: &[(&str, HostData<'_>, &[usize])], meta: &[(
     out.extend_from_slice(&text);
     out.extend_from_slice(&plain[8 + n..]);
     Ok(out)
+}
+
+fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(8 + body.len());
+    b.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
+    b.extend_from_slice(kind);
+    b.extend_from_slice(body);
+    b
+}
+
+/// iTunes-style tags (`moov/udta/meta/ilst`: `©cmt` with the settings, `©too` with the
+/// software), which ffprobe and players show. The `mp4` crate writes `moov` last, so the
+/// box is appended at the end of the file and `moov`'s size is patched.
+fn add_mp4_metadata(path: &Path, meta: &[(String, String)]) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
+    let mut pos = 0u64;
+    let mut moov = None;
+    while pos + 8 <= len {
+        f.seek(SeekFrom::Start(pos))?;
+        let mut h = [0u8; 8];
+        f.read_exact(&mut h)?;
+        let size = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as u64;
+        if size < 8 {
+            return Ok(()); // 64-bit or to-end sizes: leave the file as it is
+        }
+        if &h[4..8] == b"moov" {
+            moov = Some((pos, size));
+        }
+        pos += size;
+    }
+    let Some((at, size)) = moov.filter(|(at, size)| at + size == len) else { return Ok(()) };
+    let item = |kind: &[u8; 4], text: &str| {
+        let mut data = vec![0, 0, 0, 1, 0, 0, 0, 0];
+        data.extend_from_slice(text.as_bytes());
+        mp4_box(kind, &mp4_box(b"data", &data))
+    };
+    let comment: Vec<String> = meta.iter().filter(|(k, _)| k != "software").map(|(k, v)| format!("{k}: {v}")).collect();
+    let software = meta.iter().find(|(k, _)| k == "software").map(|(_, v)| v.as_str()).unwrap_or("sana-video");
+    let mut ilst = item(&[0xA9, b'c', b'm', b't'], &comment.join("\n"));
+    ilst.extend(item(&[0xA9, b't', b'o', b'o'], software));
+    let mut hdlr = vec![0u8; 8];
+    hdlr.extend_from_slice(b"mdir");
+    hdlr.extend_from_slice(b"appl");
+    hdlr.extend_from_slice(&[0u8; 9]);
+    let mut meta_body = vec![0u8; 4];
+    meta_body.extend(mp4_box(b"hdlr", &hdlr));
+    meta_body.extend(mp4_box(b"ilst", &ilst));
+    let udta = mp4_box(b"udta", &mp4_box(b"meta", &meta_body));
+    let new_size = size + udta.len() as u64;
+    if new_size > u32::MAX as u64 {
+        return Ok(());
+    }
+    f.seek(SeekFrom::End(0))?;
+    f.write_all(&udta)?;
+    f.seek(SeekFrom::Start(at))?;
+    f.write_all(&(new_size as u32).to_be_bytes())?;
+    f.sync_all()
 }

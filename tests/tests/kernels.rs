@@ -218,3 +218,4 @@ fn matmul_f32_is_exact() {
         }
     }
 }
+

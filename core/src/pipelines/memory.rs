@@ -3,12 +3,15 @@
 //! is refused at once with the numbers and what would fit.
 //!
 //! Activation models (bytes; B batch incl. CFG, N tokens, D width, F FFN width, e element
-//! size): DiT `B·N·(8D + 5F)·e` (residual, modulated copies, q/k/v, the GLU's 2F input,
-//! depthwise output and gate) plus the f32 velocity; Gemma-2 `B·L·(6H + 3I)·4`; Wan and
-//! LTX-2 decoders `K·P·C₀·e` per decoded window with P output pixels, C₀ the widest
-//! full-resolution channel count and K = 24 frames-equivalents (two cached frames per
-//! causal conv, the 4× temporal upsampling and GEMM temporaries). These are estimates;
-//! BENCHMARKS.md compares them with measured peaks.
+//! size), fitted to what this engine measured on an H100 (2026-11-27, BENCHMARKS.md: 480p,
+//! 81 frames, bf16 DiT with CFG: 24.7 GB in use while denoising; f32 Wan decode: 45.2 GB):
+//! DiT `3·B·N·(8D + 5F)·e` (residual, modulated copies, q/k/v, the GLU's 2F input, depthwise
+//! output and gate, times the temporaries and pool slack seen) plus the f32 velocity;
+//! Gemma-2 `B·L·(6H + 3I)·4`; Wan and LTX-2 decoders `K·P·C₀·e` with P output pixels per
+//! decoded frame (or tile), C₀ the widest full-resolution channel count and K = 280
+//! (cached frames, the 4x temporal upsampling, tap-GEMM temporaries and pool slack; LTX-2
+//! is not yet calibrated and uses the same K). They track our implementation, not the
+//! arithmetic minimum; issue 9's fused kernels will lower both.
 
 use std::fmt;
 
@@ -69,7 +72,7 @@ impl fmt::Display for MemoryPlan {
 }
 
 pub fn dit_activations(batch: usize, tokens: usize, dim: usize, ffn: usize, elt: usize, out_channels_per_token: usize) -> u64 {
-    (batch * tokens) as u64 * ((8 * dim + 5 * ffn) * elt + out_channels_per_token * 4) as u64
+    (batch * tokens) as u64 * (3 * (8 * dim + 5 * ffn) * elt + out_channels_per_token * 4) as u64
 }
 
 pub fn text_activations(batch: usize, len: usize, hidden: usize, intermediate: usize) -> u64 {
@@ -77,5 +80,5 @@ pub fn text_activations(batch: usize, len: usize, hidden: usize, intermediate: u
 }
 
 pub fn decoder_activations(pixels: usize, channels: usize, elt: usize) -> u64 {
-    24 * pixels as u64 * (channels * elt) as u64
+    280 * pixels as u64 * (channels * elt) as u64
 }

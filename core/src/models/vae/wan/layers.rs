@@ -181,6 +181,9 @@ impl ResidualBlock {
     }
 }
 
+/// Elements per attention score chunk (see `AttentionBlock::forward`).
+const SCORE_BUDGET: usize = 16 << 20;
+
 /// Single-head softmax self-attention over the positions of each frame.
 pub struct AttentionBlock {
     pub norm: RmsNorm,
@@ -205,9 +208,23 @@ impl AttentionBlock {
         let q = qkv.clone().narrow(2, 0, c);
         let k = qkv.clone().narrow(2, c, c);
         let v = qkv.narrow(2, 2 * c, c);
-        let s = to_f32(matmul(q, k.swap_dims(1, 2))) * (1.0 / (c as f64).sqrt());
-        let p = to_dtype(activation::softmax(s, 2), v.dtype());
-        let o = matmul(p, v).swap_dims(1, 2).reshape([n, c, h, w]);
+        // Query rows in chunks so no score matrix exceeds 16 Mi elements (64 MiB in f32):
+        // at 480p the whole [6240, 6240] matrix is larger than the 128 MiB storage-buffer
+        // limit of WebGPU and of Mesa's lavapipe. Softmax is per row, so this is exact.
+        let hw = h * w;
+        let rows = (SCORE_BUDGET / hw.max(1)).clamp(1, hw.max(1));
+        let kt = k.swap_dims(1, 2);
+        let mut outs = Vec::new();
+        let mut r0 = 0;
+        while r0 < hw {
+            let r = rows.min(hw - r0);
+            let s = to_f32(matmul(q.clone().narrow(1, r0, r), kt.clone())) * (1.0 / (c as f64).sqrt());
+            let p = to_dtype(activation::softmax(s, 2), v.dtype());
+            outs.push(matmul(p, v.clone()));
+            r0 += r;
+        }
+        let o = if outs.len() == 1 { outs.pop().expect("one chunk") } else { Tensor::cat(outs, 1) };
+        let o = o.swap_dims(1, 2).reshape([n, c, h, w]);
         unframes(self.proj.forward(o, 1, 0), b) + x
     }
 }
