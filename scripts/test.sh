@@ -14,5 +14,15 @@ bash scripts/fetch-gemma-tokenizer.sh
 # easier to read one at a time.
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-1}"
 
+# A generated MP4 must play in a real browser: Debian's Chromium driven by playwright-core
+# (ffprobe checks are in native/tests/cli_generate.rs).
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
+clip_dir=$(mktemp -d)
+"${CARGO_TARGET_DIR:-target}/debug/sana-video" generate --model tests/fixtures/pipeline/wan --backend cpu \
+    --prompt "a red ball rolls to the left" --height 128 --width 128 --frames 17 --steps 4 \
+    --resolution-binning off --quiet -o "$clip_dir/clip.mp4"
+node tests/browser/mp4_playback.mjs "$clip_dir/clip.mp4" 128 128 17 16
+rm -rf "$clip_dir"
+
 # The core library (through the web crate) must build for the browser.
 bash scripts/build-wasm.sh

@@ -104,11 +104,11 @@ impl VideoWriter {
                 let api = openh264::OpenH264API::from_source();
                 let config = openh264::encoder::EncoderConfig::new()
                     .max_frame_rate(openh264::encoder::FrameRate::from_hz(fps as f32))
-                    .rate_control_mode(openh264::encoder::RateControlMode::Quality)
-                    // Never drop frames to meet the bitrate: every generated frame is kept.
+                    .rate_control_mode(openh264::encoder::RateControlMode::Off)
+                    // Constant quality (rate control off, QP capped at 22: ~CRF 20), and never
+                    // drop frames to meet a bitrate: every generated frame is kept.
                     .skip_frames(false)
-                    .bitrate(openh264::encoder::BitRate::from_bps(((height * width) as u32).saturating_mul(fps).saturating_mul(1).max(500_000)))
-                    .qp(openh264::encoder::QpRange::new(10, 30))
+                    .qp(openh264::encoder::QpRange::new(0, 22))
                     .intra_frame_period(openh264::encoder::IntraFramePeriod::from_num_frames(fps.max(1) * 2));
                 let encoder = openh264::encoder::Encoder::with_api_config(api, config).map_err(|e| format!("H.264 encoder: {e}"))?;
                 Sink::Mp4 { encoder: Box::new(encoder), writer: None, pending: Vec::new(), sps: None, pps: None, index: 0 }

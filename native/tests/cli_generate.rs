@@ -105,6 +105,24 @@ fn mp4_gif_png_outputs() {
     assert!(base(&again).output().unwrap().status.success());
     assert_eq!(std::fs::read(&mp4).unwrap(), std::fs::read(&again).unwrap(), "same seed, different MP4 bytes");
 
+    // Encoding quality: the decoded MP4 against the same run's exact frames (luma PSNR; the
+    // random-weight fixture makes noise-like frames, the hardest case for H.264).
+    let exact = dir.join("exact.safetensors");
+    assert!(base(&exact).output().unwrap().status.success());
+    let rgb = dir.join("decoded.rgb");
+    let st = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&mp4).args(["-f", "rawvideo", "-pix_fmt", "rgb24"]).arg(&rgb).status().unwrap();
+    assert!(st.success(), "ffmpeg could not decode the MP4");
+    let decoded = std::fs::read(&rgb).unwrap();
+    let frames = read(&exact, "frames");
+    assert_eq!(decoded.len(), frames.len(), "decoded size");
+    let luma = |p: &[f64]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    let dec: Vec<f64> = decoded.iter().map(|&v| v as f64).collect();
+    let want: Vec<f64> = frames.iter().map(|v| (v * 255.0).round()).collect();
+    let mse = dec.chunks(3).zip(want.chunks(3)).map(|(a, b)| (luma(a) - luma(b)).powi(2)).sum::<f64>() / (dec.len() / 3) as f64;
+    let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
+    println!("MP4 luma PSNR {psnr:.1} dB");
+    assert!(psnr >= 32.0, "MP4 luma PSNR {psnr:.1} dB (measured 33.5 dB with QP <= 22)");
+
     let gif = dir.join("clip.gif");
     let o = gen(&gif, &[("--fps", "8")]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -323,7 +323,8 @@ fn check_cancel(events: &dyn Events) -> Result<()> {
 }
 
 fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
+    t.try_into_data()
+        .map_err(|e| Error::Device(format!("the device failed while computing this result: {e:?}")))?
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| Error::Device(format!("reading a tensor back from the device failed: {e:?}")))
