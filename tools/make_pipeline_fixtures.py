@@ -36,6 +36,8 @@ from diffusers import (AutoencoderKLLTX2Video, AutoencoderKLWan, DPMSolverMultis
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, Gemma2Model
 
+from make_vae_fixtures import LTX_COMMON
+
 NEG = "blurry, distorted, static"
 
 
@@ -131,16 +133,8 @@ def main():
     randomize(wan, gen, vae=True)
     save_pipeline(a.out, "wan", wan, dit(4, 30, gen), a.prompt_fixtures)
 
-    ltx = AutoencoderKLLTX2Video(
-        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 16, 32, 32),
-        layers_per_block=(1, 1, 2, 1, 1), decoder_block_out_channels=(8, 16, 32), decoder_layers_per_block=(1, 2, 1, 1),
-        spatio_temporal_scaling=(True, True, True, True), decoder_spatio_temporal_scaling=(True, True, True),
-        decoder_inject_noise=(False, False, False, False),
-        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-        upsample_type=("spatiotemporal", "spatiotemporal", "spatiotemporal"), upsample_residual=(True, True, True),
-        upsample_factor=(2, 2, 2), timestep_conditioning=False, patch_size=2, patch_size_t=1, resnet_norm_eps=1e-6,
-        scaling_factor=1.0, encoder_causal=True, decoder_causal=False, encoder_spatial_padding_mode="zeros",
-        decoder_spatial_padding_mode="reflect", spatial_compression_ratio=16, temporal_compression_ratio=8)
+    # The released LTX-2 layout in miniature, as the VAE fixtures use it.
+    ltx = AutoencoderKLLTX2Video(**LTX_COMMON, spatial_compression_ratio=16, temporal_compression_ratio=8)
     randomize(ltx, gen, vae=True)
     with torch.no_grad():
         ltx.latents_mean.copy_(torch.randn(8, generator=gen) * 0.5)
