@@ -11,6 +11,7 @@
 
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod inspect;
 pub mod io;
 pub mod models;

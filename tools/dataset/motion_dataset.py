@@ -26,41 +26,15 @@ import os
 
 import numpy as np
 
-COLOURS = {
-    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (240, 220, 40),
-    "orange": (245, 140, 30), "purple": (140, 60, 200), "pink": (245, 120, 190), "white": (245, 245, 245),
-    "cyan": (40, 210, 220), "brown": (130, 80, 40),
-}
-BACKGROUNDS = {
-    "black": (10, 10, 10), "dark blue": (15, 25, 80), "dark green": (15, 60, 25), "grey": (110, 110, 110),
-    "light grey": (200, 200, 200), "beige": (225, 210, 170), "dark red": (80, 15, 15), "navy": (10, 15, 50),
-}
-SHAPES = ["circle", "square", "triangle", "diamond", "ring", "star"]
-SIZES = {"small": 0.08, "medium": 0.12, "large": 0.17}  # radius as a fraction of the frame
-MOTIONS = ["left", "right", "up", "down", "up-left", "up-right", "down-left", "down-right", "bounce", "circle",
-           "grow", "shrink"]
-SPEEDS = {"slowly": 0.6, "quickly": 1.4}
-MOTION_TEXT = {
-    "left": ["moves {speed} to the left", "slides {speed} left", "drifts {speed} toward the left"],
-    "right": ["moves {speed} to the right", "slides {speed} right", "drifts {speed} toward the right"],
-    "up": ["moves {speed} upward", "rises {speed}", "floats {speed} up"],
-    "down": ["moves {speed} downward", "falls {speed}", "sinks {speed} down"],
-    "up-left": ["moves {speed} diagonally up and to the left"],
-    "up-right": ["moves {speed} diagonally up and to the right"],
-    "down-left": ["moves {speed} diagonally down and to the left"],
-    "down-right": ["moves {speed} diagonally down and to the right"],
-    "bounce": ["bounces {speed} up and down", "bounces {speed}"],
-    "circle": ["moves {speed} in a circle", "circles {speed}"],
-    "grow": ["grows {speed}", "gets bigger {speed}"],
-    "shrink": ["shrinks {speed}", "gets smaller {speed}"],
-}
-HELD_OUT = [  # (colour, shape, motion) never shown first in training
-    ("red", "triangle", "up"), ("green", "circle", "left"), ("blue", "star", "right"), ("yellow", "square", "down"),
-    ("orange", "ring", "up-right"), ("purple", "diamond", "circle"), ("pink", "circle", "grow"),
-    ("white", "square", "bounce"), ("cyan", "triangle", "shrink"), ("brown", "star", "down-left"),
-    ("red", "ring", "right"), ("blue", "diamond", "left"), ("green", "square", "up"), ("yellow", "circle", "right"),
-    ("purple", "triangle", "left"), ("pink", "square", "down"),
-]
+VOCAB = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocabulary.json")))
+COLOURS = {k: tuple(v) for k, v in VOCAB["colours"].items()}
+BACKGROUNDS = {k: tuple(v) for k, v in VOCAB["backgrounds"].items()}
+SHAPES = VOCAB["shapes"]
+SIZES = VOCAB["sizes"]  # radius as a fraction of the frame
+SPEEDS = VOCAB["speeds"]
+MOTION_TEXT = VOCAB["motions"]
+MOTIONS = list(MOTION_TEXT)
+HELD_OUT = [tuple(t) for t in VOCAB["held_out"]]  # (colour, shape, motion) never shown first in training
 ORDINAL = {1: "", 2: "two objects: ", 3: "three objects: "}
 
 
@@ -188,6 +162,8 @@ def main():
     ap.add_argument("--split", choices=["train", "eval"], default="train")
     ap.add_argument("--shard", type=int, default=500)
     ap.add_argument("--prompts", type=int, help="print this many captions (no rendering) and exit")
+    ap.add_argument("--safetensors", action="store_true",
+                    help="write one OUT/clips.safetensors (`videos` uint8 [n, T, H, W, 3]) instead of npz shards")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     if a.prompts:
@@ -196,6 +172,14 @@ def main():
             print(json.dumps({"caption": describe(spec, rng), **spec}))
         return
     os.makedirs(a.out, exist_ok=True)
+    if a.safetensors:
+        from safetensors.numpy import save_file
+        specs = [clip_spec(rng, a.split) for _ in range(a.clips)]
+        with open(os.path.join(a.out, "captions.jsonl"), "w") as cap:
+            for spec in specs:
+                cap.write(json.dumps({"caption": describe(spec, rng), **spec}) + "\n")
+        save_file({"videos": np.stack([render(s, a.frames, a.size) for s in specs])}, os.path.join(a.out, "clips.safetensors"))
+        return
     with open(os.path.join(a.out, "captions.jsonl"), "w") as cap:
         for s0 in range(0, a.clips, a.shard):
             vids = []
