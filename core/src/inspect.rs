@@ -31,6 +31,14 @@ pub fn inspect(source: &dyn FileSource, given: &str) -> Result<String> {
             }
             continue;
         }
+        let sched_path = join(&cdir, "scheduler_config.json");
+        if source.exists(&sched_path) && !source.exists(&join(&cdir, "config.json")) {
+            match crate::samplers::SchedulerConfig::from_json(&source.read_string(&sched_path)?, &sched_path) {
+                Ok(c) => out += &format!("  sampler {} (shift {}), the default of `generate`\n", c.kind.name(), c.shift),
+                Err(e) => out += &format!("  scheduler: {e}\n"),
+            }
+            continue;
+        }
         if class == "null" || !source.exists(&join(&cdir, "config.json")) {
             out += "  (no config.json: not inspected)\n";
             continue;
@@ -68,8 +76,22 @@ pub fn inspect(source: &dyn FileSource, given: &str) -> Result<String> {
                 Ok(w) => out += &describe_weights(&w, Some(&cfg)),
                 Err(e) => out += &format!("  weights: {e}\n"),
             }
+        } else if class_in_cfg.starts_with("AutoencoderKL") {
+            match crate::models::vae::VaeConfig::read(source, &cdir) {
+                Ok((_, cfg)) => {
+                    let (s, t, z) = match &cfg {
+                        crate::models::vae::VaeConfig::Wan(c) => (c.spatial_factor(), c.temporal_factor(), c.z_dim),
+                        crate::models::vae::VaeConfig::Ltx2(c) => (c.spatial_factor(), c.temporal_factor(), c.latent_channels),
+                    };
+                    out += &format!("  {class_in_cfg}: {s}x spatial, {t}x temporal, {z} latent channels\n");
+                }
+                Err(e) => out += &format!("  {e}\n"),
+            }
+            if let Ok(w) = Weights::open_dir(source, &cdir, "diffusion_pytorch_model") {
+                out += &describe_weights(&w, None);
+            }
         } else {
-            out += &format!("  class {class_in_cfg}: supported by a later release of this engine\n");
+            out += &format!("  class {class_in_cfg}: not used by this engine\n");
             for stem in ["diffusion_pytorch_model", "model"] {
                 if let Ok(w) = Weights::open_dir(source, &cdir, stem) {
                     out += &describe_weights(&w, None);

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Stage 1 of the built-in model (issue 6): a small Wan2.1-architecture VAE
+(`diffusers.AutoencoderKLWan`, 8x spatial, 4x temporal, z_dim 16 as released) trained on the
+synthetic motion clips (tools/dataset/motion_dataset.py).
+
+Loss: L1 + MSE reconstruction of the posterior sample plus a small KL term; AdamW, bf16
+autocast on CUDA; seeded; resumable (OUT/ckpt.pt holds model, optimiser and step, written
+atomically every --save-every steps); one JSON line per --log-every steps in OUT/loss.jsonl.
+At the end (or with --export-only) writes OUT/vae/ with `save_pretrained` (f32) and the
+latent statistics (per-channel mean/std of posterior means over the data) in its config,
+which the DiT stage normalises with.
+
+    python3 tools/train/train_vae.py --data /tmp/motion --out /tmp/vae-run --steps 6000 --batch 16
+    python3 tools/train/train_vae.py --data /tmp/motion --out /tmp/vae-run --steps 12000   # resumes at 6000
+
+Pinned stack: tools/requirements-fixtures.txt.
+"""
+import argparse
+import glob
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CONFIG = dict(base_dim=16, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_downsample=[False, True, True],
+              attn_scales=[], dropout=0.0)
+
+
+class Clips:
+    """All shards in memory as uint8 [N, T, H, W, 3] (20k clips of 17x128x128 = 16 GB; use fewer for less)."""
+
+    def __init__(self, data_dir, limit=None):
+        shards = sorted(glob.glob(os.path.join(data_dir, "clips-*.npz")))
+        if not shards:
+            raise SystemExit(f"{data_dir}: no clips-*.npz shards (tools/dataset/motion_dataset.py makes them)")
+        vids, n = [], 0
+        for s in shards:
+            v = np.load(s)["videos"]
+            vids.append(v)
+            n += len(v)
+            if limit and n >= limit:
+                break
+        self.videos = np.concatenate(vids)[:limit]
+
+    def batch(self, rng, size, device):
+        idx = rng.integers(0, len(self.videos), size)
+        x = torch.from_numpy(self.videos[idx]).to(device)  # [B, T, H, W, 3] uint8
+        return x.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+
+def save_atomic(obj, path):
+    tmp = path + ".partial"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export(model, clips, out, device, n=256):
+    model.eval()
+    rng = np.random.default_rng(0)
+    means = []
+    with torch.no_grad():
+        for _ in range(max(1, n // 16)):
+            x = clips.batch(rng, 16, device)
+            means.append(model.encode(x).latent_dist.mean.float().transpose(0, 1).reshape(model.config.z_dim, -1))
+    m = torch.cat(means, 1)
+    model.register_to_config(latents_mean=m.mean(1).tolist(), latents_std=m.std(1).tolist())
+    model.float().save_pretrained(os.path.join(out, "vae"))
+    print(f"exported {out}/vae (latents_mean {[round(v, 3) for v in m.mean(1).tolist()[:4]]}..)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=0, help="train on the first N frames (1 + 4k; 0: all)")
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--kl", type=float, default=1e-6)
+    ap.add_argument("--limit", type=int, default=None, help="use at most this many clips")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--save-every", type=int, default=500)
+    ap.add_argument("--export-only", action="store_true")
+    a = ap.parse_args()
+    from diffusers import AutoencoderKLWan
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    clips = Clips(a.data, a.limit)
+    model = AutoencoderKLWan(**CONFIG).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    step = 0
+    ckpt = os.path.join(a.out, "ckpt.pt")
+    if os.path.exists(ckpt):
+        state = torch.load(ckpt, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        print(f"resumed at step {step}")
+    if a.export_only:
+        export(model, clips, a.out, device)
+        return
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"AutoencoderKLWan {CONFIG}: {n_params / 1e6:.2f} M parameters, {len(clips.videos)} clips, {device}")
+    rng = np.random.default_rng(a.seed + step)
+    log = open(os.path.join(a.out, "loss.jsonl"), "a")
+    model.train()
+    t0 = time.time()
+    while step < a.steps:
+        x = clips.batch(rng, a.batch, device)
+        if a.frames:
+            x = x[:, :, : a.frames]
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            post = model.encode(x).latent_dist
+            z = post.sample()
+            rec = model.decode(z).sample
+        rec = rec.float()
+        l1 = F.l1_loss(rec, x)
+        l2 = F.mse_loss(rec, x)
+        kl = post.kl().mean() / x[0].numel()
+        loss = l1 + l2 + a.kl * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % a.log_every == 0 or step == a.steps:
+            psnr = 10 * torch.log10(4.0 / l2.detach()).item()
+            rec_line = dict(step=step, loss=loss.item(), l1=l1.item(), mse=l2.item(), kl=kl.item(), psnr=psnr,
+                            seconds=round(time.time() - t0, 1))
+            log.write(json.dumps(rec_line) + "\n")
+            log.flush()
+            print(rec_line, flush=True)
+        if step % a.save_every == 0 or step == a.steps:
+            save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+    export(model, clips, a.out, device)
+
+
+if __name__ == "__main__":
+    main()
