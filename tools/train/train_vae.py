@@ -85,6 +85,7 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop (checkpoint and export) after this long")
     a = ap.parse_args()
     from diffusers import AutoencoderKLWan
 
@@ -111,7 +112,7 @@ def main():
     log = open(os.path.join(a.out, "loss.jsonl"), "a")
     model.train()
     t0 = time.time()
-    while step < a.steps:
+    while step < a.steps and (a.max_minutes is None or time.time() - t0 < 60 * a.max_minutes):
         x = clips.batch(rng, a.batch, device)
         if a.frames:
             x = x[:, :, : a.frames]
@@ -138,6 +139,7 @@ def main():
             print(rec_line, flush=True)
         if step % a.save_every == 0 or step == a.steps:
             save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+    save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
     export(model, clips, a.out, device)
 
 
