@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Stage 2 of the built-in model (issue 6): a small SanaVideoTransformer3DModel and a small
+Gemma-2 text encoder trained together on the motion clips, over a trained VAE (stage 1,
+tools/train/train_vae.py), into a genuine diffusers SanaVideoPipeline folder.
+
+* Tokenizer: a Gemma-style BPE (byte fallback, Gemma's id layout) trained on the captions,
+  the complex human instruction and the negative prompts, saved as GemmaTokenizer.
+* Prompts go through diffusers' own `SanaVideoPipeline.encode_prompt` (CHI, lower-casing,
+  the 300-position window), with gradients, so training sees exactly what inference feeds.
+* Flow matching (MODEL-SPEC §8.2): x_σ = (1-σ)x₀ + σε, target ε - x₀, σ from a logit-normal
+  draw shifted by --train-shift, timestep 1000σ; captions dropped to "" with --drop-prob
+  (classifier-free guidance); with --i2v-prob the first latent frame is kept clean with
+  timestep 0 on its tokens and left out of the loss (image-to-video, as the I2V pipeline
+  samples).
+* Latents: VAE posterior means normalised with the VAE's latents_mean/std, cached once.
+* Seeded, resumable (OUT/ckpt.pt), time-limited (--max-minutes), loss log OUT/loss.jsonl;
+  exports OUT/pipeline (save_pretrained, --export-dtype) with a DPM-Solver++ flow scheduler.
+
+    python3 tools/train/train_dit.py --data /tmp/motion/all --vae /tmp/vae-run/vae --out /tmp/dit-run --max-minutes 8
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+NEGATIVE = ["", "blurry, distorted, static"]
+
+
+def train_tokenizer(corpus, vocab_size):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                        show_progress=False))
+    data = json.loads(tok.to_str())
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in data["model"]["merges"]]
+    vocab = {s: i for i, s in enumerate(specials)}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for piece, _ in sorted(data["model"]["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(piece, len(vocab))
+    return vocab, merges
+
+
+def chi_default():
+    import inspect
+    from diffusers import SanaVideoPipeline
+    return inspect.signature(SanaVideoPipeline.__call__).parameters["complex_human_instruction"].default
+
+
+def load_clips(data_dir):
+    shards = sorted(glob.glob(os.path.join(data_dir, "clips-*.npz")))
+    if not shards:
+        raise SystemExit(f"{data_dir}: no clips-*.npz shards")
+    videos = np.concatenate([np.load(s)["videos"] for s in shards])
+    caps = []
+    for cap_file in sorted(glob.glob(os.path.join(data_dir, "captions*.jsonl"))):
+        caps += [json.loads(l)["caption"] for l in open(cap_file)]
+    if len(caps) != len(videos):
+        raise SystemExit(f"{data_dir}: {len(videos)} clips but {len(caps)} captions")
+    return videos, caps
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--vae", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=100000)
+    ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--train-shift", type=float, default=3.0)
+    ap.add_argument("--drop-prob", type=float, default=0.1)
+    ap.add_argument("--i2v-prob", type=float, default=0.25)
+    ap.add_argument("--vocab", type=int, default=1200)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--te-hidden", type=int, default=128)
+    ap.add_argument("--te-layers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--save-every", type=int, default=500)
+    ap.add_argument("--export-dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    a = ap.parse_args()
+    from diffusers import (AutoencoderKLWan, DPMSolverMultistepScheduler, SanaVideoPipeline,
+                           SanaVideoTransformer3DModel)
+    from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    videos, captions = load_clips(a.data)
+    chi = chi_default()
+
+    tok_dir = os.path.join(a.out, "tokenizer")
+    if not os.path.exists(tok_dir):
+        vocab, merges = train_tokenizer(captions + chi + NEGATIVE, a.vocab)
+        GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False).save_pretrained(tok_dir)
+    tokenizer = GemmaTokenizer.from_pretrained(tok_dir)
+
+    vae = AutoencoderKLWan.from_pretrained(a.vae).to(device).eval().requires_grad_(False)
+    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
+    cache = os.path.join(a.out, "latents.pt")
+    if os.path.exists(cache):
+        latents = torch.load(cache)
+    else:
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(videos), 32):
+                x = torch.from_numpy(videos[i:i + 32]).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+                parts.append(((vae.encode(x).latent_dist.mean - mean) / std).half().cpu())
+        latents = torch.cat(parts)
+        torch.save(latents, cache)
+    print(f"latents {tuple(latents.shape)}, mean {latents.float().mean():.3f}, std {latents.float().std():.3f}")
+
+    te_cfg = Gemma2Config(vocab_size=len(tokenizer), hidden_size=a.te_hidden, intermediate_size=2 * a.te_hidden,
+                          num_hidden_layers=a.te_layers, num_attention_heads=2, num_key_value_heads=1,
+                          head_dim=a.te_hidden // 2, query_pre_attn_scalar=a.te_hidden // 2, sliding_window=4096,
+                          pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    text_encoder = Gemma2Model(te_cfg).to(device)
+    heads = a.dim // 32
+    transformer = SanaVideoTransformer3DModel(
+        in_channels=vae.config.z_dim, out_channels=vae.config.z_dim, num_attention_heads=heads, attention_head_dim=32,
+        num_layers=a.layers, num_cross_attention_heads=heads, cross_attention_head_dim=32, cross_attention_dim=a.dim,
+        caption_channels=a.te_hidden, mlp_ratio=2.5, patch_size=(1, 2, 2), sample_size=latents.shape[-1],
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=1024).to(device)
+    pipe = SanaVideoPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                             scheduler=DPMSolverMultistepScheduler(
+                                 num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True,
+                                 flow_shift=a.train_shift, solver_order=2, algorithm_type="dpmsolver++",
+                                 solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero"))
+    params = list(transformer.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    step = 0
+    ckpt = os.path.join(a.out, "ckpt.pt")
+    if os.path.exists(ckpt):
+        st = torch.load(ckpt, map_location=device)
+        transformer.load_state_dict(st["transformer"])
+        text_encoder.load_state_dict(st["text_encoder"])
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+        print(f"resumed at step {step}")
+    n_dit = sum(p.numel() for p in transformer.parameters())
+    n_te = sum(p.numel() for p in text_encoder.parameters())
+    print(f"DiT {n_dit / 1e6:.2f} M, text encoder {n_te / 1e6:.2f} M parameters; {len(captions)} clips; {device}")
+
+    rng = np.random.default_rng(a.seed + step)
+    log = open(os.path.join(a.out, "loss.jsonl"), "a")
+    t0 = time.time()
+    transformer.train()
+    text_encoder.train()
+
+    def save():
+        tmp = ckpt + ".partial"
+        torch.save({"transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
+                    "opt": opt.state_dict(), "step": step}, tmp)
+        os.replace(tmp, ckpt)
+
+    while step < a.steps and (a.max_minutes is None or time.time() - t0 < 60 * a.max_minutes):
+        idx = rng.integers(0, len(captions), a.batch)
+        x0 = latents[idx].to(device).float()
+        prompts = [captions[i] if rng.random() >= a.drop_prob else "" for i in idx]
+        emb, mask, _, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=device,
+                                             complex_human_instruction=chi, max_sequence_length=300)
+        s = torch.sigmoid(torch.randn(a.batch, device=device))
+        sigma = a.train_shift * s / (1 + (a.train_shift - 1) * s)
+        noise = torch.randn_like(x0)
+        sv = sigma.view(-1, 1, 1, 1, 1)
+        xt = (1 - sv) * x0 + sv * noise
+        target = noise - x0
+        b, c, f, h, w = x0.shape
+        grid = (b, 1, f, h // 2, w // 2)
+        cond = torch.zeros(grid, device=device)
+        i2v = torch.from_numpy(rng.random(a.batch) < a.i2v_prob).to(device)
+        cond[i2v, :, 0] = 1.0
+        xt = torch.where(i2v.view(-1, 1, 1, 1, 1) & (torch.arange(f, device=device).view(1, 1, -1, 1, 1) == 0), x0, xt)
+        timestep = (sigma * 1000).view(-1, 1, 1, 1, 1).expand(grid) * (1 - cond)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            pred = transformer(xt, encoder_hidden_states=emb, encoder_attention_mask=mask, timestep=timestep,
+                               return_dict=False)[0]
+        weight = torch.ones(b, 1, f, 1, 1, device=device)
+        weight[i2v, :, 0] = 0.0
+        loss = ((pred.float() - target) ** 2 * weight).sum() / (weight.sum() * c * h * w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % a.log_every == 0:
+            line = dict(step=step, loss=loss.item(), seconds=round(time.time() - t0, 1))
+            log.write(json.dumps(line) + "\n")
+            log.flush()
+            print(line, flush=True)
+        if step % a.save_every == 0:
+            save()
+    save()
+    dtype = getattr(torch, a.export_dtype)
+    pipe.scheduler.register_to_config(flow_shift=a.train_shift)
+    transformer.eval()
+    text_encoder.eval()
+    export = SanaVideoPipeline(tokenizer=tokenizer, text_encoder=text_encoder.to(dtype), vae=vae.to(dtype),
+                               transformer=transformer.to(dtype), scheduler=pipe.scheduler)
+    export.save_pretrained(os.path.join(a.out, "pipeline"))
+    total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(a.out, "pipeline")) for f in fs)
+    print(f"exported {a.out}/pipeline ({total / 1e6:.1f} MB, {a.export_dtype}) at step {step}")
+
+
+if __name__ == "__main__":
+    main()
