@@ -229,10 +229,11 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let sampler = args.get("sampler").map(SamplerKind::parse).transpose().map_err(|e| e.to_string())?;
     let motion_score: Option<u32> = parse(&args, "motion-score", "a whole number ≥ 0")?;
     let instruction = Instruction::parse(args.get("instruction").unwrap_or("video")).map_err(|e| e.to_string())?;
-    let binning = match args.get("resolution-binning").unwrap_or("on") {
-        "on" => true,
-        "off" => false,
-        other => return Err(format!("--resolution-binning {other}: expected on or off")),
+    let binning_arg = match args.get("resolution-binning").unwrap_or("auto") {
+        "on" => Some(true),
+        "off" => Some(false),
+        "auto" => None,
+        other => return Err(format!("--resolution-binning {other}: expected on, off or auto")),
     };
     let tiling = if args.flag("vae-tiling") {
         let d = Tiling::default();
@@ -253,9 +254,22 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let model_dir = sio::diffusers::resolve_model_dir(&FsSource, model_arg).map_err(|e| e.to_string())?;
     let tdir = sio::diffusers::component_dir(&FsSource, &model_dir, "transformer").map_err(|e| e.to_string())?;
     let dit_cfg = SanaVideoTransformer3DModel::read_config(&FsSource, &tdir).map_err(|e| e.to_string())?;
+    // Released checkpoints: their default sizes and aspect bins. Others (e.g. small models
+    // trained at one size): the trained size, sample_size latent positions, and no binning.
+    let has_bins = sana_video_core::pipelines::binning::bins_for(dit_cfg.sample_size).is_some();
+    let binning = binning_arg.unwrap_or(has_bins);
     let (def_h, def_w) = match dit_cfg.sample_size {
         22 => (704, 1280),
-        _ => (480, 832),
+        30 => (480, 832),
+        n => {
+            let vdir = sio::diffusers::component_dir(&FsSource, &model_dir, "vae").map_err(|e| e.to_string())?;
+            let (_, vcfg) = sana_video_core::models::vae::VaeConfig::read(&FsSource, &vdir).map_err(|e| e.to_string())?;
+            let f = match &vcfg {
+                sana_video_core::models::vae::VaeConfig::Wan(c) => c.spatial_factor(),
+                sana_video_core::models::vae::VaeConfig::Ltx2(c) => c.spatial_factor(),
+            };
+            (n * f, n * f)
+        }
     };
     let height: usize = parse(&args, "height", "pixels")?.unwrap_or(def_h);
     let width: usize = parse(&args, "width", "pixels")?.unwrap_or(def_w);

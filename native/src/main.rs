@@ -36,9 +36,11 @@ COMMANDS:
                          --image FILE           first frame (PNG/JPEG/WebP), resized to the
                                                 generation size
                          --frames N (81) | --seconds S      --fps N (16)
-                         --height H --width W   (480x832 for 480p, 704x1280 for 720p models)
-                         --resolution-binning on|off (on: generate at the nearest trained
-                                                aspect bin, resize and crop back)
+                         --height H --width W   (480x832 for 480p, 704x1280 for 720p models,
+                                                else the model's sample_size x VAE factor)
+                         --resolution-binning on|off|auto (on: generate at the nearest trained
+                                                aspect bin, resize and crop back; auto: on
+                                                for the released 480p/720p models)
                          --steps N (50)  --cfg-scale S (6.0)  --seed N (42)
                          --sampler dpm++|euler|unipc (default: the model's scheduler)
                          --motion-score N       --instruction video|image|none  --no-lowercase

@@ -199,3 +199,21 @@ fn bad_input_is_refused_before_work() {
     let o = run(&["--resolution-binning", "on", "--height", "33"], &out);
     expect_failure(&o, &out, &["even"]);
 }
+
+/// `--resolution-binning` defaults to auto: on for a released-style transformer
+/// (sample_size 30 has the 480p bins), so 72x40 is generated at 832x480 and cropped back.
+#[test]
+fn binning_is_automatic_for_released_sample_sizes() {
+    let dir = scratch("gen-auto-binning");
+    let out = dir.join("clip.safetensors");
+    let mut c = bin();
+    c.args(["generate", "--model", &wan(), "--quiet", "--backend", "cpu", "--prompt", "an orange circle", "--height", "40",
+        "--width", "72", "--frames", "1", "--steps", "1", "-o"])
+        .arg(&out);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("frames").unwrap().shape(), &[1, 40, 72, 3]);
+    assert_eq!(st.tensor("latents").unwrap().shape(), &[1, 4, 1, 60, 104], "generated at the 832x480 bin");
+}
