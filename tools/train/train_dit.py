@@ -21,32 +21,18 @@ tools/train/train_vae.py), into a genuine diffusers SanaVideoPipeline folder.
 import argparse
 import glob
 import json
-import math
 import os
+import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+# The Gemma-style BPE (byte fallback, Gemma's id layout) the prompt fixtures use.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from make_text_encoder_fixtures import train_tokenizer  # noqa: E402
 
 NEGATIVE = ["", "blurry, distorted, static"]
-
-
-def train_tokenizer(corpus, vocab_size):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                        show_progress=False))
-    data = json.loads(tok.to_str())
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in data["model"]["merges"]]
-    vocab = {s: i for i, s in enumerate(specials)}
-    for b in range(256):
-        vocab[f"<0x{b:02X}>"] = len(vocab)
-    for piece, _ in sorted(data["model"]["vocab"].items(), key=lambda kv: kv[1]):
-        vocab.setdefault(piece, len(vocab))
-    return vocab, merges
 
 
 def chi_default():
