@@ -79,11 +79,12 @@ pub fn inspect(source: &dyn FileSource, given: &str) -> Result<String> {
         } else if class_in_cfg.starts_with("AutoencoderKL") {
             match crate::models::vae::VaeConfig::read(source, &cdir) {
                 Ok((_, cfg)) => {
-                    let (s, t, z) = match &cfg {
-                        crate::models::vae::VaeConfig::Wan(c) => (c.spatial_factor(), c.temporal_factor(), c.z_dim),
-                        crate::models::vae::VaeConfig::Ltx2(c) => (c.spatial_factor(), c.temporal_factor(), c.latent_channels),
-                    };
-                    out += &format!("  {class_in_cfg}: {s}x spatial, {t}x temporal, {z} latent channels\n");
+                    out += &format!(
+                        "  {class_in_cfg}: {}x spatial, {}x temporal, {} latent channels\n",
+                        cfg.spatial_factor(),
+                        cfg.temporal_factor(),
+                        cfg.latent_channels()
+                    );
                 }
                 Err(e) => out += &format!("  {e}\n"),
             }

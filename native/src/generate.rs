@@ -93,7 +93,6 @@ struct Cli<'a> {
     step_start: Instant,
     units: usize,
     times: Vec<(Stage, f64)>,
-    peak_reserved: u64,
     /// Peak pool reservation per stage (the pool is trimmed when a model is released).
     stage_peaks: Vec<(Stage, u64)>,
     stage_peak: u64,
@@ -103,7 +102,6 @@ impl Cli<'_> {
     fn sample_memory(&mut self) {
         if self.kind != BackendKind::Cpu {
             if let Some(u) = self.device.memory_pool_usage() {
-                self.peak_reserved = self.peak_reserved.max(u.bytes_reserved);
                 self.stage_peak = self.stage_peak.max(u.bytes_reserved);
             }
         }
@@ -264,11 +262,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         n => {
             let vdir = sio::diffusers::component_dir(&FsSource, &model_dir, "vae").map_err(|e| e.to_string())?;
             let (_, vcfg) = sana_video_core::models::vae::VaeConfig::read(&FsSource, &vdir).map_err(|e| e.to_string())?;
-            let f = match &vcfg {
-                sana_video_core::models::vae::VaeConfig::Wan(c) => c.spatial_factor(),
-                sana_video_core::models::vae::VaeConfig::Ltx2(c) => c.spatial_factor(),
-            };
-            (n * f, n * f)
+            (n * vcfg.spatial_factor(), n * vcfg.spatial_factor())
         }
     };
     let height: usize = parse(&args, "height", "pixels")?.unwrap_or(def_h);
@@ -374,7 +368,6 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         step_start: Instant::now(),
         units: 0,
         times: Vec::new(),
-        peak_reserved: 0,
         stage_peaks: Vec::new(),
         stage_peak: 0,
     };
@@ -404,7 +397,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
                     .filter(|(_, b)| *b > 0)
                     .map(|(s, b)| format!("{} {:.2}", s.name(), gb(*b)))
                     .collect();
-                Some(format!("peak device memory reserved {:.2} GB (per stage, GB: {})", gb(cli.peak_reserved), per.join(", ")))
+                Some(format!("peak device memory reserved {:.2} GB (per stage, GB: {})", gb(cli.stage_peaks.iter().map(|(_, b)| *b).max().unwrap_or(0)), per.join(", ")))
             }
         };
         if let Some(m) = mem {

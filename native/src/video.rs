@@ -73,7 +73,7 @@ fn to_u8(v: f32) -> u8 {
 }
 
 enum Sink {
-    Mp4 { encoder: Box<openh264::encoder::Encoder>, writer: Option<mp4::Mp4Writer<BufWriter<File>>>, pending: Vec<Vec<u8>>, sps: Option<Vec<u8>>, pps: Option<Vec<u8>>, index: u64 },
+    Mp4 { encoder: Box<openh264::encoder::Encoder>, writer: Option<mp4::Mp4Writer<BufWriter<File>>>, sps: Option<Vec<u8>>, pps: Option<Vec<u8>>, index: u64 },
     Gif { encoder: gif::Encoder<BufWriter<File>> },
     Png { dir: PathBuf, index: usize, meta: Vec<(String, String)> },
     Safetensors { frames: Vec<f32> },
@@ -111,7 +111,7 @@ impl VideoWriter {
                     .qp(openh264::encoder::QpRange::new(0, 22))
                     .intra_frame_period(openh264::encoder::IntraFramePeriod::from_num_frames(fps.max(1) * 2));
                 let encoder = openh264::encoder::Encoder::with_api_config(api, config).map_err(|e| format!("H.264 encoder: {e}"))?;
-                Sink::Mp4 { encoder: Box::new(encoder), writer: None, pending: Vec::new(), sps: None, pps: None, index: 0 }
+                Sink::Mp4 { encoder: Box::new(encoder), writer: None, sps: None, pps: None, index: 0 }
             }
             Format::Gif => {
                 let file = BufWriter::new(File::create(&temp).map_err(io)?);
@@ -167,7 +167,7 @@ impl VideoWriter {
                     encoder.write_frame(&frame).map_err(|e| io(&e))?;
                 }
             }
-            Sink::Mp4 { encoder, writer, pending, sps, pps, index } => {
+            Sink::Mp4 { encoder, writer, sps, pps, index } => {
                 for f in 0..count {
                     let rgb: Vec<u8> = data[f * h * w * 3..(f + 1) * h * w * 3].iter().map(|&v| to_u8(v)).collect();
                     let yuv = openh264::formats::YUVBuffer::from_rgb8_source(openh264::formats::RgbSliceU8::new(&rgb, (w, h)));
@@ -220,19 +220,16 @@ impl VideoWriter {
                         .map_err(|e| io(&e))?;
                         *writer = Some(wr);
                     }
-                    pending.push(sample);
                     let wr = writer.as_mut().expect("created above");
-                    for s in pending.drain(..) {
-                        let sample = mp4::Mp4Sample {
-                            start_time: *index * 1000,
-                            duration: 1000,
-                            rendering_offset: 0,
-                            is_sync: sync,
-                            bytes: bytes::Bytes::from(s),
-                        };
-                        wr.write_sample(1, &sample).map_err(|e| io(&e))?;
-                        *index += 1;
-                    }
+                    let sample = mp4::Mp4Sample {
+                        start_time: *index * 1000,
+                        duration: 1000,
+                        rendering_offset: 0,
+                        is_sync: sync,
+                        bytes: bytes::Bytes::from(sample),
+                    };
+                    wr.write_sample(1, &sample).map_err(|e| io(&e))?;
+                    *index += 1;
                 }
             }
         }

@@ -181,10 +181,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
         ));
     }
 
-    let (s_t, s_s, z) = match &vae_cfg {
-        VaeConfig::Wan(c) => (c.temporal_factor(), c.spatial_factor(), c.z_dim),
-        VaeConfig::Ltx2(c) => (c.temporal_factor(), c.spatial_factor(), c.latent_channels),
-    };
+    let (s_t, s_s, z) = (vae_cfg.temporal_factor(), vae_cfg.spatial_factor(), vae_cfg.latent_channels());
     if z != dit.in_channels {
         return Err(Error::config(
             join(&vae_dir, "config.json"),

@@ -61,6 +61,29 @@ impl VaeConfig {
             VaeConfig::Ltx2(c) => c.check_sample(dims),
         }
     }
+
+    /// Pixels per latent position along height and width.
+    pub fn spatial_factor(&self) -> usize {
+        match self {
+            VaeConfig::Wan(c) => c.spatial_factor(),
+            VaeConfig::Ltx2(c) => c.spatial_factor(),
+        }
+    }
+
+    /// Video frames per latent frame (after the first).
+    pub fn temporal_factor(&self) -> usize {
+        match self {
+            VaeConfig::Wan(c) => c.temporal_factor(),
+            VaeConfig::Ltx2(c) => c.temporal_factor(),
+        }
+    }
+
+    pub fn latent_channels(&self) -> usize {
+        match self {
+            VaeConfig::Wan(c) => c.z_dim,
+            VaeConfig::Ltx2(c) => c.latent_channels,
+        }
+    }
 }
 
 /// Either VAE, behind one interface.
