@@ -141,14 +141,29 @@ def render(spec, frames, size, ss=4):
         a, b = (np.array(BACKGROUNDS[c], np.float32) for c in bg["colours"])
         w = (ys if bg["kind"] == "vertical" else xs)[..., None]
         base = a * (1 - w) + b * w
+    small = base.reshape(size, ss, size, ss, 3).mean(axis=(1, 3)).round().astype(np.uint8)
     out = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
-        img = base.copy()
+        out[t] = small
+        # Every shape lies within 1.2 radii of its centre: draw only inside the union of the
+        # objects' boxes (whole output pixels), which is where the frame differs from `small`.
+        placed = []
         for o in spec["objects"]:
             cx, cy, sc = trajectory(o, t, frames)
-            m = shape_mask(o["shape"], xs, ys, cx, cy, SIZES[o["size"]] * sc)
+            placed.append((o, cx, cy, SIZES[o["size"]] * sc))
+        x0 = max(0, min(int(math.floor((cx - 1.2 * r) * size)) for _, cx, _, r in placed))
+        x1 = min(size, max(int(math.ceil((cx + 1.2 * r) * size)) + 1 for _, cx, _, r in placed))
+        y0 = max(0, min(int(math.floor((cy - 1.2 * r) * size)) for _, _, cy, r in placed))
+        y1 = min(size, max(int(math.ceil((cy + 1.2 * r) * size)) + 1 for _, _, cy, r in placed))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        win = (slice(y0 * ss, y1 * ss), slice(x0 * ss, x1 * ss))
+        img = base[win].copy()
+        for o, cx, cy, r in placed:
+            m = shape_mask(o["shape"], xs[win], ys[win], cx, cy, r)
             img[m] = COLOURS[o["colour"]]
-        out[t] = img.reshape(size, ss, size, ss, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+        h, w = y1 - y0, x1 - x0
+        out[t, y0:y1, x0:x1] = img.reshape(h, ss, w, ss, 3).mean(axis=(1, 3)).round().astype(np.uint8)
     return out
 
 

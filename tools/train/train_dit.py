@@ -35,6 +35,37 @@ from make_text_encoder_fixtures import train_tokenizer  # noqa: E402
 NEGATIVE = ["", "blurry, distorted, static"]
 
 
+def save_split(state, prefix, limit=15_000_000):
+    """f32 state dict as prefix-NN.safetensors files of at most `limit` bytes each (the device
+    tool returns files of at most 16 MiB), written atomically."""
+    from safetensors.torch import save_file
+    d = os.path.dirname(prefix)
+    for old in glob.glob(prefix + "-*.safetensors"):
+        os.remove(old)
+    part, size, n = {}, 0, 0
+    items = list(state.items())
+    for i, (k, v) in enumerate(items):
+        part[k] = v.detach().float().cpu().contiguous()
+        size += part[k].numel() * 4
+        nxt = items[i + 1][1].numel() * 4 if i + 1 < len(items) else 0
+        if i + 1 == len(items) or size + nxt > limit:
+            tmp = os.path.join(d, f".partial-{n}")
+            save_file(part, tmp)
+            os.replace(tmp, f"{prefix}-{n:02d}.safetensors")
+            part, size, n = {}, 0, n + 1
+
+
+def load_split(prefix):
+    from safetensors.torch import load_file
+    files = sorted(glob.glob(prefix + "-*.safetensors"))
+    if not files:
+        raise SystemExit(f"{prefix}-*.safetensors: no weight files")
+    state = {}
+    for f in files:
+        state.update(load_file(f))
+    return state
+
+
 def chi_default():
     import inspect
     from diffusers import SanaVideoPipeline
@@ -61,13 +92,13 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--max-minutes", type=float, default=None)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--train-shift", type=float, default=3.0)
     ap.add_argument("--drop-prob", type=float, default=0.1)
     ap.add_argument("--i2v-prob", type=float, default=0.25)
     ap.add_argument("--vocab", type=int, default=1200)
-    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--dim", type=int, default=192)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--te-hidden", type=int, default=128)
     ap.add_argument("--te-layers", type=int, default=2)
@@ -75,6 +106,12 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--export-dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    ap.add_argument("--warmup", type=int, default=300, help="linear learning-rate warm-up steps after (re)start")
+    ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights")
+    ap.add_argument("--init", help="a run folder whose weights-*/ema-* files and tokenizer/ to start from")
+    ap.add_argument("--export-only", action="store_true",
+                    help="write OUT/pipeline from OUT's ema-* files, tokenizer/ and --vae; no data needed")
+    ap.add_argument("--sample-size", type=int, default=16, help="latent width (--export-only)")
     a = ap.parse_args()
     from diffusers import (AutoencoderKLWan, DPMSolverMultistepScheduler, SanaVideoPipeline,
                            SanaVideoTransformer3DModel)
@@ -83,8 +120,11 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
-    videos, captions = load_clips(a.data)
     chi = chi_default()
+    if a.init and os.path.abspath(a.init) != os.path.abspath(a.out):
+        import shutil
+        shutil.copytree(os.path.join(a.init, "tokenizer"), os.path.join(a.out, "tokenizer"), dirs_exist_ok=True)
+    videos, captions = (None, None) if a.export_only else load_clips(a.data)
 
     tok_dir = os.path.join(a.out, "tokenizer")
     if not os.path.exists(tok_dir):
@@ -92,17 +132,19 @@ def main():
         GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False).save_pretrained(tok_dir)
     tokenizer = GemmaTokenizer.from_pretrained(tok_dir)
 
-    vae = AutoencoderKLWan.from_pretrained(a.vae).to(device).eval().requires_grad_(False)
+    vae = AutoencoderKLWan.from_pretrained(a.vae, torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
     mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
     cache = os.path.join(a.out, "latents.pt")
-    if os.path.exists(cache):
+    if a.export_only:
+        latents = torch.zeros(1, 1, 1, a.sample_size, a.sample_size)
+    elif os.path.exists(cache):
         latents = torch.load(cache)
     else:
         parts = []
         with torch.no_grad():
-            for i in range(0, len(videos), 32):
-                x = torch.from_numpy(videos[i:i + 32]).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+            for i in range(0, len(videos), 128):
+                x = torch.from_numpy(videos[i:i + 128]).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
                 parts.append(((vae.encode(x).latent_dist.mean - mean) / std).half().cpu())
         latents = torch.cat(parts)
         torch.save(latents, cache)
@@ -128,7 +170,23 @@ def main():
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
     step = 0
     ckpt = os.path.join(a.out, "ckpt.pt")
-    if os.path.exists(ckpt):
+
+    def named():
+        return {**{"transformer." + k: v for k, v in transformer.state_dict().items()},
+                **{"text_encoder." + k: v for k, v in text_encoder.state_dict().items()}}
+
+    def load_named(state):
+        transformer.load_state_dict({k[12:]: v for k, v in state.items() if k.startswith("transformer.")})
+        text_encoder.load_state_dict({k[13:]: v for k, v in state.items() if k.startswith("text_encoder.")})
+
+    if a.export_only:
+        load_named(load_split(os.path.join(a.out, "ema")))
+        step = json.load(open(os.path.join(a.out, "state.json")))["step"]
+    elif a.init and not os.path.exists(ckpt):
+        load_named(load_split(os.path.join(a.init, "weights")))
+        step = json.load(open(os.path.join(a.init, "state.json")))["step"]
+        print(f"initialised from {a.init} at step {step} (fresh optimiser)")
+    if os.path.exists(ckpt) and not a.export_only:
         st = torch.load(ckpt, map_location=device)
         transformer.load_state_dict(st["transformer"])
         text_encoder.load_state_dict(st["text_encoder"])
@@ -137,7 +195,12 @@ def main():
         print(f"resumed at step {step}")
     n_dit = sum(p.numel() for p in transformer.parameters())
     n_te = sum(p.numel() for p in text_encoder.parameters())
-    print(f"DiT {n_dit / 1e6:.2f} M, text encoder {n_te / 1e6:.2f} M parameters; {len(captions)} clips; {device}")
+    print(f"DiT {n_dit / 1e6:.2f} M, text encoder {n_te / 1e6:.2f} M parameters; {device}")
+    ema = {k: v.detach().clone().float() for k, v in named().items()}
+    if a.init and not a.export_only and os.path.exists(os.path.join(a.init, "ema-00.safetensors")):
+        ema = {k: v.to(device) for k, v in load_split(os.path.join(a.init, "ema")).items()}
+    if a.export_only:
+        a.steps = step  # no training: straight to the export below
 
     rng = np.random.default_rng(a.seed + step)
     log = open(os.path.join(a.out, "loss.jsonl"), "a")
@@ -150,8 +213,21 @@ def main():
         torch.save({"transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
                     "opt": opt.state_dict(), "step": step}, tmp)
         os.replace(tmp, ckpt)
+        # Weights without the optimiser, in files the device tool can return: resume with --init.
+        save_split(named(), os.path.join(a.out, "weights"))
+        save_split(ema, os.path.join(a.out, "ema"))
+        with open(os.path.join(a.out, "state.json"), "w") as f:
+            json.dump({"step": step}, f)
+
+    first = step
+    live = named()  # views of the parameters: the EMA update reads them in place
+    ema_keys = list(live)
+    ema_t = [ema[k] for k in ema_keys]
+    live_t = [live[k] for k in ema_keys]
 
     while step < a.steps and (a.max_minutes is None or time.time() - t0 < 60 * a.max_minutes):
+        for g in opt.param_groups:
+            g["lr"] = a.lr * min(1.0, (step - first + 1) / a.warmup)
         idx = rng.integers(0, len(captions), a.batch)
         x0 = latents[idx].to(device).float()
         prompts = [captions[i] if rng.random() >= a.drop_prob else "" for i in idx]
@@ -181,6 +257,9 @@ def main():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
+        with torch.no_grad():
+            decay = min(a.ema, (1 + step - first) / (10 + step - first)) if first == 0 else a.ema
+            torch._foreach_lerp_(ema_t, live_t, 1 - decay)
         if step % a.log_every == 0:
             line = dict(step=step, loss=loss.item(), seconds=round(time.time() - t0, 1))
             log.write(json.dumps(line) + "\n")
@@ -188,7 +267,9 @@ def main():
             print(line, flush=True)
         if step % a.save_every == 0:
             save()
-    save()
+    if not a.export_only:
+        save()
+    load_named(ema)  # export the averaged weights
     dtype = getattr(torch, a.export_dtype)
     pipe.scheduler.register_to_config(flow_shift=a.train_shift)
     transformer.eval()

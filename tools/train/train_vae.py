@@ -45,9 +45,14 @@ class Clips:
                 break
         self.videos = np.concatenate(vids)[:limit]
 
-    def batch(self, rng, size, device):
+    def batch(self, rng, size, device, frames=0):
         idx = rng.integers(0, len(self.videos), size)
-        x = torch.from_numpy(self.videos[idx]).to(device)  # [B, T, H, W, 3] uint8
+        v = self.videos[idx]
+        if frames and frames < v.shape[1]:
+            # A window of 1 + 4k frames starting on a multiple of 4, so every part of the clip is seen.
+            start = 4 * int(rng.integers(0, (v.shape[1] - frames) // 4 + 1))
+            v = v[:, start:start + frames]
+        x = torch.from_numpy(np.ascontiguousarray(v)).to(device)  # [B, T, H, W, 3] uint8
         return x.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 
@@ -57,8 +62,12 @@ def save_atomic(obj, path):
     os.replace(tmp, path)
 
 
-def export(model, clips, out, device, n=256):
+def export(model, clips, out, device, n=256, keep_stats=False):
     model.eval()
+    if keep_stats:  # the encoder is frozen: its latent statistics have not changed
+        model.float().save_pretrained(os.path.join(out, "vae"))
+        print(f"exported {out}/vae (latent statistics kept)")
+        return
     rng = np.random.default_rng(0)
     means = []
     with torch.no_grad():
@@ -85,6 +94,10 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--init", help="start from the weights of this vae/ folder (fresh optimiser)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="freeze the encoder (so latents a DiT is training on stay valid); train the decoder")
+    ap.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps after (re)start")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (checkpoint and export) after this long")
     a = ap.parse_args()
     from diffusers import AutoencoderKLWan
@@ -93,8 +106,16 @@ def main():
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
     clips = Clips(a.data, a.limit)
-    model = AutoencoderKLWan(**CONFIG).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    torch.backends.cudnn.benchmark = True
+    if a.init:
+        model = AutoencoderKLWan.from_pretrained(a.init, torch_dtype=torch.float32).to(device)
+        print(f"initialised from {a.init}")
+    else:
+        model = AutoencoderKLWan(**CONFIG).to(device)
+    if a.decoder_only:
+        model.encoder.requires_grad_(False)
+        model.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
     step = 0
     ckpt = os.path.join(a.out, "ckpt.pt")
     if os.path.exists(ckpt):
@@ -104,7 +125,7 @@ def main():
         step = state["step"]
         print(f"resumed at step {step}")
     if a.export_only:
-        export(model, clips, a.out, device)
+        export(model, clips, a.out, device, keep_stats=a.decoder_only)
         return
     n_params = sum(p.numel() for p in model.parameters())
     print(f"AutoencoderKLWan {CONFIG}: {n_params / 1e6:.2f} M parameters, {len(clips.videos)} clips, {device}")
@@ -112,12 +133,14 @@ def main():
     log = open(os.path.join(a.out, "loss.jsonl"), "a")
     model.train()
     t0 = time.time()
+    first = step
     while step < a.steps and (a.max_minutes is None or time.time() - t0 < 60 * a.max_minutes):
-        x = clips.batch(rng, a.batch, device)
-        if a.frames:
-            x = x[:, :, : a.frames]
+        x = clips.batch(rng, a.batch, device, a.frames)
+        for g in opt.param_groups:
+            g["lr"] = a.lr * min(1.0, (step - first + 1) / a.warmup)
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            post = model.encode(x).latent_dist
+            with torch.set_grad_enabled(not a.decoder_only):
+                post = model.encode(x).latent_dist
             z = post.sample()
             rec = model.decode(z).sample
         rec = rec.float()
@@ -140,7 +163,7 @@ def main():
         if step % a.save_every == 0 or step == a.steps:
             save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
     save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
-    export(model, clips, a.out, device)
+    export(model, clips, a.out, device, keep_stats=a.decoder_only)
 
 
 if __name__ == "__main__":

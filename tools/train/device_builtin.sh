@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One device-tool call of the built-in model's training (the call's 10-minute limit sets the
+# plan; LIMIT_S is the wall-clock budget of this script, default 560 s). From the repository
+# root on the GPU machine, with the diffusers wheel carried in .whl/:
+#
+#   STAGE=1 VAE_INIT=<vae/ folder>   render clips (seeds SEED_BASE+worker), train the whole VAE
+#                                    for VAE_MINUTES, then, in parallel until the deadline, the
+#                                    DiT + text encoder on its latents and the VAE's decoder
+#                                    alone (encoder frozen, so those latents stay valid).
+#   STAGE=2 VAE_INIT=<vae/> DIT_INIT=<run folder: weights-*.safetensors, state.json, tokenizer/>
+#                                    render fresh clips (another SEED_BASE), continue both.
+#
+# Returns in $OUT: vae/ (f32), dit/{weights,ema}-NN.safetensors (f32, < 16 MiB each) and
+# small.tar (tokenizer, loss logs, state.json). Assemble the f16 pipeline folder locally:
+#   python3 tools/train/train_dit.py --export-only --out RUN --vae RUN/vae --data none
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+T0=$(date +%s)
+LIMIT_S=${LIMIT_S:-560}
+left() { echo $(( LIMIT_S - ($(date +%s) - T0) )); }
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site
+W=/tmp/builtin; D=$W/data; mkdir -p $W $OUT/dit
+DATA=$D SEED_BASE=${SEED_BASE:-1000} CLIPS_PER_WORKER=${CLIPS:-1000} bash tools/train/render_dataset.sh
+VAE=$VAE_INIT
+if [ "$STAGE" = 1 ]; then
+  python3 tools/train/train_vae.py --data $D --out $W/vae-full --init "$VAE_INIT" --frames 9 --batch 64 \
+    --max-minutes "${VAE_MINUTES:-3.5}" --log-every 50 --save-every 100000 2>&1 | grep -v -i warn > $W/vae-full.log
+  VAE=$W/vae-full/vae
+fi
+echo "[$(( $(date +%s) - T0 )) s] DiT and decoder start; $(left) s left"
+DIT_MIN=$(python3 -c "print(max(0.5, ($(left) - 110) / 60))")
+DEC_MIN=$(python3 -c "print(max(0.5, ($(left) - 50) / 60))")
+python3 tools/train/train_dit.py --data $D --vae "$VAE" --out $W/dit ${DIT_INIT:+--init "$DIT_INIT"} \
+  --max-minutes "$DIT_MIN" --log-every 100 --save-every 100000 2>&1 | grep -v -i warn > $W/dit.log &
+python3 tools/train/train_vae.py --data $D --out $W/vae-dec --init "$VAE" --decoder-only --frames 9 --batch 64 \
+  --max-minutes "$DEC_MIN" --log-every 50 --save-every 100000 2>&1 | grep -v -i warn > $W/vae-dec.log &
+wait
+echo "[$(( $(date +%s) - T0 )) s] done"
+for f in vae-full.log dit.log vae-dec.log; do [ -f $W/$f ] && { echo "== $f"; tail -6 $W/$f; }; done
+cp -r $W/vae-dec/vae $OUT/vae
+cp $W/dit/weights-*.safetensors $W/dit/ema-*.safetensors $OUT/dit/
+tar cf $OUT/small.tar -C $W --exclude='*.safetensors' --exclude='*.pt' --exclude=pipeline \
+  dit $( [ -d $W/vae-full ] && echo vae-full) vae-dec $(cd $W && ls *.log)
+ls -la $OUT $OUT/dit
