@@ -18,9 +18,9 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-1}"
 # (ffprobe checks are in native/tests/cli_generate.rs).
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 clip_dir=$(mktemp -d)
-"${CARGO_TARGET_DIR:-target}/debug/sana-video" generate --model tests/fixtures/pipeline/wan --backend cpu \
-    --prompt "a red ball rolls to the left" --height 128 --width 128 --frames 17 --steps 4 \
-    --resolution-binning off --quiet -o "$clip_dir/clip.mp4"
+"${CARGO_TARGET_DIR:-target}/debug/sana-video" generate --backend cpu \
+    --prompt "a large red circle moves slowly to the left on a dark blue background" --steps 4 --quiet \
+    -o "$clip_dir/clip.mp4"
 node tests/browser/mp4_playback.mjs "$clip_dir/clip.mp4" 128 128 17 16
 rm -rf "$clip_dir"
 

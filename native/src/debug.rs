@@ -19,7 +19,12 @@ pub fn inspect(argv: &[String]) -> Result<(), String> {
     let [dir] = args.positional.as_slice() else {
         return Err("usage: sana-video inspect DIR".into());
     };
-    let report = sana_video_core::inspect::inspect(&FsSource, dir).map_err(|e| e.to_string())?;
+    let report = if dir == crate::builtin::NAME {
+        sana_video_core::inspect::inspect(&crate::builtin::SOURCE, dir)
+    } else {
+        sana_video_core::inspect::inspect(&FsSource, dir)
+    }
+    .map_err(|e| e.to_string())?;
     print!("{report}");
     Ok(())
 }

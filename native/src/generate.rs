@@ -9,7 +9,7 @@ use std::time::Instant;
 use burn::tensor::{DType, Device};
 use sana_video_core::device::{self, BackendKind};
 use sana_video_core::io::safetensors::Weights;
-use sana_video_core::io::{self as sio, FsSource};
+use sana_video_core::io::{self as sio, FileSource, FsSource};
 use sana_video_core::models::dit::SanaVideoTransformer3DModel;
 use sana_video_core::models::text_encoder::{Instruction, PromptOptions, DEFAULT_NEGATIVE_PROMPT};
 use sana_video_core::models::vae::tiling::Tiling;
@@ -18,6 +18,7 @@ use sana_video_core::samplers::SamplerKind;
 use sana_video_core::Error;
 
 use crate::args::Args;
+use crate::builtin;
 use crate::video::{self, Format, VideoWriter};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -205,7 +206,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     if let Some(p) = args.positional.first() {
         return Err(format!("unexpected argument `{p}` (the prompt goes after --prompt)"));
     }
-    let model_arg = args.get("model").ok_or("--model DIR is required: a diffusers SANA-Video pipeline folder or a Hugging Face repo id in the HF cache")?;
+    let (source, model_dir) = builtin::resolve(args.get("model"))?;
+    let is_builtin = model_dir == builtin::NAME;
     let prompt = args.require("prompt")?.to_string();
     let output = args.require("output")?.to_string();
     let format = Format::of(&output)?;
@@ -219,9 +221,10 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         (Some(f), None) => f,
         (None, Some(s)) if s > 0.0 && s.is_finite() => (s * fps as f64).round() as usize + 1,
         (None, Some(s)) => return Err(format!("--seconds {s}: must be positive")),
+        (None, None) if is_builtin => builtin::FRAMES,
         (None, None) => 81,
     };
-    let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(50);
+    let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(if is_builtin { builtin::STEPS } else { 50 });
     let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(6.0);
     let seed: u64 = parse(&args, "seed", "a whole number ≥ 0")?.unwrap_or(42);
     let sampler = args.get("sampler").map(SamplerKind::parse).transpose().map_err(|e| e.to_string())?;
@@ -246,12 +249,12 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         None
     };
     let max_memory: Option<f64> = parse(&args, "max-memory", "gigabytes")?;
-    let negative = args.get("negative-prompt").unwrap_or(DEFAULT_NEGATIVE_PROMPT).to_string();
+    let default_negative = if is_builtin { builtin::NEGATIVE_PROMPT } else { DEFAULT_NEGATIVE_PROMPT };
+    let negative = args.get("negative-prompt").unwrap_or(default_negative).to_string();
 
     // The model's configs decide default sizes; nothing heavy is read.
-    let model_dir = sio::diffusers::resolve_model_dir(&FsSource, model_arg).map_err(|e| e.to_string())?;
-    let tdir = sio::diffusers::component_dir(&FsSource, &model_dir, "transformer").map_err(|e| e.to_string())?;
-    let dit_cfg = SanaVideoTransformer3DModel::read_config(&FsSource, &tdir).map_err(|e| e.to_string())?;
+    let tdir = sio::diffusers::component_dir(source, &model_dir, "transformer").map_err(|e| e.to_string())?;
+    let dit_cfg = SanaVideoTransformer3DModel::read_config(source, &tdir).map_err(|e| e.to_string())?;
     // Released checkpoints: their default sizes and aspect bins. Others (e.g. small models
     // trained at one size): the trained size, sample_size latent positions, and no binning.
     let has_bins = sana_video_core::pipelines::binning::bins_for(dit_cfg.sample_size).is_some();
@@ -260,8 +263,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         22 => (704, 1280),
         30 => (480, 832),
         n => {
-            let vdir = sio::diffusers::component_dir(&FsSource, &model_dir, "vae").map_err(|e| e.to_string())?;
-            let (_, vcfg) = sana_video_core::models::vae::VaeConfig::read(&FsSource, &vdir).map_err(|e| e.to_string())?;
+            let vdir = sio::diffusers::component_dir(source, &model_dir, "vae").map_err(|e| e.to_string())?;
+            let (_, vcfg) = sana_video_core::models::vae::VaeConfig::read(source, &vdir).map_err(|e| e.to_string())?;
             (n * vcfg.spatial_factor(), n * vcfg.spatial_factor())
         }
     };
@@ -301,7 +304,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         keep_resident: args.flag("keep-resident"),
     };
     // A first plan (f32) validates sizes before the device opens.
-    let first = pipelines::plan(&FsSource, &model_dir, &req).map_err(|e| e.to_string())?;
+    let first = pipelines::plan(source, &model_dir, &req).map_err(|e| e.to_string())?;
     video::check_output(&output, format, first.out_size.0, first.out_size.1)?;
     if let Some(path) = args.get("image") {
         req.image = Some(load_image(path, first.gen_size)?);
@@ -312,7 +315,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         None => device::best_available().map_err(|e| e.to_string())?,
     };
     req.dtype = dtype_for("dtype", if kind == BackendKind::Cuda { DType::BF16 } else { DType::F32 })?;
-    let plan = pipelines::plan(&FsSource, &model_dir, &req).map_err(|e| e.to_string())?;
+    let plan = pipelines::plan(source, &model_dir, &req).map_err(|e| e.to_string())?;
     let quiet = args.flag("quiet");
     if !quiet {
         eprintln!(
@@ -334,10 +337,10 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         );
         eprintln!("memory plan: {}", plan.memory);
     }
-    if let Some((avail, source)) = available_memory(kind, max_memory) {
+    if let Some((avail, mem_source)) = available_memory(kind, max_memory) {
         let peak = plan.memory.peak();
         if peak > avail {
-            return Err(refusal(&model_dir, &req, peak, avail, &source));
+            return Err(refusal(source, &model_dir, &req, peak, avail, &mem_source));
         }
     } else if !quiet {
         eprintln!("note: {} does not report free memory; pass --max-memory GB to have the plan checked", device::name(kind));
@@ -372,7 +375,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         stage_peak: 0,
     };
     let start = Instant::now();
-    let result = pipelines::run(&FsSource, &plan, &req, &device, &mut cli);
+    let result = pipelines::run(source, &plan, &req, &device, &mut cli);
     let generated = match result {
         Ok(g) => g,
         Err(Error::Interrupted) => {
@@ -409,8 +412,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
 }
 
 /// The refusal when the plan does not fit, with alternatives that do.
-fn refusal(model_dir: &str, req: &Request, peak: u64, avail: u64, source: &str) -> String {
-    let fits = |r: &Request| pipelines::plan(&FsSource, model_dir, r).map(|p| p.memory.peak() <= avail).unwrap_or(false);
+fn refusal(files: &dyn FileSource, model_dir: &str, req: &Request, peak: u64, avail: u64, source: &str) -> String {
+    let fits = |r: &Request| pipelines::plan(files, model_dir, r).map(|p| p.memory.peak() <= avail).unwrap_or(false);
     let mut ideas = Vec::new();
     if req.dtype == DType::F32 {
         let mut r = req.clone();

@@ -1,7 +1,9 @@
 //! `sana-video`: the command line of the SANA-Video engine.
 
 mod args;
+mod builtin;
 mod debug;
+mod evaluate;
 mod generate;
 mod video;
 
@@ -11,8 +13,10 @@ const HELP: &str = "\
 sana-video: SANA-Video inference engine (Linear DiT, text-to-video)
 
 USAGE:
-    sana-video generate --model DIR --prompt TEXT -o OUT.mp4 [options below]
-    sana-video inspect DIR
+    sana-video generate --prompt TEXT -o OUT.mp4 [--model DIR] [options below]
+    sana-video evaluate --prompts FILE [--model DIR] [--seeds 1,2,3] [--steps N] [--cfg-scale S]
+                        [--frames N] [--sampler S] [--backend B] [--dtype D] [--report FILE]
+    sana-video inspect DIR|builtin
     sana-video debug transformer --model DIR --inputs IN.safetensors --output OUT.safetensors
                                  [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--reference-kernels]
     sana-video debug text-encoder --model DIR --inputs IN.safetensors --output OUT.safetensors
@@ -25,23 +29,27 @@ USAGE:
                                    [--backend ...] [--dtype ...]
 
 COMMANDS:
-    generate             Text-to-video (image-to-video with --image). DIR: a diffusers
-                         SanaVideoPipeline folder or a repo id such as
-                         Efficient-Large-Model/SANA-Video_2B_480p_diffusers found in the HF cache.
+    generate             Text-to-video (image-to-video with --image). DIR: `builtin` (the
+                         default: the small model compiled into this program, trained on
+                         synthetic clips of coloured shapes in motion, 17 frames of 128x128;
+                         see builtin-model/README.md), a diffusers SanaVideoPipeline folder, or
+                         a repo id such as Efficient-Large-Model/SANA-Video_2B_480p_diffusers
+                         found in the HF cache.
                          -o, --output PATH      .mp4 (H.264), .gif, .safetensors (`frames` f32
                                                 [T,H,W,3] in [0,1] and `latents`), or a folder
                                                 of PNG frames; written atomically
                          --prompt TEXT          --negative-prompt TEXT (default: the official
-                                                negative prompt; \"\" for diffusers' default)
+                                                negative prompt; \"\" for diffusers' default
+                                                and for the built-in model)
                          --image FILE           first frame (PNG/JPEG/WebP), resized to the
                                                 generation size
-                         --frames N (81) | --seconds S      --fps N (16)
+                         --frames N (81; builtin 17) | --seconds S      --fps N (16)
                          --height H --width W   (480x832 for 480p, 704x1280 for 720p models,
                                                 else the model's sample_size x VAE factor)
                          --resolution-binning on|off|auto (on: generate at the nearest trained
                                                 aspect bin, resize and crop back; auto: on
                                                 for the released 480p/720p models)
-                         --steps N (50)  --cfg-scale S (6.0)  --seed N (42)
+                         --steps N (50; builtin 20)  --cfg-scale S (6.0)  --seed N (42)
                          --sampler dpm++|euler|unipc (default: the model's scheduler)
                          --motion-score N       --instruction video|image|none  --no-lowercase
                          --init-noise FILE      safetensors with `latents` [1,C,F,h,w]
@@ -51,6 +59,11 @@ COMMANDS:
                          --max-memory GB        memory to plan against (default: detected
                                                 free memory on cpu and cuda)
                          --quiet
+    evaluate             Generates a clip for every prompt (one per line of FILE, in the
+                         motion dataset's words: tools/dataset) and seed, finds the named
+                         objects by colour, tracks them and checks their motion; prints a line
+                         per clip and a JSON summary (colour accuracy, motion accuracy,
+                         frame-to-frame consistency). Defaults: seeds 1,2,3, 20 steps, cfg 6.
     inspect              Components, config summary, parameter count, stored dtypes and memory
                          of a diffusers folder (pipeline or component, or a Hugging Face cache
                          entry models--ORG--NAME, or a repo id ORG/NAME found in the HF cache).
@@ -102,6 +115,7 @@ fn main() -> ExitCode {
     }
     let result = match argv[0].as_str() {
         "generate" => generate::run(&argv[1..]),
+        "evaluate" => evaluate::run(&argv[1..]),
         "inspect" => debug::inspect(&argv[1..]),
         "debug" => match argv.get(1).map(String::as_str) {
             Some("transformer") => debug::transformer(&argv[2..]),

@@ -1,7 +1,8 @@
 //! End to end against diffusers 0.42.1 (tools/make_pipeline_fixtures.py): text-to-video and
 //! image-to-video on small random pipelines (Wan and LTX-2 VAEs), each sampler, CFG on and
 //! off, motion score, resolution binning, with the same injected noise: final latents within
-//! 1e-4 relative L2 and frames within 45 dB PSNR, on every backend. Also: the seeded noise
+//! 1e-4 relative L2 and frames within 45 dB PSNR, on every backend. The same for the trained
+//! built-in model (builtin-model/, tools/make_builtin_fixtures.py). Also: the seeded noise
 //! is identical across backends and runs.
 
 use burn::tensor::DType;
@@ -72,7 +73,19 @@ fn request(case: &Value, w: &Weights) -> Request {
 
 #[test]
 fn pipelines_match_diffusers() {
-    let root = fixtures().join("pipeline");
+    run_cases("pipeline");
+}
+
+#[test]
+fn builtin_model_matches_diffusers() {
+    run_cases("builtin");
+}
+
+/// Runs every case of fixtures/<set>/cases.json; a case's pipeline folder is `pipeline`
+/// inside the set, or `model` relative to the repository root.
+fn run_cases(set: &str) {
+    let root = fixtures().join(set);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cases: Value = serde_json::from_str(&std::fs::read_to_string(root.join("cases.json")).unwrap()).unwrap();
     let only = std::env::var("SANA_PIPELINE_CASE").ok();
     for (kind, device) in backends() {
@@ -84,7 +97,12 @@ fn pipelines_match_diffusers() {
             let path = root.join(format!("{name}.safetensors")).to_string_lossy().to_string();
             let w = Weights::open_files(&FsSource, &[path]).unwrap();
             let req = request(case, &w);
-            let dir = root.join(case["pipeline"].as_str().unwrap()).to_string_lossy().to_string();
+            let dir = match case["model"].as_str() {
+                Some(m) => repo.join(m),
+                None => root.join(case["pipeline"].as_str().unwrap()),
+            }
+            .to_string_lossy()
+            .to_string();
             let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();
             assert_eq!(plan.gen_size, (case["gen_height"].as_u64().unwrap() as usize, case["gen_width"].as_u64().unwrap() as usize));
             let mut out = Collect::default();

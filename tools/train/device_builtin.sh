@@ -9,6 +9,7 @@
 #                                    alone (encoder frozen, so those latents stay valid).
 #   STAGE=2 VAE_INIT=<vae/> DIT_INIT=<run folder: weights-*.safetensors, state.json, tokenizer/>
 #                                    render fresh clips (another SEED_BASE), continue both.
+#   STAGE=vae VAE_INIT=<vae/>         render, then train the whole VAE until the deadline.
 #
 # Returns in $OUT: vae/ (f32), dit/{weights,ema}-NN.safetensors (f32, < 16 MiB each) and
 # small.tar (tokenizer, loss logs, state.json). Assemble the f16 pipeline folder locally:
@@ -23,6 +24,14 @@ export PYTHONPATH=/tmp/site
 W=/tmp/builtin; D=$W/data; mkdir -p $W $OUT/dit
 DATA=$D SEED_BASE=${SEED_BASE:-1000} CLIPS_PER_WORKER=${CLIPS:-1000} bash tools/train/render_dataset.sh
 VAE=$VAE_INIT
+if [ "$STAGE" = vae ]; then
+  python3 tools/train/train_vae.py --data $D --out $W/vae-full --init "$VAE_INIT" --frames 9 --batch 64 \
+    --max-minutes "$(python3 -c "print(($(left) - 30) / 60)")" --log-every 50 --save-every 100000 2>&1 | grep -v -i warn > $W/vae-full.log
+  tail -8 $W/vae-full.log
+  cp -r $W/vae-full/vae $OUT/vae
+  tar cf $OUT/small.tar -C $W --exclude='*.safetensors' --exclude='*.pt' vae-full vae-full.log
+  exit 0
+fi
 if [ "$STAGE" = 1 ]; then
   python3 tools/train/train_vae.py --data $D --out $W/vae-full --init "$VAE_INIT" --frames 9 --batch 64 \
     --max-minutes "${VAE_MINUTES:-3.5}" --log-every 50 --save-every 100000 2>&1 | grep -v -i warn > $W/vae-full.log

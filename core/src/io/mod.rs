@@ -15,6 +15,8 @@ pub enum Blob {
     #[cfg(not(target_arch = "wasm32"))]
     Mapped(Arc<memmap2::Mmap>),
     Owned(Arc<Vec<u8>>),
+    /// Compiled into the program (the built-in model).
+    Static(&'static [u8]),
 }
 
 impl Deref for Blob {
@@ -24,6 +26,7 @@ impl Deref for Blob {
             #[cfg(not(target_arch = "wasm32"))]
             Blob::Mapped(m) => m,
             Blob::Owned(v) => v,
+            Blob::Static(b) => b,
         }
     }
 }
@@ -78,6 +81,47 @@ impl FileSource for MemorySource {
             .filter(|rest| !rest.contains('/'))
             .map(str::to_string)
             .collect())
+    }
+}
+
+/// Files compiled into the program (`include_bytes!`), e.g. the built-in model, under `root`.
+#[derive(Clone, Copy)]
+pub struct StaticSource {
+    pub root: &'static str,
+    pub files: &'static [(&'static str, &'static [u8])],
+}
+
+impl StaticSource {
+    fn relative<'p>(&self, path: &'p str) -> Option<&'p str> {
+        match path.strip_prefix(self.root) {
+            Some("") => Some(""),
+            Some(rest) => rest.strip_prefix('/'),
+            None => None,
+        }
+    }
+}
+
+impl FileSource for StaticSource {
+    fn read(&self, path: &str) -> Result<Blob> {
+        let rel = self.relative(path).ok_or_else(|| Error::file(path, "no such file"))?;
+        self.files.iter().find(|(p, _)| *p == rel).map(|(_, b)| Blob::Static(b)).ok_or_else(|| Error::file(path, "no such file"))
+    }
+    fn exists(&self, path: &str) -> bool {
+        let Some(rel) = self.relative(path.trim_end_matches('/')) else { return false };
+        rel.is_empty() || self.files.iter().any(|(p, _)| *p == rel || p.strip_prefix(rel).is_some_and(|r| r.starts_with('/')))
+    }
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let rel = self.relative(dir.trim_end_matches('/')).ok_or_else(|| Error::file(dir, "no such folder"))?;
+        let prefix = if rel.is_empty() { String::new() } else { format!("{rel}/") };
+        let mut names: Vec<String> = self
+            .files
+            .iter()
+            .filter_map(|(p, _)| p.strip_prefix(prefix.as_str()))
+            .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 }
 

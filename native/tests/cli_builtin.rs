@@ -1,0 +1,88 @@
+//! The built-in model (builtin-model/, compiled into the binary): `generate` uses it when no
+//! `--model` is given and writes a real MP4 of its size and length; `inspect builtin`
+//! describes it; `evaluate` generates and scores clips and refuses prompt files it cannot judge.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn generate_without_model_uses_the_builtin_model() {
+    let dir = scratch("builtin-gen");
+    let out = dir.join("clip.mp4");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--quiet", "--steps", "2", "--prompt", "a large red circle moves slowly to the left on a dark blue background", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generate failed: {}", String::from_utf8_lossy(&o.stderr));
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", "stream=width,height,nb_read_frames", "-of", "default=nw=1"])
+        .arg(&out)
+        .output()
+        .expect("ffprobe (apt install ffmpeg) is needed for the MP4 checks");
+    let text = String::from_utf8_lossy(&probe.stdout).to_string();
+    for want in ["width=128", "height=128", "nb_read_frames=17"] {
+        assert!(text.contains(want), "ffprobe: expected {want} in\n{text}");
+    }
+    let tags = Command::new("ffprobe").args(["-v", "error", "-show_entries", "format_tags", "-of", "default=nw=1"]).arg(&out).output().unwrap();
+    let tags = String::from_utf8_lossy(&tags.stdout).to_string();
+    assert!(tags.contains("model: builtin"), "metadata names the model: {tags}");
+}
+
+#[test]
+fn inspect_describes_the_builtin_model() {
+    let o = bin().args(["inspect", "builtin"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    for want in ["SanaVideoTransformer3DModel", "Gemma2Model", "AutoencoderKLWan"] {
+        assert!(text.contains(want), "inspect builtin: expected {want} in\n{text}");
+    }
+}
+
+#[test]
+fn evaluate_scores_generated_clips() {
+    let dir = scratch("builtin-eval");
+    let prompts = dir.join("prompts.txt");
+    std::fs::write(&prompts, "# two prompts\na large red circle moves slowly to the left on a dark blue background\n\ntwo objects: a small green square rises quickly, and a medium yellow star circles slowly, on a black background\n").unwrap();
+    let report = dir.join("report.json");
+    let o = bin()
+        .args(["evaluate", "--backend", "cpu", "--quiet", "--steps", "2", "--seeds", "5", "--prompts"])
+        .arg(&prompts)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "evaluate failed: {}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON summary on stdout");
+    assert_eq!(summary["clips"], 2);
+    assert_eq!(summary["objects"], 3, "one object, then two");
+    for k in ["colour_accuracy", "motion_accuracy", "consistency"] {
+        let v = summary[k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+    }
+    let full: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(full["clips"].as_array().unwrap().len(), 2);
+    assert_eq!(full["clips"][1]["objects"][1]["motion"], "circle");
+}
+
+#[test]
+fn evaluate_refuses_prompts_it_cannot_judge() {
+    let dir = scratch("builtin-eval-bad");
+    let prompts = dir.join("prompts.txt");
+    std::fs::write(&prompts, "a large red circle moves slowly to the left on a dark blue background\na cat sleeping on a sofa\n").unwrap();
+    let o = bin().args(["evaluate", "--backend", "cpu", "--prompts"]).arg(&prompts).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("line 2"), "names the line: {err}");
+    let o = bin().args(["evaluate", "--prompts", "/nonexistent/prompts.txt"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/prompts.txt"));
+    let good = dir.join("good.txt");
+    std::fs::write(&good, "a large red circle moves slowly to the left on a dark blue background\n").unwrap();
+    let o = bin().args(["evaluate", "--prompts"]).arg(&good).args(["--seeds", "1,x"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--seeds"));
+}
