@@ -12,6 +12,9 @@
 pub mod binning;
 pub mod memory;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::io::safetensors::{tensor_from_f32, Weights};
@@ -126,6 +129,12 @@ pub trait Events {
     /// Polled between steps and frames; `true` stops the run with `Error::Interrupted`.
     fn cancelled(&self) -> bool {
         false
+    }
+    /// Awaited before every step and decoded chunk: the browser returns a future that
+    /// yields to its event loop (so a page stays responsive and can cancel); native callers
+    /// keep the default, which is ready at once.
+    fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -319,8 +328,10 @@ fn check_cancel(events: &dyn Events) -> Result<()> {
     }
 }
 
-fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.try_into_data()
+/// Reads a tensor back; asynchronous because WebGPU has no blocking read-back.
+async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data_async()
+        .await
         .map_err(|e| Error::Device(format!("the device failed while computing this result: {e:?}")))?
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -339,8 +350,43 @@ fn latent_stats(vae: &Vae) -> (Vec<f32>, Vec<f32>) {
     }
 }
 
-/// Runs a planned request. Frames go to `events.frames` as they are decoded.
+/// Runs a planned request, blocking until done. Frames go to `events.frames` as they are
+/// decoded. (Not on wasm32, where only [`run_async`] can read results back.)
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run(source: &dyn FileSource, plan: &Plan, req: &Request, device: &Device, events: &mut dyn Events) -> Result<Generated> {
+    pollster::block_on(run_async(source, plan, req, device, events))
+}
+
+/// Sends one decoded chunk `[1, 3, t, h, w]` in [-1, 1] to `events`, resized and cropped back
+/// to the asked size, in [0, 1].
+async fn emit(pixels: Tensor<5>, plan: &Plan, emitted: &mut usize, events: &mut dyn Events) -> Result<()> {
+    let [_, _, t, h, w] = pixels.dims();
+    if t == 0 {
+        return Ok(());
+    }
+    let px = read_f32(crate::nn::to_f32(pixels.permute([0, 2, 3, 4, 1]))).await?;
+    let mut data = Vec::with_capacity(t * plan.out_size.0 * plan.out_size.1 * 3);
+    for f in 0..t {
+        let frame = &px[f * h * w * 3..(f + 1) * h * w * 3];
+        let frame = binning::resize_and_crop(frame, (h, w), plan.out_size);
+        data.extend(frame.iter().map(|&x| (x / 2.0 + 0.5).clamp(0.0, 1.0)));
+    }
+    *emitted += t;
+    events.frames(Frames { data, count: t, height: plan.out_size.0, width: plan.out_size.1 })?;
+    events.advance(*emitted);
+    events.pause().await;
+    check_cancel(events)
+}
+
+/// [`run`] as a future: the same work, with the device read-backs awaited and
+/// [`Events::pause`] awaited before each step, so the browser can drive it.
+pub async fn run_async(
+    source: &dyn FileSource,
+    plan: &Plan,
+    req: &Request,
+    device: &Device,
+    events: &mut dyn Events,
+) -> Result<Generated> {
     let [_, c_lat, lat_f, lat_h, lat_w] = plan.latent_shape;
     let cfg = req.cfg_scale > 1.0;
 
@@ -419,6 +465,7 @@ pub fn run(source: &dyn FileSource, plan: &Plan, req: &Request, device: &Device,
     let embeds = crate::nn::to_dtype(embeds, req.dtype);
     events.stage(Stage::Denoise, timesteps.len());
     for (i, &t) in timesteps.iter().enumerate() {
+        events.pause().await;
         check_cancel(events)?;
         let input = if cfg { Tensor::cat(vec![latents.clone(), latents.clone()], 0) } else { latents.clone() };
         let ts = if req.image.is_some() {
@@ -451,7 +498,7 @@ pub fn run(source: &dyn FileSource, plan: &Plan, req: &Request, device: &Device,
         events.advance(i + 1);
     }
     events.stage_done(Stage::Denoise);
-    let final_latents = read_f32(latents.clone())?;
+    let final_latents = read_f32(latents.clone()).await?;
     if !req.keep_resident {
         drop(dit);
         device.memory_cleanup();
@@ -474,32 +521,15 @@ pub fn run(source: &dyn FileSource, plan: &Plan, req: &Request, device: &Device,
     let z = crate::nn::to_dtype(z, req.vae_dtype);
     events.stage(Stage::Decode, plan.frames);
     let mut emitted = 0usize;
-    let mut emit = |pixels: Tensor<5>, events: &mut dyn Events| -> Result<()> {
-        let [_, _, t, h, w] = pixels.dims();
-        if t == 0 {
-            return Ok(());
-        }
-        let px = read_f32(crate::nn::to_f32(pixels.permute([0, 2, 3, 4, 1])))?;
-        let mut data = Vec::with_capacity(t * plan.out_size.0 * plan.out_size.1 * 3);
-        for f in 0..t {
-            let frame = &px[f * h * w * 3..(f + 1) * h * w * 3];
-            let frame = binning::resize_and_crop(frame, (h, w), plan.out_size);
-            data.extend(frame.iter().map(|&x| (x / 2.0 + 0.5).clamp(0.0, 1.0)));
-        }
-        emitted += t;
-        events.frames(Frames { data, count: t, height: plan.out_size.0, width: plan.out_size.1 })?;
-        events.advance(emitted);
-        check_cancel(events)
-    };
     if let Some(tiling) = req.vae_tiling {
-        emit(vae.decode_tiled(z, tiling)?, events)?;
+        emit(vae.decode_tiled(z, tiling)?, plan, &mut emitted, events).await?;
     } else {
         match &vae {
             Vae::Wan(v) => {
                 let mut stream = v.decode_stream();
                 for f in 0..lat_f {
                     let zf = z.clone().slice([0..1, 0..c_lat, f..f + 1]);
-                    emit(stream.push(zf)?, events)?;
+                    emit(stream.push(zf)?, plan, &mut emitted, events).await?;
                 }
             }
             Vae::Ltx2(v) => {
@@ -507,11 +537,11 @@ pub fn run(source: &dyn FileSource, plan: &Plan, req: &Request, device: &Device,
                 for f in 0..lat_f {
                     let zf = z.clone().slice([0..1, 0..c_lat, f..f + 1]);
                     if let Some(px) = stream.push(zf)? {
-                        emit(px, events)?;
+                        emit(px, plan, &mut emitted, events).await?;
                     }
                 }
                 if let Some(px) = stream.finish()? {
-                    emit(px, events)?;
+                    emit(px, plan, &mut emitted, events).await?;
                 }
             }
         }
