@@ -112,6 +112,9 @@ def main():
     ap.add_argument("--export-only", action="store_true",
                     help="write OUT/pipeline from OUT's ema-* files, tokenizer/ and --vae; no data needed")
     ap.add_argument("--sample-size", type=int, default=16, help="latent width (--export-only)")
+    ap.add_argument("--profile", type=int, default=0,
+                    help="profile this many steps (after 5 warm-up steps) with torch.profiler, print the top "
+                         "operations by GPU time to OUT/profile.txt, and stop")
     a = ap.parse_args()
     from diffusers import (AutoencoderKLWan, DPMSolverMultistepScheduler, SanaVideoPipeline,
                            SanaVideoTransformer3DModel)
@@ -225,7 +228,16 @@ def main():
     ema_t = [ema[k] for k in ema_keys]
     live_t = [live[k] for k in ema_keys]
 
+    prof = None
+    if a.profile:
+        a.steps = step + 5 + a.profile
     while step < a.steps and (a.max_minutes is None or time.time() - t0 < 60 * a.max_minutes):
+        if a.profile and step == first + 5:
+            torch.cuda.synchronize() if device == "cuda" else None
+            acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else [])
+            prof = torch.profiler.profile(activities=acts)
+            prof.__enter__()
+            t_prof = time.time()
         for g in opt.param_groups:
             g["lr"] = a.lr * min(1.0, (step - first + 1) / a.warmup)
         idx = rng.integers(0, len(captions), a.batch)
@@ -267,6 +279,16 @@ def main():
             print(line, flush=True)
         if step % a.save_every == 0:
             save()
+    if prof is not None:
+        torch.cuda.synchronize() if device == "cuda" else None
+        per_step = (time.time() - t_prof) / a.profile
+        prof.__exit__(None, None, None)
+        key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=key, row_limit=40)
+        with open(os.path.join(a.out, "profile.txt"), "w") as f:
+            f.write(f"{a.profile} steps, batch {a.batch}: {per_step:.4f} s/step\n{table}\n")
+        print(f"profile: {per_step:.4f} s/step; table in {a.out}/profile.txt")
+        return
     if not a.export_only:
         save()
     load_named(ema)  # export the averaged weights
