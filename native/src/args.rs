@@ -58,3 +58,11 @@ impl Args {
         self.flags.iter().any(|f| f == name)
     }
 }
+
+/// `--name value` parsed as `T`, or a message naming the flag, the value and `what` it should be.
+pub fn parse<T: std::str::FromStr>(args: &Args, name: &str, what: &str) -> Result<Option<T>, String> {
+    match args.get(name) {
+        Some(v) => v.parse::<T>().map(Some).map_err(|_| format!("--{name} {v}: expected {what}")),
+        None => Ok(None),
+    }
+}

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use burn::tensor::DType;
-use sana_video_core::device::{self, BackendKind};
+use sana_video_core::device;
 use sana_video_core::eval::{score_clip, Clip, Summary};
 use sana_video_core::io as sio;
 use sana_video_core::models::dit::SanaVideoTransformer3DModel;
@@ -14,7 +14,7 @@ use sana_video_core::models::vae::VaeConfig;
 use sana_video_core::pipelines::{self, Events, Frames, Request};
 use sana_video_core::samplers::SamplerKind;
 
-use crate::args::Args;
+use crate::args::{parse, Args};
 use crate::builtin;
 
 const VALUED: &[&str] = &["model", "prompts", "seeds", "steps", "cfg-scale", "frames", "sampler", "backend", "dtype", "report", "negative-prompt"];
@@ -35,13 +35,6 @@ impl Events for Collect {
         self.frames += f.count;
         self.size = (f.height, f.width);
         Ok(())
-    }
-}
-
-fn parse<T: std::str::FromStr>(args: &Args, name: &str, what: &str) -> Result<Option<T>, String> {
-    match args.get(name) {
-        Some(v) => v.parse::<T>().map(Some).map_err(|_| format!("--{name} {v}: expected {what}")),
-        None => Ok(None),
     }
 }
 
@@ -86,13 +79,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let (_, vcfg) = VaeConfig::read(source, &vdir).map_err(|e| e.to_string())?;
     let side = dit_cfg.sample_size * vcfg.spatial_factor();
 
-    let (kind, device) = match args.get("backend") {
-        Some(b) => {
-            let k = BackendKind::parse(b).map_err(|e| e.to_string())?;
-            (k, device::create(k).map_err(|e| e.to_string())?)
-        }
-        None => device::best_available().map_err(|e| e.to_string())?,
-    };
+    let (kind, device) = crate::debug::open_device(&args)?;
     let dtype = match args.get("dtype") {
         Some(d) => device::parse_dtype(d).map_err(|e| e.to_string())?,
         None => DType::F32,

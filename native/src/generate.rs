@@ -17,7 +17,7 @@ use sana_video_core::pipelines::{self, memory::gb, Events, Frames, Image, Reques
 use sana_video_core::samplers::SamplerKind;
 use sana_video_core::Error;
 
-use crate::args::Args;
+use crate::args::{parse, Args};
 use crate::builtin;
 use crate::video::{self, Format, VideoWriter};
 
@@ -29,13 +29,6 @@ pub const VALUED: &[&str] = &[
     "vae-tile-overlap", "resolution-binning", "init-noise", "max-memory", "output",
 ];
 pub const SWITCHES: &[&str] = &["vae-tiling", "keep-resident", "no-lowercase", "quiet"];
-
-fn parse<T: std::str::FromStr>(args: &Args, name: &str, what: &str) -> Result<Option<T>, String> {
-    match args.get(name) {
-        Some(v) => v.parse::<T>().map(Some).map_err(|_| format!("--{name} {v}: expected {what}")),
-        None => Ok(None),
-    }
-}
 
 /// Installs the Ctrl-C handler: the first press stops the run at the next step (the partial
 /// output is removed by the writer); a second press removes it and exits at once.
