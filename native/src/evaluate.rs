@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use burn::tensor::DType;
+use serde_json::json;
 use sana_video_core::device;
 use sana_video_core::eval::{score_clip, Clip, Summary};
 use sana_video_core::io as sio;
@@ -36,10 +37,6 @@ impl Events for Collect {
         self.size = (f.height, f.width);
         Ok(())
     }
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
 }
 
 pub fn run(argv: &[String]) -> Result<(), String> {
@@ -132,37 +129,26 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         if !quiet {
             eprintln!("[{}/{n}] seed {seed}: colour {found}/{} motion {moved}/{found}  {prompt}", i + 1, scores.len());
         }
-        let objects: Vec<String> = scores
+        let objects: Vec<serde_json::Value> = scores
             .iter()
             .map(|s| {
-                format!(
-                    "{{\"colour\":{},\"shape\":{},\"motion\":{},\"found\":{},\"motion_ok\":{},\"consistency\":{:.4}}}",
-                    json_str(&s.object.colour),
-                    json_str(&s.object.shape),
-                    json_str(&s.object.motion),
-                    s.found,
-                    s.motion_ok.map_or("null".to_string(), |m| m.to_string()),
-                    s.consistency
-                )
+                json!({
+                    "colour": s.object.colour, "shape": s.object.shape, "motion": s.object.motion,
+                    "found": s.found, "motion_ok": s.motion_ok, "consistency": s.consistency,
+                })
             })
             .collect();
-        report.push(format!("{{\"prompt\":{},\"seed\":{seed},\"objects\":[{}]}}", json_str(prompt), objects.join(",")));
+        report.push(json!({ "prompt": prompt, "seed": seed, "objects": objects }));
     }
     let seconds = start.elapsed().as_secs_f64();
-    let summary = format!(
-        "{{\"model\":{},\"backend\":{},\"clips\":{n},\"prompts\":{},\"seeds\":{},\"steps\":{steps},\"cfg_scale\":{cfg_scale},\"frames\":{},\"objects\":{},\"colour_accuracy\":{:.4},\"motion_accuracy\":{:.4},\"consistency\":{:.4},\"seconds\":{seconds:.1}}}",
-        json_str(&model_dir),
-        json_str(device::name(kind)),
-        prompts.len(),
-        json_str(&seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
-        plan.frames,
-        total.objects,
-        total.colour_accuracy(),
-        total.motion_accuracy(),
-        total.consistency()
-    );
+    let summary = json!({
+        "model": model_dir, "backend": device::name(kind), "clips": n, "prompts": prompts.len(),
+        "seeds": seeds, "steps": steps, "cfg_scale": cfg_scale, "frames": plan.frames,
+        "objects": total.objects, "colour_accuracy": total.colour_accuracy(),
+        "motion_accuracy": total.motion_accuracy(), "consistency": total.consistency(), "seconds": seconds,
+    });
     if let Some(path) = args.get("report") {
-        let body = format!("{{\"summary\":{summary},\"clips\":[\n{}\n]}}\n", report.join(",\n"));
+        let body = serde_json::to_string_pretty(&json!({ "summary": summary, "clips": report })).map_err(|e| e.to_string())?;
         sio::write_atomic(path, body.as_bytes()).map_err(|e| e.to_string())?;
     }
     println!("{summary}");
