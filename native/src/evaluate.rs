@@ -9,9 +9,7 @@ use serde_json::json;
 use sana_video_core::device;
 use sana_video_core::eval::{score_clip, Clip, Summary};
 use sana_video_core::io as sio;
-use sana_video_core::models::dit::SanaVideoTransformer3DModel;
 use sana_video_core::models::text_encoder::PromptOptions;
-use sana_video_core::models::vae::VaeConfig;
 use sana_video_core::pipelines::{self, Events, Frames, Request};
 use sana_video_core::samplers::SamplerKind;
 
@@ -45,7 +43,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         return Err(format!("unexpected argument `{p}`"));
     }
     let (source, model_dir) = builtin::resolve(args.get("model"))?;
-    let is_builtin = model_dir == builtin::NAME;
+    let defaults = builtin::defaults(source, &model_dir)?;
     let prompts_path = args.require("prompts")?;
     let text = std::fs::read_to_string(prompts_path).map_err(|e| format!("--prompts {prompts_path}: {e}"))?;
     let prompts: Vec<String> =
@@ -63,18 +61,12 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         .split(',')
         .map(|s| s.trim().parse::<u64>().map_err(|_| format!("--seeds: `{s}` is not a whole number")))
         .collect::<Result<_, _>>()?;
-    let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(20);
+    let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(defaults.steps);
     let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(6.0);
-    let frames: usize = parse(&args, "frames", "a whole number")?.unwrap_or(if is_builtin { builtin::FRAMES } else { 81 });
+    let frames: usize = parse(&args, "frames", "a whole number")?.unwrap_or(defaults.frames);
     let sampler = args.get("sampler").map(SamplerKind::parse).transpose().map_err(|e| e.to_string())?;
-    let negative = args.get("negative-prompt").unwrap_or(builtin::NEGATIVE_PROMPT).to_string();
+    let negative = args.get("negative-prompt").unwrap_or(defaults.negative_prompt).to_string();
     let quiet = args.flag("quiet");
-
-    let tdir = sio::diffusers::component_dir(source, &model_dir, "transformer").map_err(|e| e.to_string())?;
-    let dit_cfg = SanaVideoTransformer3DModel::read_config(source, &tdir).map_err(|e| e.to_string())?;
-    let vdir = sio::diffusers::component_dir(source, &model_dir, "vae").map_err(|e| e.to_string())?;
-    let (_, vcfg) = VaeConfig::read(source, &vdir).map_err(|e| e.to_string())?;
-    let side = dit_cfg.sample_size * vcfg.spatial_factor();
 
     let (kind, device) = crate::debug::open_device(&args)?;
     let dtype = match args.get("dtype") {
@@ -85,14 +77,14 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         prompt: String::new(),
         negative_prompt: negative,
         prompt_options: PromptOptions::default(),
-        height: side,
-        width: side,
+        height: defaults.height,
+        width: defaults.width,
         frames,
         steps,
         cfg_scale,
         seed: 0,
         sampler,
-        resolution_binning: false,
+        resolution_binning: defaults.binning,
         image: None,
         init_noise: None,
         dtype,
@@ -103,10 +95,12 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let plan = pipelines::plan(source, &model_dir, &req).map_err(|e| e.to_string())?;
     if !quiet {
         eprintln!(
-            "evaluating {model_dir}: {} prompts x {} seeds, {} frames at {side}x{side}, {steps} steps of {}, cfg {cfg_scale}, {} {:?}",
+            "evaluating {model_dir}: {} prompts x {} seeds, {} frames at {}x{}, {steps} steps of {}, cfg {cfg_scale}, {} {:?}",
             prompts.len(),
             seeds.len(),
             plan.frames,
+            plan.out_size.1,
+            plan.out_size.0,
             plan.sampler.name(),
             device::name(kind),
             dtype

@@ -9,9 +9,8 @@ use std::time::Instant;
 use burn::tensor::{DType, Device};
 use sana_video_core::device::{self, BackendKind};
 use sana_video_core::io::safetensors::Weights;
-use sana_video_core::io::{self as sio, FileSource, FsSource};
-use sana_video_core::models::dit::SanaVideoTransformer3DModel;
-use sana_video_core::models::text_encoder::{Instruction, PromptOptions, DEFAULT_NEGATIVE_PROMPT};
+use sana_video_core::io::{FileSource, FsSource};
+use sana_video_core::models::text_encoder::{Instruction, PromptOptions};
 use sana_video_core::models::vae::tiling::Tiling;
 use sana_video_core::pipelines::{self, memory::gb, Events, Frames, Image, Request, Stage};
 use sana_video_core::samplers::SamplerKind;
@@ -200,7 +199,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         return Err(format!("unexpected argument `{p}` (the prompt goes after --prompt)"));
     }
     let (source, model_dir) = builtin::resolve(args.get("model"))?;
-    let is_builtin = model_dir == builtin::NAME;
+    let defaults = builtin::defaults(source, &model_dir)?;
     let prompt = args.require("prompt")?.to_string();
     let output = args.require("output")?.to_string();
     let format = Format::of(&output)?;
@@ -214,10 +213,9 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         (Some(f), None) => f,
         (None, Some(s)) if s > 0.0 && s.is_finite() => (s * fps as f64).round() as usize + 1,
         (None, Some(s)) => return Err(format!("--seconds {s}: must be positive")),
-        (None, None) if is_builtin => builtin::FRAMES,
-        (None, None) => 81,
+        (None, None) => defaults.frames,
     };
-    let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(if is_builtin { builtin::STEPS } else { 50 });
+    let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(defaults.steps);
     let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(6.0);
     let seed: u64 = parse(&args, "seed", "a whole number ≥ 0")?.unwrap_or(42);
     let sampler = args.get("sampler").map(SamplerKind::parse).transpose().map_err(|e| e.to_string())?;
@@ -242,27 +240,11 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         None
     };
     let max_memory: Option<f64> = parse(&args, "max-memory", "gigabytes")?;
-    let default_negative = if is_builtin { builtin::NEGATIVE_PROMPT } else { DEFAULT_NEGATIVE_PROMPT };
-    let negative = args.get("negative-prompt").unwrap_or(default_negative).to_string();
+    let negative = args.get("negative-prompt").unwrap_or(defaults.negative_prompt).to_string();
 
-    // The model's configs decide default sizes; nothing heavy is read.
-    let tdir = sio::diffusers::component_dir(source, &model_dir, "transformer").map_err(|e| e.to_string())?;
-    let dit_cfg = SanaVideoTransformer3DModel::read_config(source, &tdir).map_err(|e| e.to_string())?;
-    // Released checkpoints: their default sizes and aspect bins. Others (e.g. small models
-    // trained at one size): the trained size, sample_size latent positions, and no binning.
-    let has_bins = sana_video_core::pipelines::binning::bins_for(dit_cfg.sample_size).is_some();
-    let binning = binning_arg.unwrap_or(has_bins);
-    let (def_h, def_w) = match dit_cfg.sample_size {
-        22 => (704, 1280),
-        30 => (480, 832),
-        n => {
-            let vdir = sio::diffusers::component_dir(source, &model_dir, "vae").map_err(|e| e.to_string())?;
-            let (_, vcfg) = sana_video_core::models::vae::VaeConfig::read(source, &vdir).map_err(|e| e.to_string())?;
-            (n * vcfg.spatial_factor(), n * vcfg.spatial_factor())
-        }
-    };
-    let height: usize = parse(&args, "height", "pixels")?.unwrap_or(def_h);
-    let width: usize = parse(&args, "width", "pixels")?.unwrap_or(def_w);
+    let binning = binning_arg.unwrap_or(defaults.binning);
+    let height: usize = parse(&args, "height", "pixels")?.unwrap_or(defaults.height);
+    let width: usize = parse(&args, "width", "pixels")?.unwrap_or(defaults.width);
 
     // Backend and dtypes (bf16 by default on CUDA, f32 elsewhere).
     let backend_kind = match args.get("backend") {

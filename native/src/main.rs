@@ -63,7 +63,8 @@ COMMANDS:
                          motion dataset's words: tools/dataset) and seed, finds the named
                          objects by colour, tracks them and checks their motion; prints a line
                          per clip and a JSON summary (colour accuracy, motion accuracy,
-                         frame-to-frame consistency). Defaults: seeds 1,2,3, 20 steps, cfg 6.
+                         frame-to-frame consistency). Defaults: seeds 1,2,3, cfg 6, and the
+                         model's size, frames, steps and negative prompt, as generate.
     inspect              Components, config summary, parameter count, stored dtypes and memory
                          of a diffusers folder (pipeline or component, or a Hugging Face cache
                          entry models--ORG--NAME, or a repo id ORG/NAME found in the HF cache).
