@@ -111,3 +111,32 @@ fn evaluate_refuses_prompts_it_cannot_judge() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--seeds"));
 }
+
+/// The built-in model's quality regression test (issue 6): the first 12 held-out prompts,
+/// seed 1, the model's 20 steps, CPU. The floors sit just under what this checkpoint measured with exactly
+/// these settings (BENCHMARKS.md, "Built-in model quality"): a retrained or broken model, or
+/// a pipeline change that hurts the output, fails here.
+#[test]
+fn builtin_model_quality_regression() {
+    const PROMPTS: usize = 12;
+    const MIN_COLOUR: f64 = 0.65; // measured 14 / 20 = 0.70 (release and debug builds alike)
+    const MIN_MOTION: f64 = 0.85; // measured 13 / 14 = 0.929
+    let dir = scratch("builtin-quality");
+    let all = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/dataset/heldout_prompts.txt")).unwrap();
+    let first: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).take(PROMPTS).collect();
+    assert_eq!(first.len(), PROMPTS);
+    let prompts = dir.join("prompts.txt");
+    std::fs::write(&prompts, first.join("\n")).unwrap();
+    let o = bin()
+        .args(["evaluate", "--backend", "cpu", "--quiet", "--steps", "20", "--seeds", "1", "--prompts"])
+        .arg(&prompts)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "evaluate failed: {}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON summary on stdout");
+    let colour = summary["colour_accuracy"].as_f64().unwrap();
+    let motion = summary["motion_accuracy"].as_f64().unwrap();
+    eprintln!("built-in model on {PROMPTS} held-out prompts: colour {colour:.3}, motion {motion:.3}");
+    assert!(colour >= MIN_COLOUR, "colour accuracy {colour:.3} < {MIN_COLOUR} (summary {summary})");
+    assert!(motion >= MIN_MOTION, "motion accuracy {motion:.3} < {MIN_MOTION} (summary {summary})");
+}

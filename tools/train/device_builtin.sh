@@ -10,6 +10,9 @@
 #   STAGE=2 VAE_INIT=<vae/> DIT_INIT=<run folder: weights-*.safetensors, state.json, tokenizer/>
 #                                    render fresh clips (another SEED_BASE), continue both.
 #   STAGE=vae VAE_INIT=<vae/>         render, then train the whole VAE until the deadline.
+#   Options: DIT_BATCH, DIT_LR, DIT_WARMUP, DECODER=0 (DiT alone), PROFILE=N (torch.profiler table
+#   of N steps in dit/profile.txt), COMPILE=1 (torch.compile the transformer),
+#   ANNEAL=1 (learning rate down to 10% by the deadline), CLIPS, SEED_BASE.
 #
 # Returns in $OUT: vae/ (f32), dit/{weights,ema}-NN.safetensors (f32, < 16 MiB each) and
 # small.tar (tokenizer, loss logs, state.json). Assemble the f16 pipeline folder locally:
@@ -41,7 +44,7 @@ echo "[$(( $(date +%s) - T0 )) s] DiT and decoder start; $(left) s left"
 DIT_MIN=$(python3 -c "print(max(0.5, ($(left) - 110) / 60))")
 DEC_MIN=$(python3 -c "print(max(0.5, ($(left) - 50) / 60))")
 python3 tools/train/train_dit.py --data $D --vae "$VAE" --out $W/dit ${DIT_INIT:+--init "$DIT_INIT"} \
-  --batch "${DIT_BATCH:-64}" --lr "${DIT_LR:-4e-4}" \
+  --batch "${DIT_BATCH:-64}" --lr "${DIT_LR:-4e-4}" --warmup "${DIT_WARMUP:-300}" --profile "${PROFILE:-0}" ${COMPILE:+--compile} ${ANNEAL:+--anneal} \
   --max-minutes "$DIT_MIN" --log-every 100 --save-every 100000 2>&1 | grep -v -i warn > $W/dit.log &
 # Sharing the GPU with the decoder's convolutions slowed the DiT (run 1: 0.18 s/step at batch 64): DECODER=0 trains the DiT alone.
 [ "${DECODER:-1}" = 1 ] && python3 tools/train/train_vae.py --data $D --out $W/vae-dec --init "$VAE" --decoder-only --frames 9 --batch 64 \

@@ -66,6 +66,35 @@ def load_split(prefix):
     return state
 
 
+def tokenize_like_diffusers(pipe, prompts, chi, max_sequence_length):
+    """Token ids and mask for each prompt exactly as SanaVideoPipeline._get_gemma_prompt_embeds
+    makes them (checked against encode_prompt at start-up)."""
+    tok = pipe.tokenizer
+    tok.padding_side = "right"
+    chi_prompt = "\n".join(chi)
+    length = len(tok.encode(chi_prompt)) + max_sequence_length - 2
+    texts = [chi_prompt + p for p in pipe._text_preprocessing(prompts)]
+    ids, masks = [], []
+    for i in range(0, len(texts), 4096):
+        t = tok(texts[i:i + 4096], padding="max_length", max_length=length, truncation=True,
+                add_special_tokens=True, return_tensors="pt")
+        ids.append(t.input_ids)
+        masks.append(t.attention_mask)
+    return torch.cat(ids), torch.cat(masks)
+
+
+def write_profile(prof, a, t_prof, device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+    per_step = (time.time() - t_prof) / a.profile
+    prof.__exit__(None, None, None)
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=40)
+    with open(os.path.join(a.out, "profile.txt"), "w") as f:
+        f.write(f"{a.profile} steps, batch {a.batch}: {per_step:.4f} s/step\n{table}\n")
+    print(f"profile: {per_step:.4f} s/step; table in {a.out}/profile.txt", flush=True)
+
+
 def chi_default():
     import inspect
     from diffusers import SanaVideoPipeline
@@ -113,14 +142,19 @@ def main():
                     help="write OUT/pipeline from OUT's ema-* files, tokenizer/ and --vae; no data needed")
     ap.add_argument("--sample-size", type=int, default=16, help="latent width (--export-only)")
     ap.add_argument("--profile", type=int, default=0,
-                    help="profile this many steps (after 5 warm-up steps) with torch.profiler, print the top "
-                         "operations by GPU time to OUT/profile.txt, and stop")
+                    help="profile this many steps (after 5 warm-up steps) with torch.profiler and write the top "
+                         "operations by GPU time to OUT/profile.txt; training goes on")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the transformer")
+    ap.add_argument("--anneal", action="store_true",
+                    help="decay the learning rate linearly to 10%% over --max-minutes (a run's last call)")
     a = ap.parse_args()
     from diffusers import (AutoencoderKLWan, DPMSolverMultistepScheduler, SanaVideoPipeline,
                            SanaVideoTransformer3DModel)
     from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True  # the GLU's depthwise and temporal convolutions
+    torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
     chi = chi_default()
@@ -170,7 +204,7 @@ def main():
                                  flow_shift=a.train_shift, solver_order=2, algorithm_type="dpmsolver++",
                                  solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero"))
     params = list(transformer.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99), fused=device == "cuda")
     step = 0
     ckpt = os.path.join(a.out, "ckpt.pt")
 
@@ -200,12 +234,14 @@ def main():
     n_te = sum(p.numel() for p in text_encoder.parameters())
     print(f"DiT {n_dit / 1e6:.2f} M, text encoder {n_te / 1e6:.2f} M parameters; {device}")
     ema = {k: v.detach().clone().float() for k, v in named().items()}
+    fresh_ema = True  # averaging starts short (decay (1+n)/(10+n)) unless a run's average continues
     if a.init and not a.export_only and os.path.exists(os.path.join(a.init, "ema-00.safetensors")):
-        ema = {k: v.to(device) for k, v in load_split(os.path.join(a.init, "ema")).items()}
+        ema = {k: v.to(device).float() for k, v in load_split(os.path.join(a.init, "ema")).items()}
+        fresh_ema = False
     if a.export_only:
         a.steps = step  # no training: straight to the export below
 
-    rng = np.random.default_rng(a.seed + step)
+    gen = torch.Generator(device=device).manual_seed(a.seed + step)
     log = open(os.path.join(a.out, "loss.jsonl"), "a")
     t0 = time.time()
     transformer.train()
@@ -228,9 +264,31 @@ def main():
     ema_t = [ema[k] for k in ema_keys]
     live_t = [live[k] for k in ema_keys]
 
+    if not a.export_only:
+        # Tokenise every caption once, exactly as diffusers' encode_prompt does (CHI prefix,
+        # lower-casing, right padding to the CHI length + 298, then [0] + the last 299 positions
+        # after the encoder): the Python tokenizer cost more than half of each step.
+        ids, amask = tokenize_like_diffusers(pipe, captions + [""], chi, 300)
+        ids, amask = ids.to(device), amask.to(device)
+        empty = len(captions)
+        select = torch.tensor([0] + list(range(ids.shape[1] - 299, ids.shape[1])), device=device)
+
+        def encode(rows):
+            hidden = text_encoder(ids[rows], attention_mask=amask[rows])[0]
+            return hidden[:, select], amask[rows][:, select]
+
+        with torch.no_grad():  # the shortcut must give what encode_prompt gives
+            probe = [0, 1, empty]
+            ref, ref_mask = pipe.encode_prompt([captions[0], captions[1], ""], do_classifier_free_guidance=False,
+                                               device=device, complex_human_instruction=chi, max_sequence_length=300)[:2]
+            got, got_mask = encode(torch.tensor(probe, device=device))
+            if not (torch.equal(got_mask, ref_mask) and torch.allclose(got, ref, atol=1e-5, rtol=1e-4)):
+                raise SystemExit("pre-tokenised prompts differ from SanaVideoPipeline.encode_prompt")
+        latents = latents.to(device)
+        model = torch.compile(transformer) if a.compile else transformer
+
     prof = None
-    if a.profile:
-        a.steps = step + 5 + a.profile
+    t_train = time.time()
     while step < a.steps and (a.max_minutes is None or time.time() - t0 < 60 * a.max_minutes):
         if a.profile and step == first + 5:
             torch.cuda.synchronize() if device == "cuda" else None
@@ -238,31 +296,42 @@ def main():
             prof = torch.profiler.profile(activities=acts)
             prof.__enter__()
             t_prof = time.time()
+        if prof is not None and step == first + 5 + a.profile:
+            write_profile(prof, a, t_prof, device)
+            prof = None
+        lr = a.lr * min(1.0, (step - first + 1) / a.warmup)
+        if a.anneal and a.max_minutes:  # linear cool-down to 10% over this run's time budget
+            lr *= 1 - 0.9 * min(1.0, (time.time() - t_train) / (60 * a.max_minutes - (t_train - t0)))
         for g in opt.param_groups:
-            g["lr"] = a.lr * min(1.0, (step - first + 1) / a.warmup)
-        idx = rng.integers(0, len(captions), a.batch)
-        x0 = latents[idx].to(device).float()
-        prompts = [captions[i] if rng.random() >= a.drop_prob else "" for i in idx]
-        emb, mask, _, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=device,
-                                             complex_human_instruction=chi, max_sequence_length=300)
-        s = torch.sigmoid(torch.randn(a.batch, device=device))
+            g["lr"] = lr
+        # All draws on the device and no boolean indexing: nothing in the step waits for the GPU.
+        idx = torch.randint(0, len(captions), (a.batch,), device=device, generator=gen)
+        x0 = latents[idx].float()
+        drop = torch.rand(a.batch, device=device, generator=gen) < a.drop_prob
+        s = torch.sigmoid(torch.randn(a.batch, device=device, generator=gen))
         sigma = a.train_shift * s / (1 + (a.train_shift - 1) * s)
-        noise = torch.randn_like(x0)
+        noise = torch.randn(x0.shape, device=device, generator=gen)
         sv = sigma.view(-1, 1, 1, 1, 1)
-        xt = (1 - sv) * x0 + sv * noise
         target = noise - x0
         b, c, f, h, w = x0.shape
-        grid = (b, 1, f, h // 2, w // 2)
-        cond = torch.zeros(grid, device=device)
-        i2v = torch.from_numpy(rng.random(a.batch) < a.i2v_prob).to(device)
-        cond[i2v, :, 0] = 1.0
-        xt = torch.where(i2v.view(-1, 1, 1, 1, 1) & (torch.arange(f, device=device).view(1, 1, -1, 1, 1) == 0), x0, xt)
-        timestep = (sigma * 1000).view(-1, 1, 1, 1, 1).expand(grid) * (1 - cond)
+        i2v = torch.rand(a.batch, device=device, generator=gen) < a.i2v_prob
+        clean = i2v.view(-1, 1, 1, 1, 1) & (torch.arange(f, device=device).view(1, 1, -1, 1, 1) == 0)
+        xt = torch.where(clean, x0, (1 - sv) * x0 + sv * noise)
+        # Image-to-video rows: timestep 0 on the clean first frame's tokens, no loss there.
+        timestep = torch.where(clean, 0.0, (sigma * 1000).view(-1, 1, 1, 1, 1)).expand(b, 1, f, h // 2, w // 2)
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            pred = transformer(xt, encoder_hidden_states=emb, encoder_attention_mask=mask, timestep=timestep,
-                               return_dict=False)[0]
-        weight = torch.ones(b, 1, f, 1, 1, device=device)
-        weight[i2v, :, 0] = 0.0
+            emb, mask = encode(torch.where(drop, empty, idx))
+            try:
+                pred = model(xt, encoder_hidden_states=emb, encoder_attention_mask=mask, timestep=timestep,
+                             return_dict=False)[0]
+            except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the run
+                if model is transformer:
+                    raise
+                print(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", flush=True)
+                model = transformer
+                pred = model(xt, encoder_hidden_states=emb, encoder_attention_mask=mask, timestep=timestep,
+                             return_dict=False)[0]
+        weight = (~clean).float()
         loss = ((pred.float() - target) ** 2 * weight).sum() / (weight.sum() * c * h * w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -270,25 +339,18 @@ def main():
         opt.step()
         step += 1
         with torch.no_grad():
-            decay = min(a.ema, (1 + step - first) / (10 + step - first)) if first == 0 else a.ema
+            n = step - first
+            decay = min(a.ema, (1 + n) / (10 + n)) if fresh_ema else a.ema
             torch._foreach_lerp_(ema_t, live_t, 1 - decay)
         if step % a.log_every == 0:
-            line = dict(step=step, loss=loss.item(), seconds=round(time.time() - t0, 1))
+            line = dict(step=step, loss=loss.item(), lr=lr, seconds=round(time.time() - t0, 1))
             log.write(json.dumps(line) + "\n")
             log.flush()
             print(line, flush=True)
         if step % a.save_every == 0:
             save()
     if prof is not None:
-        torch.cuda.synchronize() if device == "cuda" else None
-        per_step = (time.time() - t_prof) / a.profile
-        prof.__exit__(None, None, None)
-        key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-        table = prof.key_averages().table(sort_by=key, row_limit=40)
-        with open(os.path.join(a.out, "profile.txt"), "w") as f:
-            f.write(f"{a.profile} steps, batch {a.batch}: {per_step:.4f} s/step\n{table}\n")
-        print(f"profile: {per_step:.4f} s/step; table in {a.out}/profile.txt")
-        return
+        write_profile(prof, a, t_prof, device)
     if not a.export_only:
         save()
     load_named(ema)  # export the averaged weights
