@@ -37,7 +37,7 @@ def found(clip, obj, background):
         mask &= d < np.linalg.norm(clip - r, axis=-1)
     area = mask.reshape(clip.shape[0], -1).sum(1)
     radius = V["sizes"][obj["size"]] * clip.shape[2]
-    return bool((area >= max(4, 0.15 * np.pi * radius * radius)).sum() * 4 >= clip.shape[0] * 3)
+    return bool((area >= max(4, 0.15 * np.pi * radius * radius)).sum() * 4 >= clip.shape[0] * 3), area
 
 
 def main():
@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--clips", type=int, default=30)
     ap.add_argument("--split", default="eval", choices=["train", "eval"])
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--verbose", action="store_true", help="print every object the reconstruction loses")
     a = ap.parse_args()
     from diffusers import AutoencoderKLWan
     vae = AutoencoderKLWan.from_pretrained(a.vae, torch_dtype=torch.float32).eval()
@@ -63,8 +64,14 @@ def main():
         for o in spec["objects"]:
             s = stats[o["colour"]]
             s[0] += 1
-            s[1] += found(clip.astype(np.float32), o, spec["background"]["colours"])
-            s[2] += found(rec, o, spec["background"]["colours"])
+            g, g_area = found(clip.astype(np.float32), o, spec["background"]["colours"])
+            f, f_area = found(rec, o, spec["background"]["colours"])
+            s[1] += g
+            s[2] += f
+            if a.verbose and g and not f:
+                print(f"lost {o['size']} {o['colour']} {o['shape']} {o['motion']} {o['speed']} on "
+                      f"{'/'.join(spec['background']['colours'])}: area every 4th frame {g_area[::4].tolist()} -> "
+                      f"{f_area[::4].tolist()}")
     print("PSNR per frame (dB):", " ".join(f"{v / a.clips:.1f}" for v in psnr))
     total = np.sum(list(stats.values()), axis=0)
     print(f"objects found: originals {total[1]}/{total[0]}, reconstructions {total[2]}/{total[0]}")
