@@ -5,8 +5,10 @@ tools/train/train_vae.py), into a genuine diffusers SanaVideoPipeline folder.
 
 * Tokenizer: a Gemma-style BPE (byte fallback, Gemma's id layout) trained on the captions,
   the complex human instruction and the negative prompts, saved as GemmaTokenizer.
-* Prompts go through diffusers' own `SanaVideoPipeline.encode_prompt` (CHI, lower-casing,
-  the 300-position window), with gradients, so training sees exactly what inference feeds.
+* Prompts are tokenised once at start-up exactly as diffusers' own
+  `SanaVideoPipeline.encode_prompt` does it (CHI, lower-casing, the 300-position window; a
+  start-up check compares with encode_prompt), and encoded with gradients every step, so
+  training sees exactly what inference feeds.
 * Flow matching (MODEL-SPEC §8.2): x_σ = (1-σ)x₀ + σε, target ε - x₀, σ from a logit-normal
   draw shifted by --train-shift, timestep 1000σ; captions dropped to "" with --drop-prob
   (classifier-free guidance); with --i2v-prob the first latent frame is kept clean with
