@@ -68,21 +68,20 @@ fn inspect_describes_the_builtin_model() {
     }
 }
 
+/// `sana-video evaluate --backend cpu --quiet --prompts FILE ARGS...` must succeed; its JSON summary.
+fn evaluate(prompts: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let o = bin().args(["evaluate", "--backend", "cpu", "--quiet", "--prompts"]).arg(prompts).args(args).output().unwrap();
+    assert!(o.status.success(), "evaluate failed: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("a JSON summary on stdout")
+}
+
 #[test]
 fn evaluate_scores_generated_clips() {
     let dir = scratch("builtin-eval");
     let prompts = dir.join("prompts.txt");
     std::fs::write(&prompts, "# two prompts\na large red circle moves slowly to the left on a dark blue background\n\ntwo objects: a small green square rises quickly, and a medium yellow star circles slowly, on a black background\n").unwrap();
     let report = dir.join("report.json");
-    let o = bin()
-        .args(["evaluate", "--backend", "cpu", "--quiet", "--steps", "2", "--seeds", "5", "--prompts"])
-        .arg(&prompts)
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "evaluate failed: {}", String::from_utf8_lossy(&o.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON summary on stdout");
+    let summary = evaluate(&prompts, &["--steps", "2", "--seeds", "5", "--report", report.to_str().unwrap()]);
     assert_eq!(summary["clips"], 2);
     assert_eq!(summary["objects"], 3, "one object, then two");
     for k in ["colour_accuracy", "motion_accuracy", "consistency"] {
@@ -114,9 +113,9 @@ fn evaluate_refuses_prompts_it_cannot_judge() {
 }
 
 /// The built-in model's quality regression test (issue 6): the first 12 held-out prompts,
-/// seed 1, the model's 20 steps, CPU. The floors sit just under what this checkpoint measured with exactly
-/// these settings (BENCHMARKS.md, "Built-in model quality"): a retrained or broken model, or
-/// a pipeline change that hurts the output, fails here.
+/// seed 1, the model's 20 steps, CPU. The floors sit just under what this checkpoint measured
+/// with exactly these settings (BENCHMARKS.md, "Built-in model", "Quality: the evaluator"): a
+/// retrained or broken model, or a pipeline change that hurts the output, fails here.
 #[test]
 fn builtin_model_quality_regression() {
     const PROMPTS: usize = 12;
@@ -128,13 +127,7 @@ fn builtin_model_quality_regression() {
     assert_eq!(first.len(), PROMPTS);
     let prompts = dir.join("prompts.txt");
     std::fs::write(&prompts, first.join("\n")).unwrap();
-    let o = bin()
-        .args(["evaluate", "--backend", "cpu", "--quiet", "--steps", "20", "--seeds", "1", "--prompts"])
-        .arg(&prompts)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "evaluate failed: {}", String::from_utf8_lossy(&o.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON summary on stdout");
+    let summary = evaluate(&prompts, &["--steps", "20", "--seeds", "1"]);
     let colour = summary["colour_accuracy"].as_f64().unwrap();
     let motion = summary["motion_accuracy"].as_f64().unwrap();
     eprintln!("built-in model on {PROMPTS} held-out prompts: colour {colour:.3}, motion {motion:.3}");

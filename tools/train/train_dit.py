@@ -270,10 +270,11 @@ def main():
         # Tokenise every caption once, exactly as diffusers' encode_prompt does (CHI prefix,
         # lower-casing, right padding to the CHI length + 298, then [0] + the last 299 positions
         # after the encoder): the Python tokenizer cost more than half of each step.
-        ids, amask = tokenize_like_diffusers(pipe, captions + [""], chi, 300)
+        window = 300  # max_sequence_length, as the pipelines use it
+        ids, amask = tokenize_like_diffusers(pipe, captions + [""], chi, window)
         ids, amask = ids.to(device), amask.to(device)
         empty = len(captions)
-        select = torch.tensor([0] + list(range(ids.shape[1] - 299, ids.shape[1])), device=device)
+        select = torch.tensor([0] + list(range(ids.shape[1] - window + 1, ids.shape[1])), device=device)
 
         def encode(rows):
             hidden = text_encoder(ids[rows], attention_mask=amask[rows])[0]
@@ -282,7 +283,7 @@ def main():
         with torch.no_grad():  # the shortcut must give what encode_prompt gives
             probe = [0, 1, empty]
             ref, ref_mask = pipe.encode_prompt([captions[0], captions[1], ""], do_classifier_free_guidance=False,
-                                               device=device, complex_human_instruction=chi, max_sequence_length=300)[:2]
+                                               device=device, complex_human_instruction=chi, max_sequence_length=window)[:2]
             got, got_mask = encode(torch.tensor(probe, device=device))
             if not (torch.equal(got_mask, ref_mask) and torch.allclose(got, ref, atol=1e-5, rtol=1e-4)):
                 raise SystemExit("pre-tokenised prompts differ from SanaVideoPipeline.encode_prompt")
