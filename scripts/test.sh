@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): every test on the CPU backend and on
-# wgpu (Mesa lavapipe without a GPU), then the wasm32 build of the core library.
+# wgpu (Mesa lavapipe without a GPU), MP4 playback in Chromium, then the browser demo
+# (wasm32 + WebGPU in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,15 @@ clip_dir=$(mktemp -d)
 node tests/browser/mp4_playback.mjs "$clip_dir/clip.mp4" 128 128 17 16
 rm -rf "$clip_dir"
 
-# The core library (through the web crate) must build for the browser.
-bash scripts/build-wasm.sh
+# The browser demo: build web/dist (the core library for wasm32, wasm-bindgen, the page,
+# the built-in model), then drive it in headless Chromium with WebGPU on SwiftShader
+# (tests/browser/web_demo.mjs: no-WebGPU message, generate + play + download, first frame
+# against the native CLI's, failed fetch, cancel). Small settings: SwiftShader is slow.
+bash scripts/build-web.sh
+web_dir=$(mktemp -d)
+web_prompt="a small green square moves up on a black background"
+"${CARGO_TARGET_DIR:-target}/debug/sana-video" generate --backend cpu --prompt "$web_prompt" --seed 7 \
+    --frames 5 --steps 2 --height 64 --width 64 --quiet -o "$web_dir/native.safetensors"
+node tests/browser/web_demo.mjs --dist web/dist --native "$web_dir/native.safetensors" --prompt "$web_prompt" \
+    --seed 7 --frames 5 --steps 2 --size 64x64 --local-folder builtin-model --artifacts "${BROWSER_ARTIFACTS:-${CARGO_TARGET_DIR:-target}/browser-artifacts}"
+rm -rf "$web_dir"

@@ -2,11 +2,8 @@
 //! the synthetic motion dataset by tools/train, see its README), compiled into the binary so
 //! `sana-video generate` makes a real video offline, with no download and no `--model`.
 
-use sana_video_core::io::diffusers::{component_dir, resolve_model_dir};
-use sana_video_core::models::dit::SanaVideoTransformer3DModel;
-use sana_video_core::models::text_encoder::DEFAULT_NEGATIVE_PROMPT;
-use sana_video_core::models::vae::VaeConfig;
-use sana_video_core::pipelines::binning::bins_for;
+use sana_video_core::io::diffusers::resolve_model_dir;
+use sana_video_core::pipelines::{self, ModelDefaults};
 use sana_video_core::io::{FileSource, FsSource, StaticSource};
 
 /// `--model builtin` (the default) names it.
@@ -34,43 +31,10 @@ pub static SOURCE: StaticSource = StaticSource {
     ),
 };
 
-/// The settings `generate` and `evaluate` use when no flag says otherwise.
-pub struct ModelDefaults {
-    pub height: usize,
-    pub width: usize,
-    pub frames: usize,
-    pub steps: usize,
-    pub negative_prompt: &'static str,
-    /// Resolution binning: on for the released sample sizes, which have aspect bins.
-    pub binning: bool,
-}
-
-/// Defaults from the model's configs (nothing heavy is read). The released checkpoints:
-/// their sizes, 81 frames, 50 steps, the official negative prompt. The built-in model: what it
-/// was trained for, 17 frames (1 s at 16 fps) of 128x128 and the empty prompt as the
-/// unconditional branch (its caption dropout); being small, it needs only 20 steps. Other
-/// models: their trained size (sample_size latent positions) and the released settings.
+/// The settings `generate` and `evaluate` use when no flag says otherwise
+/// (`sana_video_core::pipelines::defaults`, shared with the browser).
 pub fn defaults(source: &dyn FileSource, model_dir: &str) -> Result<ModelDefaults, String> {
-    let tdir = component_dir(source, model_dir, "transformer").map_err(|e| e.to_string())?;
-    let dit = SanaVideoTransformer3DModel::read_config(source, &tdir).map_err(|e| e.to_string())?;
-    let (height, width) = match dit.sample_size {
-        22 => (704, 1280),
-        30 => (480, 832),
-        n => {
-            let vdir = component_dir(source, model_dir, "vae").map_err(|e| e.to_string())?;
-            let (_, vae) = VaeConfig::read(source, &vdir).map_err(|e| e.to_string())?;
-            (n * vae.spatial_factor(), n * vae.spatial_factor())
-        }
-    };
-    let builtin = model_dir == NAME;
-    Ok(ModelDefaults {
-        height,
-        width,
-        frames: if builtin { 17 } else { 81 },
-        steps: if builtin { 20 } else { 50 },
-        negative_prompt: if builtin { "" } else { DEFAULT_NEGATIVE_PROMPT },
-        binning: bins_for(dit.sample_size).is_some(),
-    })
+    pipelines::defaults(source, model_dir, model_dir == NAME).map_err(|e| e.to_string())
 }
 
 /// The files and folder `--model` names: the built-in model when absent or `builtin`, else a

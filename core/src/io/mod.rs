@@ -31,9 +31,23 @@ impl Deref for Blob {
     }
 }
 
+/// Reads part of a file without reading the whole: the browser's disk-backed `Blob`s (a
+/// local folder, the Cache API), so weights go to the GPU tensor by tensor and a model never
+/// has to fit in wasm memory.
+pub trait RangeRead {
+    fn size(&self, path: &str) -> Result<u64>;
+    /// Exactly `len` bytes from `start`.
+    fn read_range(&self, path: &str, start: u64, len: usize) -> Result<Vec<u8>>;
+}
+
 /// Where files come from. Paths are '/'-separated strings.
 pub trait FileSource {
     fn read(&self, path: &str) -> Result<Blob>;
+    /// A reader of parts of files, where reading a whole file would be wasteful; weights are
+    /// then read tensor by tensor (`io::safetensors`). `None`: files are read whole (or mapped).
+    fn ranged(&self) -> Option<Arc<dyn RangeRead>> {
+        None
+    }
     fn exists(&self, path: &str) -> bool;
     /// File names (not paths) directly inside `dir`.
     fn list(&self, dir: &str) -> Result<Vec<String>>;
@@ -81,6 +95,51 @@ impl FileSource for MemorySource {
             .filter(|rest| !rest.contains('/'))
             .map(str::to_string)
             .collect())
+    }
+}
+
+/// Files known by name and size and read in parts through a [`RangeRead`]: the browser
+/// hands over disk-backed `Blob`s this way, so weights stream to the GPU tensor by tensor.
+#[derive(Clone)]
+pub struct RangedSource {
+    sizes: std::collections::BTreeMap<String, u64>,
+    reader: Arc<dyn RangeRead>,
+}
+
+impl RangedSource {
+    pub fn new(reader: Arc<dyn RangeRead>, files: impl IntoIterator<Item = (String, u64)>) -> Self {
+        RangedSource { sizes: files.into_iter().collect(), reader }
+    }
+    pub fn total_bytes(&self) -> u64 {
+        self.sizes.values().sum()
+    }
+}
+
+/// Names directly inside `dir` among '/'-separated `paths` (files, and folders once).
+fn list_in<'a>(paths: impl Iterator<Item = &'a String>, dir: &str) -> Vec<String> {
+    let prefix = if dir.is_empty() { String::new() } else { format!("{}/", dir.trim_end_matches('/')) };
+    let mut names: Vec<String> =
+        paths.filter_map(|k| k.strip_prefix(prefix.as_str())).map(|rest| rest.split('/').next().unwrap_or(rest).to_string()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+impl FileSource for RangedSource {
+    fn read(&self, path: &str) -> Result<Blob> {
+        let &size = self.sizes.get(path).ok_or_else(|| Error::file(path, "no such file"))?;
+        let len = usize::try_from(size).map_err(|_| Error::file(path, "too large to read whole on this platform"))?;
+        Ok(Blob::Owned(Arc::new(self.reader.read_range(path, 0, len)?)))
+    }
+    fn exists(&self, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        self.sizes.contains_key(path) || self.sizes.keys().any(|k| k.starts_with(&format!("{path}/")))
+    }
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        Ok(list_in(self.sizes.keys(), dir))
+    }
+    fn ranged(&self) -> Option<Arc<dyn RangeRead>> {
+        Some(self.reader.clone())
     }
 }
 
@@ -177,4 +236,79 @@ pub fn write_atomic(path: &str, bytes: &[u8]) -> Result<()> {
         return Err(Error::file(path, format!("cannot write: {e}")));
     }
     Ok(())
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Reads parts of files on disk and counts the bytes read.
+    struct Disk {
+        root: String,
+        read: AtomicU64,
+    }
+
+    impl RangeRead for Disk {
+        fn size(&self, path: &str) -> Result<u64> {
+            std::fs::metadata(join(&self.root, path)).map(|m| m.len()).map_err(|e| Error::file(path, e.to_string()))
+        }
+        fn read_range(&self, path: &str, start: u64, len: usize) -> Result<Vec<u8>> {
+            let mut f = std::fs::File::open(join(&self.root, path)).map_err(|e| Error::file(path, e.to_string()))?;
+            f.seek(SeekFrom::Start(start)).map_err(|e| Error::file(path, e.to_string()))?;
+            let mut v = vec![0; len];
+            f.read_exact(&mut v).map_err(|e| Error::file(path, e.to_string()))?;
+            self.read.fetch_add(len as u64, Ordering::Relaxed);
+            Ok(v)
+        }
+    }
+
+    fn ranged(root: &str, files: &[&str]) -> (RangedSource, Arc<Disk>) {
+        let disk = Arc::new(Disk { root: root.to_string(), read: AtomicU64::new(0) });
+        let sizes = files.iter().map(|f| (f.to_string(), disk.size(f).unwrap())).collect::<Vec<_>>();
+        (RangedSource::new(disk.clone(), sizes), disk)
+    }
+
+    /// Tensor by tensor through ranges gives the same values as the whole file, and an
+    /// embedding lookup reads only its rows.
+    #[test]
+    fn ranged_weights_equal_whole_file_weights() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../builtin-model");
+        let file = "text_encoder/model.safetensors";
+        let (src, disk) = ranged(root, &[file, "text_encoder/config.json"]);
+        assert_eq!(src.list("").unwrap(), vec!["text_encoder".to_string()]);
+        assert_eq!(src.list("text_encoder").unwrap(), vec!["config.json".to_string(), "model.safetensors".to_string()]);
+        assert!(src.exists("text_encoder") && !src.exists("vae"));
+        let a = safetensors::Weights::open_files(&src, &[file.to_string()]).unwrap();
+        let b = safetensors::Weights::open_files(&FsSource, &[join(root, file)]).unwrap();
+        assert_eq!(a.names(), b.names());
+        let header_bytes = disk.read.load(Ordering::Relaxed);
+        for name in a.names() {
+            assert_eq!(a.read_f32(&name).unwrap(), b.read_f32(&name).unwrap(), "{name}");
+        }
+        let emb = "embed_tokens.weight";
+        assert!(a.meta(emb).is_some());
+        let before = disk.read.load(Ordering::Relaxed);
+        let (rows, width) = a.read_rows_f32(emb, &[3, 1, 3]).unwrap();
+        assert_eq!(rows, b.read_rows_f32(emb, &[3, 1, 3]).unwrap().0);
+        assert_eq!(disk.read.load(Ordering::Relaxed) - before, 3 * width as u64 * 2, "f16 rows only");
+        assert!(header_bytes < 100_000, "opening read only the header ({header_bytes} bytes)");
+    }
+
+    /// A truncated file is refused when opened, with the same message as a whole file.
+    #[test]
+    fn ranged_truncated_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("sana-ranged-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../builtin-model");
+        let bytes = std::fs::read(join(root, "vae/diffusion_pytorch_model.safetensors")).unwrap();
+        std::fs::write(dir.join("cut.safetensors"), &bytes[..bytes.len() - 10]).unwrap();
+        let (src, _) = ranged(dir.to_str().unwrap(), &["cut.safetensors"]);
+        let e = safetensors::Weights::open_files(&src, &["cut.safetensors".to_string()]).err().unwrap().to_string();
+        let w = safetensors::Weights::open_files(&FsSource, &[dir.join("cut.safetensors").to_string_lossy().into_owned()]).err().unwrap().to_string();
+        assert!(e.contains("cut.safetensors") && e.contains("truncated"), "{e}");
+        assert_eq!(e.split_once(": ").unwrap().1, w.split_once(": ").unwrap().1);
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

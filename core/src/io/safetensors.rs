@@ -3,19 +3,43 @@
 //! Headers are parsed (and their offsets validated) when a set is opened; tensor bytes
 //! are read lazily from the memory map and converted to the compute dtype on load.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use safetensors::{tensor::Metadata, Dtype, SafeTensors};
 
-use super::{join, Blob, FileSource};
+use super::{join, Blob, FileSource, RangeRead};
 use crate::{Error, Result};
 
 struct WeightFile {
     path: String,
-    blob: Blob,
+    data: Data,
     data_start: usize,
     meta: Metadata,
+}
+
+/// A file's bytes: whole (mapped, compiled in, or in memory), or read per tensor.
+enum Data {
+    Whole(Blob),
+    Ranged(Arc<dyn RangeRead>),
+}
+
+impl WeightFile {
+    /// Bytes `[a, b)` of the data section.
+    fn bytes(&self, a: usize, b: usize) -> Result<Cow<'_, [u8]>> {
+        match &self.data {
+            Data::Whole(blob) => Ok(Cow::Borrowed(&blob[self.data_start + a..self.data_start + b])),
+            Data::Ranged(r) => {
+                let v = r.read_range(&self.path, (self.data_start + a) as u64, b - a)?;
+                if v.len() != b - a {
+                    return Err(Error::file(&self.path, format!("read {} bytes at offset {}, expected {}", v.len(), self.data_start + a, b - a)));
+                }
+                Ok(Cow::Owned(v))
+            }
+        }
+    }
 }
 
 /// A set of safetensors files seen as one name → tensor map.
@@ -33,9 +57,38 @@ pub struct TensorMeta {
 }
 
 fn open_file(source: &dyn FileSource, path: &str) -> Result<WeightFile> {
+    if let Some(reader) = source.ranged() {
+        return open_ranged(reader, path);
+    }
     let blob = source.read(path)?;
     let (n, meta) = SafeTensors::read_metadata(&blob).map_err(|e| Error::file(path, describe_error(e)))?;
-    Ok(WeightFile { path: path.to_string(), blob, data_start: 8 + n, meta })
+    Ok(WeightFile { path: path.to_string(), data: Data::Whole(blob), data_start: 8 + n, meta })
+}
+
+/// Reads only the header (the same checks as `SafeTensors::read_metadata` on a whole file);
+/// tensors are read when loaded.
+fn open_ranged(reader: Arc<dyn RangeRead>, path: &str) -> Result<WeightFile> {
+    use safetensors::SafeTensorError as E;
+    let bad = |e: E| Error::file(path, describe_error(e));
+    let size = reader.size(path)?;
+    if size < 8 {
+        return Err(bad(E::HeaderTooSmall));
+    }
+    let head = reader.read_range(path, 0, 8)?;
+    let n = u64::from_le_bytes(head.as_slice().try_into().map_err(|_| bad(E::HeaderTooSmall))?);
+    if n > 100_000_000 {
+        return Err(bad(E::HeaderTooLarge));
+    }
+    if 8 + n > size {
+        return Err(bad(E::InvalidHeaderLength));
+    }
+    let header = reader.read_range(path, 8, n as usize)?;
+    let meta: Metadata = serde_json::from_slice(&header)
+        .map_err(|e| Error::file(path, format!("corrupt safetensors file: header is not valid: {e}")))?;
+    if meta.data_len() as u64 + 8 + n != size {
+        return Err(bad(E::MetadataIncompleteBuffer));
+    }
+    Ok(WeightFile { path: path.to_string(), data: Data::Ranged(reader), data_start: 8 + n as usize, meta })
 }
 
 fn describe_error(e: safetensors::SafeTensorError) -> String {
@@ -195,37 +248,42 @@ impl Weights {
         let f = &self.files[i];
         let info = f.meta.info(name).ok_or_else(|| Error::tensor(&f.path, name, "missing"))?;
         let (a, b) = info.data_offsets;
-        let bytes = &f.blob[f.data_start + a..f.data_start + b];
-        let values = decode_f32(bytes, info.dtype).ok_or_else(|| {
+        let bytes = f.bytes(a, b)?;
+        let values = decode_f32(&bytes, info.dtype).ok_or_else(|| {
             Error::tensor(&f.path, name, format!("has dtype {:?}; only F32, F16, BF16 and F64 are supported", info.dtype))
         })?;
         Ok((values, info.shape.clone()))
     }
 
     /// The stored bytes of a tensor with its dtype, shape and file.
-    fn raw(&self, name: &str) -> Result<(&[u8], Dtype, Vec<usize>, &str)> {
+    fn raw(&self, name: &str) -> Result<(Cow<'_, [u8]>, Dtype, Vec<usize>, &str)> {
         let &i = self.index.get(name).ok_or_else(|| Error::tensor(self.location(), name, "missing"))?;
         let f = &self.files[i];
         let info = f.meta.info(name).ok_or_else(|| Error::tensor(&f.path, name, "missing"))?;
         let (a, b) = info.data_offsets;
-        Ok((&f.blob[f.data_start + a..f.data_start + b], info.dtype, info.shape.clone(), &f.path))
+        Ok((f.bytes(a, b)?, info.dtype, info.shape.clone(), &f.path))
     }
 
     /// Selected rows of a 2-D tensor as f32 on the host (an embedding lookup straight from
     /// the file, so the table never has to be resident).
     pub fn read_rows_f32(&self, name: &str, rows: &[usize]) -> Result<(Vec<f32>, usize)> {
-        let (bytes, dtype, shape, file) = self.raw(name)?;
-        let [n, width] = shape[..] else {
-            return Err(Error::tensor(file, name, format!("has shape {shape:?}, expected 2 dimensions")));
+        let &i = self.index.get(name).ok_or_else(|| Error::tensor(self.location(), name, "missing"))?;
+        let f = &self.files[i];
+        let info = f.meta.info(name).ok_or_else(|| Error::tensor(&f.path, name, "missing"))?;
+        let (file, dtype) = (f.path.as_str(), info.dtype);
+        let [n, width] = info.shape[..] else {
+            return Err(Error::tensor(file, name, format!("has shape {:?}, expected 2 dimensions", info.shape)));
         };
-        let elem = dtype.bitsize() / 8;
+        let row_bytes = width * dtype.bitsize() / 8;
+        let start = info.data_offsets.0;
         let mut out = Vec::with_capacity(rows.len() * width);
         for &r in rows {
             if r >= n {
                 return Err(Error::Input(format!("token id {r} is out of range: {file}: `{name}` has {n} rows")));
             }
-            let row = &bytes[r * width * elem..(r + 1) * width * elem];
-            out.extend(decode_f32(row, dtype).ok_or_else(|| {
+            // Row by row: a ranged source then reads only these rows of the table.
+            let row = f.bytes(start + r * row_bytes, start + (r + 1) * row_bytes)?;
+            out.extend(decode_f32(&row, dtype).ok_or_else(|| {
                 Error::tensor(file, name, format!("has dtype {dtype:?}; only F32, F16, BF16 and F64 are supported"))
             })?);
         }

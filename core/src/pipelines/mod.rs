@@ -10,6 +10,7 @@
 //! ```
 
 pub mod binning;
+pub mod defaults;
 pub mod memory;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use crate::models::vae::{tiling::Tiling, Vae, VaeConfig};
 use crate::samplers::{noise, Sampler, SamplerKind, SchedulerConfig};
 use crate::{Error, Result};
 
+pub use defaults::{defaults, ModelDefaults};
 pub use memory::MemoryPlan;
 
 /// What to generate. Sizes are in pixels and frames of the output video.
