@@ -329,6 +329,9 @@ mod bindings {
             f.apply(&self.cb, &args).map_err(|e| Error::Device(format!("the page's frames callback failed: {e:?}")))?;
             Ok(())
         }
+        fn sync_steps(&self) -> bool {
+            true
+        }
         fn cancelled(&self) -> bool {
             self.func("cancelled").and_then(|f| f.call0(&self.cb).ok()).and_then(|v| v.as_bool()).unwrap_or(false)
         }

@@ -169,7 +169,8 @@ function updateProgress(done) {
   let text;
   if (r.stage === 'denoise') {
     const t = r.stepTimes;
-    // Per-step time from the steps so far (the first includes shader compilation).
+    // Per-step time from the steps so far (the first includes shader compilation); the
+    // engine waits for the GPU after each step in the browser, so these are finished steps.
     const per = t.length >= 2 ? (t[t.length - 1] - t[0]) / (t.length - 1) / 1000 : t.length === 1 ? (t[0] - r.stageStart) / 1000 : null;
     const left = per != null ? per * (r.steps - done) + per * 1.5 : null; // + decode, about 1.5 steps
     text = `Denoising: step ${done} of ${r.steps}${per != null ? ` · ${per.toFixed(2)} s/step · about ${fmtTime(left)} left` : ''}`;
@@ -182,8 +183,16 @@ function updateProgress(done) {
     text = `${r.stage[0].toUpperCase()}${r.stage.slice(1)}…`;
     $('progress').value = 0.02;
   }
+  r.text = text;
   setStatus('running', `${text} (${fmtTime(elapsed)} so far)`);
 }
+
+// Between messages (a long decode chunk), keep the elapsed time moving.
+setInterval(() => {
+  if (run && run.text && $('status').dataset.state === 'running') {
+    setStatus('running', `${run.text} (${fmtTime((performance.now() - run.start) / 1000)} so far)`);
+  }
+}, 1000);
 
 function toRgba(data, offset, h, w) {
   const px = new Uint8ClampedArray(h * w * 4);
@@ -263,7 +272,8 @@ async function finish(summary) {
   let o = 0;
   for (const f of r.frames) { data.set(f.data, o); o += f.data.length; }
   const seconds = (performance.now() - r.start) / 1000;
-  setStatus('running', 'Encoding the video…');
+  r.text = 'Encoding the video…';
+  setStatus('running', r.text);
   const video = await encodeVideo(data, total, height, width);
   const url = URL.createObjectURL(video.blob);
   const v = $('video');
@@ -317,16 +327,20 @@ function generate() {
 
 function cancel() {
   if (!run || !worker) return;
-  setStatus('running', 'Cancelling…');
+  run.text = 'Cancelling…';
+  setStatus('running', run.text);
   $('cancel').disabled = true;
   worker.postMessage({ type: 'cancel' });
-  // The engine checks between steps; if a single GPU step hangs, restart the worker.
+  // The engine checks between steps; if a step never ends (a hung GPU), restart the worker.
+  // Software adapters take tens of seconds per step, so wait several steps' time first.
+  const t = run.stepTimes;
+  const perStep = t.length >= 2 ? (t[t.length - 1] - t[0]) / (t.length - 1) : t.length === 1 ? t[0] - run.start : 0;
   run.cancelTimer = setTimeout(() => {
     if (!run) return;
     run = null;
     startWorker(modelChoice);
     setStatus('cancelled', 'Cancelled (the engine was restarted).');
-  }, 30000);
+  }, Math.max(60000, 4 * perStep));
 }
 
 function loadModel(model) {

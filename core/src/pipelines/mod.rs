@@ -138,6 +138,13 @@ pub trait Events {
     fn pause(&mut self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
         Box::pin(std::future::ready(()))
     }
+    /// Wait for the device after each denoising step (a one-value read-back), so progress
+    /// and ETA report finished work. The browser wants this: WebGPU queues steps far ahead
+    /// of the GPU, and the page would otherwise show all steps done while the GPU still
+    /// works through them. Native callers keep the default (no extra read-backs).
+    fn sync_steps(&self) -> bool {
+        false
+    }
 }
 
 /// The result besides the frames: the final latents before decoding.
@@ -497,6 +504,9 @@ pub async fn run_async(
         } else {
             sampler.step(v, latents)?
         };
+        if events.sync_steps() {
+            read_f32(latents.clone().slice([0..1, 0..1, 0..1, 0..1, 0..1])).await?;
+        }
         events.advance(i + 1);
     }
     events.stage_done(Stage::Denoise);
