@@ -1,12 +1,13 @@
 //! SANA-Video inference engine: the library behind the `sana-video` CLI and the web demo.
 //!
-//! Data flow (one folder each): `io` (files, safetensors, diffusers folders) →
-//! `models::dit` (the Linear DiT) → … (text encoder, VAEs, samplers and pipelines
-//! arrive with later issues). `device` is the only place that names backends.
+//! Data flow (one folder each): `io` (files, safetensors read whole, mapped or by byte
+//! ranges, diffusers folders) → `models::text_encoder` (Gemma-2 and SANA's prompt handling)
+//! → `models::dit` (the Linear DiT) with `samplers` (flow DPM-Solver++, Euler, UniPC) →
+//! `models::vae` (Wan2.1, LTX-2) — orchestrated by `pipelines` (plan, then `run_async`).
+//! `device` is the only place that names backends; `eval` scores generated clips.
 //!
 //! ```text
-//! sana-video debug transformer --model tests/fixtures/dit/p122_b2_mask/transformer \
-//!     --inputs tests/fixtures/dit/p122_b2_mask/inputs.safetensors --output /tmp/out.safetensors
+//! sana-video generate --prompt "a large red circle moves slowly to the left" -o clip.mp4
 //! ```
 
 pub mod device;

@@ -174,7 +174,10 @@ try {
   await settled(page, 120000);
   check((await state(page)) === 'idle', 'the built-in model loads again (from the Cache API)');
 
-  // 5. Cancel a long run between steps.
+  // 5. Cancel a long run between steps (loading a model resets the form to its defaults:
+  // keep the small size so a step stays short).
+  await page.fill('#frames', args.frames);
+  await page.selectOption('#size', `${H}x${W}`);
   await page.fill('#steps', '200');
   await page.click('#generate');
   await page.waitForFunction(() => Number(document.getElementById('status').dataset.step || 0) >= 1, null, { timeout: 600000 });

@@ -14,7 +14,7 @@ use burn::tensor::DType;
 use sana_video_core::io::diffusers::component_dir;
 use sana_video_core::io::safetensors::Weights;
 use sana_video_core::io::FileSource;
-use sana_video_core::models::dit::DitConfig;
+use sana_video_core::models::dit::{DitConfig, SanaVideoTransformer3DModel};
 use sana_video_core::models::text_encoder::PromptOptions;
 use sana_video_core::pipelines::{self, Plan, Request};
 use sana_video_core::samplers::SamplerKind;
@@ -143,6 +143,22 @@ pub fn plan_request(source: &dyn FileSource, model_dir: &str, request: &str, max
             "{tensor} needs a {:.1} MB buffer in f32, but this GPU allows {:.1} MB per buffer \
              (maxBufferSize {max_buffer}, maxStorageBufferBindingSize {max_binding}); this model does not fit in this browser",
             bytes as f64 / 1e6,
+            limit as f64 / 1e6
+        ));
+    }
+    // The largest activation: the DiT's feed-forward input, [batch · tokens, 2 · ffn] in f32.
+    let dit = SanaVideoTransformer3DModel::read_config(source, &plan.transformer_dir).map_err(|e| e.to_string())?;
+    let batch = if req.cfg_scale > 1.0 { 2 } else { 1 };
+    let ffn_bytes = (batch * plan.tokens * 2 * dit.ffn_hidden * 4) as u64;
+    if limit > 0 && ffn_bytes > limit {
+        return Err(format!(
+            "{} frames of {}x{} make {} tokens, whose feed-forward activations need a {:.1} MB buffer in f32, but this GPU \
+             allows {:.1} MB per buffer: use fewer frames or a smaller size",
+            plan.frames,
+            plan.gen_size.1,
+            plan.gen_size.0,
+            plan.tokens,
+            ffn_bytes as f64 / 1e6,
             limit as f64 / 1e6
         ));
     }
@@ -423,6 +439,9 @@ mod tests {
         // A GPU whose buffers are smaller than the largest tensor is refused by name.
         let e = plan_request(&files, BUILTIN, r#"{"prompt":"x"}"#, 1 << 30, 1 << 16).unwrap_err();
         assert!(e.contains("does not fit") && e.contains("safetensors: "), "{e}");
+        // Activations too: 17 frames of 1024x1024 need one buffer over 128 MiB (WebGPU's default limit).
+        let e = plan_request(&files, BUILTIN, r#"{"prompt":"x","height":1024,"width":1024}"#, 1 << 27, 1 << 27).unwrap_err();
+        assert!(e.contains("20480 tokens") && e.contains("fewer frames"), "{e}");
     }
 
     #[test]
