@@ -11,6 +11,15 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # not committed: Gemma terms).
 bash scripts/fetch-gemma-tokenizer.sh
 
+# The browser demo's build (the core library for wasm32 with Debian's toolchain,
+# wasm-bindgen, the page, the built-in model -> web/dist) runs alongside the native tests:
+# they run one test at a time and leave a core idle much of the time, and the two builds
+# lock different profile folders (release wasm32, debug native). Its log is printed at the end.
+web_log=$(mktemp)
+bash scripts/build-web.sh > "$web_log" 2>&1 &
+web_pid=$!
+trap 'pkill -P "$web_pid" 2>/dev/null; kill "$web_pid" 2>/dev/null || true' EXIT
+
 # One test thread: the CPU backend and lavapipe share 2 cores, and wgpu tests are
 # easier to read one at a time.
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-1}"
@@ -25,11 +34,17 @@ clip_dir=$(mktemp -d)
 node tests/browser/mp4_playback.mjs "$clip_dir/clip.mp4" 128 128 17 16
 rm -rf "$clip_dir"
 
-# The browser demo: build web/dist (the core library for wasm32, wasm-bindgen, the page,
-# the built-in model), then drive it in headless Chromium with WebGPU on SwiftShader
+# The browser demo, built above: drive it in headless Chromium with WebGPU on SwiftShader
 # (tests/browser/web_demo.mjs: no-WebGPU message, generate + play + download, first frame
-# against the native CLI's, failed fetch, cancel). Small settings: SwiftShader is slow.
-bash scripts/build-web.sh
+# against the native CLI's, failed fetch, local folder, cancel). Small settings:
+# SwiftShader is slow.
+if ! wait "$web_pid"; then
+    cat "$web_log"
+    echo "test.sh: scripts/build-web.sh failed (log above)" >&2
+    exit 1
+fi
+trap - EXIT
+tail -n 3 "$web_log"
 web_dir=$(mktemp -d)
 web_prompt="a small green square moves up on a black background"
 "${CARGO_TARGET_DIR:-target}/debug/sana-video" generate --backend cpu --prompt "$web_prompt" --seed 7 \
