@@ -124,7 +124,6 @@ function onMessage(m) {
       run.stage = m.name;
       run.units = m.units;
       run.stageStart = performance.now();
-      run.stageTimes[m.name] = run.stageTimes[m.name] || 0;
       if (m.name === 'denoise') run.steps = m.units;
       updateProgress(0);
       break;
@@ -316,7 +315,7 @@ function generate() {
     if (!Number.isInteger(v) || v < 0) { fail(`${k}: expected a whole number ≥ 0, got ${$(k).value}`); return; }
   }
   if (!worker) { fail('The engine is not running (an earlier error stopped it): reload the page.'); return; }
-  run = { request, start: performance.now(), stage: 'starting', units: 0, steps: request.steps, stepTimes: [], stageTimes: {}, frames: [] };
+  run = { request, start: performance.now(), stage: 'starting', units: 0, steps: request.steps, stepTimes: [], frames: [] };
   $('details').textContent = '';
   $('download').hidden = true;
   delete $('status').dataset.step;
