@@ -131,7 +131,8 @@ def shape_mask(shape, xx, yy, cx, cy, r):
     raise ValueError(shape)
 
 
-def render(spec, frames, size, ss=4):
+def background_image(spec, size, ss=4):
+    """The clip's background at ss x ss supersampling and at output size (uint8)."""
     n = size * ss
     ys, xs = np.mgrid[0:n, 0:n].astype(np.float32) / n
     bg = spec["background"]
@@ -141,7 +142,13 @@ def render(spec, frames, size, ss=4):
         a, b = (np.array(BACKGROUNDS[c], np.float32) for c in bg["colours"])
         w = (ys if bg["kind"] == "vertical" else xs)[..., None]
         base = a * (1 - w) + b * w
-    small = base.reshape(size, ss, size, ss, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+    return base, base.reshape(size, ss, size, ss, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+
+
+def render(spec, frames, size, ss=4):
+    n = size * ss
+    ys, xs = np.mgrid[0:n, 0:n].astype(np.float32) / n
+    base, small = background_image(spec, size, ss)
     out = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
         out[t] = small
@@ -197,12 +204,15 @@ def main():
         return
     with open(os.path.join(a.out, "captions.jsonl"), "w") as cap:
         for s0 in range(0, a.clips, a.shard):
-            vids = []
+            vids, bgs = [], []
             for _ in range(min(a.shard, a.clips - s0)):
                 spec = clip_spec(rng, a.split)
                 cap.write(json.dumps({"caption": describe(spec, rng), **spec}) + "\n")
                 vids.append(render(spec, a.frames, a.size))
-            np.savez(os.path.join(a.out, f"clips-{s0 // a.shard:05d}.npz"), videos=np.stack(vids))
+                bgs.append(background_image(spec, a.size)[1])
+            # The backgrounds let the VAE's loss find the object pixels (train_vae.py --object-weight).
+            np.savez(os.path.join(a.out, f"clips-{s0 // a.shard:05d}.npz"), videos=np.stack(vids),
+                     backgrounds=np.stack(bgs))
             print(f"{s0 + len(vids)}/{a.clips}", flush=True)
 
 

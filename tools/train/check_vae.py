@@ -49,7 +49,8 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="print every object the reconstruction loses")
     a = ap.parse_args()
     from diffusers import AutoencoderKLWan
-    vae = AutoencoderKLWan.from_pretrained(a.vae, torch_dtype=torch.float32).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    vae = AutoencoderKLWan.from_pretrained(a.vae, torch_dtype=torch.float32).eval().to(device)
     rng = np.random.default_rng(a.seed)
     psnr = np.zeros(17)
     stats = collections.defaultdict(lambda: [0, 0, 0])
@@ -58,7 +59,7 @@ def main():
         clip = md.render(spec, 17, 128)
         x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
         with torch.no_grad():
-            rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+            rec = vae.decode(vae.encode(x.to(device)).latent_dist.mean).sample.clamp(-1, 1).cpu()
         psnr += 10 * np.log10(4 / ((rec - x) ** 2).mean(dim=(0, 1, 3, 4)).numpy())
         rec = ((rec[0].permute(1, 2, 3, 0) + 1) * 127.5).numpy()
         for o in spec["objects"]:

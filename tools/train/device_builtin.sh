@@ -9,7 +9,12 @@
 #                                    alone (encoder frozen, so those latents stay valid).
 #   STAGE=2 VAE_INIT=<vae/> DIT_INIT=<run folder: weights-*.safetensors, state.json, tokenizer/>
 #                                    render fresh clips (another SEED_BASE), continue both.
-#   STAGE=vae VAE_INIT=<vae/>         render, then train the whole VAE until the deadline.
+#   STAGE=vae VAE_INIT=<vae/>         render, then train the whole VAE until the deadline on
+#                                    VAE_FRAMES-frame windows (default 0: whole 17-frame clips),
+#                                    batch VAE_BATCH (32), learning rate VAE_LR (2e-4), extra loss
+#                                    weight OBJ_W (10) on object pixels; then check_vae.py on it.
+#   DIT_INIT_PIPELINE=<pipeline folder, e.g. builtin-model> instead of DIT_INIT: start the DiT
+#                                    and text encoder from a shipped folder (nothing to carry).
 #   Options: DIT_BATCH, DIT_LR, DIT_WARMUP, DECODER=0 (DiT alone), PROFILE=N (torch.profiler table
 #   of N steps in dit/profile.txt), COMPILE=1 (torch.compile the transformer),
 #   ANNEAL=1 (learning rate down to 10% by the deadline), CLIPS, SEED_BASE.
@@ -28,11 +33,13 @@ W=/tmp/builtin; D=$W/data; mkdir -p $W $OUT/dit
 DATA=$D SEED_BASE=${SEED_BASE:-1000} CLIPS_PER_WORKER=${CLIPS:-1000} bash tools/train/render_dataset.sh
 VAE=$VAE_INIT
 if [ "$STAGE" = vae ]; then
-  python3 tools/train/train_vae.py --data $D --out $W/vae-full --init "$VAE_INIT" --frames 9 --batch 64 \
-    --max-minutes "$(python3 -c "print(($(left) - 30) / 60)")" --log-every 50 --save-every 100000 2>&1 | grep -v -i warn > $W/vae-full.log
+  python3 tools/train/train_vae.py --data $D --out $W/vae-full --init "$VAE_INIT" --frames "${VAE_FRAMES:-0}" \
+    --batch "${VAE_BATCH:-32}" --lr "${VAE_LR:-2e-4}" --object-weight "${OBJ_W:-10}" \
+    --max-minutes "$(python3 -c "print(($(left) - 75) / 60)")" --log-every 50 --save-every 100000 2>&1 | grep -v -i warn > $W/vae-full.log
   tail -8 $W/vae-full.log
   cp -r $W/vae-full/vae $OUT/vae
-  tar cf $OUT/small.tar -C $W --exclude='*.safetensors' --exclude='*.pt' vae-full vae-full.log
+  python3 tools/train/check_vae.py --vae $OUT/vae --clips 30 --verbose 2>&1 | grep -v -i warn | tee $W/check_vae.log | tail -4
+  tar cf $OUT/small.tar -C $W --exclude='*.safetensors' --exclude='*.pt' vae-full vae-full.log check_vae.log
   exit 0
 fi
 if [ "$STAGE" = 1 ]; then
@@ -44,6 +51,7 @@ echo "[$(( $(date +%s) - T0 )) s] DiT and decoder start; $(left) s left"
 DIT_MIN=$(python3 -c "print(max(0.5, ($(left) - 110) / 60))")
 DEC_MIN=$(python3 -c "print(max(0.5, ($(left) - 50) / 60))")
 python3 tools/train/train_dit.py --data $D --vae "$VAE" --out $W/dit ${DIT_INIT:+--init "$DIT_INIT"} \
+  ${DIT_INIT_PIPELINE:+--init-pipeline "$DIT_INIT_PIPELINE" --init-step "${INIT_STEP:-0}"} \
   --batch "${DIT_BATCH:-64}" --lr "${DIT_LR:-4e-4}" --warmup "${DIT_WARMUP:-300}" --profile "${PROFILE:-0}" ${COMPILE:+--compile} ${ANNEAL:+--anneal} \
   --max-minutes "$DIT_MIN" --log-every 100 --save-every 100000 2>&1 | grep -v -i warn > $W/dit.log &
 # Sharing the GPU with the decoder's convolutions slowed the DiT (run 1: 0.18 s/step at batch 64): DECODER=0 trains the DiT alone.

@@ -140,6 +140,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=300, help="linear learning-rate warm-up steps after (re)start")
     ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights")
     ap.add_argument("--init", help="a run folder whose weights-*/ema-* files and tokenizer/ to start from")
+    ap.add_argument("--init-pipeline",
+                    help="start from a SanaVideoPipeline folder (transformer/, text_encoder/, tokenizer/; e.g. "
+                         "builtin-model): no extra files to carry to the device; fresh optimiser and EMA")
+    ap.add_argument("--init-step", type=int, default=0, help="step count to continue from with --init-pipeline")
     ap.add_argument("--export-only", action="store_true",
                     help="write OUT/pipeline from OUT's ema-* files, tokenizer/ and --vae; no data needed")
     ap.add_argument("--sample-size", type=int, default=16, help="latent width (--export-only)")
@@ -160,9 +164,12 @@ def main():
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
     chi = chi_default()
-    if a.init and os.path.abspath(a.init) != os.path.abspath(a.out):
+    if a.init and a.init_pipeline:
+        raise SystemExit("--init and --init-pipeline exclude each other")
+    init_dir = a.init or a.init_pipeline
+    if init_dir and os.path.abspath(init_dir) != os.path.abspath(a.out):
         import shutil
-        shutil.copytree(os.path.join(a.init, "tokenizer"), os.path.join(a.out, "tokenizer"), dirs_exist_ok=True)
+        shutil.copytree(os.path.join(init_dir, "tokenizer"), os.path.join(a.out, "tokenizer"), dirs_exist_ok=True)
     videos, captions = (None, None) if a.export_only else load_clips(a.data)
 
     tok_dir = os.path.join(a.out, "tokenizer")
@@ -225,6 +232,14 @@ def main():
         load_named(load_split(os.path.join(a.init, "weights")))
         step = json.load(open(os.path.join(a.init, "state.json")))["step"]
         print(f"initialised from {a.init} at step {step} (fresh optimiser)")
+    elif a.init_pipeline and not os.path.exists(ckpt):
+        from safetensors.torch import load_file
+        transformer.load_state_dict({k: v.float() for k, v in load_file(
+            os.path.join(a.init_pipeline, "transformer", "diffusion_pytorch_model.safetensors")).items()})
+        text_encoder.load_state_dict({k: v.float() for k, v in load_file(
+            os.path.join(a.init_pipeline, "text_encoder", "model.safetensors")).items()})
+        step = a.init_step
+        print(f"initialised from the pipeline {a.init_pipeline} at step {step} (fresh optimiser and EMA)")
     if os.path.exists(ckpt) and not a.export_only:
         st = torch.load(ckpt, map_location=device)
         transformer.load_state_dict(st["transformer"])
