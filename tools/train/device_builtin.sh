@@ -29,7 +29,8 @@ LIMIT_S=${LIMIT_S:-560}
 left() { echo $(( LIMIT_S - ($(date +%s) - T0) )); }
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site
-W=/tmp/builtin; D=$W/data; mkdir -p $W $OUT/dit
+# A warm machine keeps /tmp: start clean (a stale latents.pt would pair old clips with new captions).
+W=/tmp/builtin; D=$W/data; rm -rf $W; mkdir -p $W $OUT/dit
 DATA=$D SEED_BASE=${SEED_BASE:-1000} CLIPS_PER_WORKER=${CLIPS:-1000} bash tools/train/render_dataset.sh
 VAE=$VAE_INIT
 if [ "$STAGE" = vae ]; then

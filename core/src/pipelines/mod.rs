@@ -11,6 +11,7 @@
 
 pub mod binning;
 pub mod defaults;
+pub mod long;
 pub mod memory;
 
 use std::future::Future;

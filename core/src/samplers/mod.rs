@@ -5,6 +5,7 @@
 
 pub mod dpm;
 pub mod euler;
+pub mod longlive;
 pub mod noise;
 pub mod schedules;
 pub mod unipc;

@@ -50,6 +50,12 @@ fn box_muller(a: u32, b: u32) -> (f32, f32) {
 /// Stream ids in use.
 pub const STREAM_INITIAL_LATENTS: u32 = 0;
 
+/// LongSANA: draw `k` (0: the chunk's initial noise, 1..: re-noising) of chunk `chunk` (absolute
+/// index in the video) has its own stream, so a resumed video draws what an uninterrupted one would.
+pub fn stream_long(chunk: usize, draw: usize) -> u32 {
+    1 + 4 * chunk as u32 + draw as u32
+}
+
 /// `len` standard normal values: elements `offset .. offset + len` of the stream.
 pub fn gaussian(seed: u64, stream: u32, offset: u64, len: usize) -> Vec<f32> {
     let key = [seed as u32, (seed >> 32) as u32];

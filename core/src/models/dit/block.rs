@@ -7,7 +7,8 @@ use burn::tensor::{activation::softmax, DType, Device, Tensor};
 
 use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
-use crate::kernels::{linear_attention, Impl};
+use crate::kernels::linear_attention::{self, KvSums};
+use crate::kernels::Impl;
 use crate::nn::{layer_norm, matmul, rms_norm, silu, to_dtype, to_f32, transpose_host, Linear};
 use crate::Result;
 
@@ -51,6 +52,23 @@ pub struct FeedForward {
     pub conv_point: Linear,
     /// Temporal taps for frames f-1, f, f+1, each `[in, out]`.
     pub conv_temp: [Tensor<2>; 3],
+}
+
+/// LongSANA: what one layer carries from the finished chunks to the next (MODEL-SPEC §5.2).
+#[derive(Clone, Debug, Default)]
+pub struct LayerState {
+    /// `Σ v ⊗ R·φ(k)` and `Σ φ(k)` over the finished chunks (in the window), f32.
+    pub sums: Option<KvSums>,
+    /// The FFN's pre-temporal-conv features of the previous chunk's last frame, `[B, H'·W', D]`:
+    /// the left neighbour of the next chunk's first frame.
+    pub last_frame: Option<Tensor<3>>,
+}
+
+/// One layer's contribution of a chunk, recorded on the clean t = 0 pass.
+#[derive(Clone, Debug)]
+pub struct LayerUpdate {
+    pub sums: KvSums,
+    pub last_frame: Tensor<3>,
 }
 
 pub struct Block {
@@ -103,6 +121,30 @@ impl Block {
     }
 
     pub fn forward(&self, x: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
+        self.forward_impl(x, ctx, cfg, None).0
+    }
+
+    /// Block-causal forward of one LongSANA chunk: attention reads `state` plus the chunk's own
+    /// tokens, the temporal conv sees `state.last_frame` on the left and zeros on the right.
+    /// With `record`, also returns this chunk's contribution to the state.
+    pub fn forward_chunk(
+        &self,
+        x: Tensor<3>,
+        ctx: &BlockContext<'_>,
+        cfg: &DitConfig,
+        state: &LayerState,
+        record: bool,
+    ) -> (Tensor<3>, Option<LayerUpdate>) {
+        self.forward_impl(x, ctx, cfg, Some((state, record)))
+    }
+
+    fn forward_impl(
+        &self,
+        x: Tensor<3>,
+        ctx: &BlockContext<'_>,
+        cfg: &DitConfig,
+        long: Option<(&LayerState, bool)>,
+    ) -> (Tensor<3>, Option<LayerUpdate>) {
         let [b, _, d] = x.dims();
         let t = ctx.t6.dims()[1];
         let modulation = self.scale_shift_table.clone().reshape([1, 1, 6, d]) + ctx.t6.clone();
@@ -112,7 +154,7 @@ impl Block {
 
         // (a) self-attention
         let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_msa + 1.0) + shift_msa;
-        let attn = self.attn1.self_attention(u, ctx, cfg);
+        let (attn, own_sums) = self.attn1.self_attention(u, ctx, cfg, long.map(|(s, _)| s));
         let x = x + gate_msa * attn;
 
         // (b) cross-attention, from the un-normalised stream
@@ -120,30 +162,46 @@ impl Block {
 
         // (c) Mix-FFN
         let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_mlp + 1.0) + shift_mlp;
-        let ff = self.ff.forward(u, ctx.grid);
-        x + gate_mlp * ff
+        let (ff, last_frame) = self.ff.forward(u, ctx.grid, long.and_then(|(s, _)| s.last_frame.as_ref()));
+        let update = match (long, own_sums) {
+            (Some((_, true)), Some(sums)) => Some(LayerUpdate { sums, last_frame }),
+            _ => None,
+        };
+        (x + gate_mlp * ff, update)
     }
 }
 
 impl Attention {
-    /// ReLU linear attention with RoPE over all tokens (§3.6a).
-    fn self_attention(&self, u: Tensor<3>, ctx: &BlockContext<'_>, cfg: &DitConfig) -> Tensor<3> {
+    /// ReLU linear attention with RoPE over all tokens (§3.6a); with a LongSANA `state`, over
+    /// the finished chunks' sums plus this chunk's own (§5.2), whose sums are returned too.
+    fn self_attention(
+        &self,
+        u: Tensor<3>,
+        ctx: &BlockContext<'_>,
+        cfg: &DitConfig,
+        state: Option<&LayerState>,
+    ) -> (Tensor<3>, Option<KvSums>) {
         let [b, n, d] = u.dims();
         let dtype = u.dtype();
         let q = rms_norm(self.to_q.forward(u.clone()), &self.norm_q, QK_NORM_EPS);
         let k = rms_norm(self.to_k.forward(u.clone()), &self.norm_k, QK_NORM_EPS);
         let v = self.to_v.forward(u);
         let heads = |x: Tensor<3>| to_f32(x.reshape([b, n, cfg.heads, cfg.head_dim]));
-        let o = linear_attention::attention(
-            heads(q),
-            heads(k),
-            heads(v),
-            ctx.rope_cos.clone(),
-            ctx.rope_sin.clone(),
-            LINEAR_ATTENTION_EPS,
-            ctx.kernels,
-        );
-        self.to_out.forward(to_dtype(o.reshape([b, n, d]), dtype))
+        let (cos, sin) = (ctx.rope_cos.clone(), ctx.rope_sin.clone());
+        let (o, own) = match state {
+            None => (linear_attention::attention(heads(q), heads(k), heads(v), cos, sin, LINEAR_ATTENTION_EPS, ctx.kernels), None),
+            Some(st) => {
+                // The same per-segment kernels as the bidirectional path: this chunk's sums,
+                // plus the state's, then the queries (rotated at their absolute positions).
+                let own = linear_attention::kv_sums(heads(k), heads(v), cos.clone(), sin.clone(), ctx.kernels);
+                let total = match &st.sums {
+                    Some(prev) => prev.clone().add(own.clone()),
+                    None => own.clone(),
+                };
+                (linear_attention::apply(heads(q), &total, cos, sin, LINEAR_ATTENTION_EPS, ctx.kernels), Some(own))
+            }
+        };
+        (self.to_out.forward(to_dtype(o.reshape([b, n, d]), dtype)), own)
     }
 
     /// Softmax attention from the residual stream to the caption (§3.6b).
@@ -169,7 +227,10 @@ impl Attention {
 }
 
 impl FeedForward {
-    fn forward(&self, u: Tensor<3>, grid: [usize; 3]) -> Tensor<3> {
+    /// Returns the output and the pre-temporal-conv features of the last frame `[B, H'·W', D]`
+    /// (LongSANA's cached frame). `left`: the previous chunk's last frame, the first frame's
+    /// left neighbour in the temporal conv (zeros when `None`); the right edge is always zero.
+    fn forward(&self, u: Tensor<3>, grid: [usize; 3], left: Option<&Tensor<3>>) -> (Tensor<3>, Tensor<3>) {
         let [b, n, d] = u.dims();
         let [f, gh, gw] = grid;
         let h = silu(self.conv_inverted.forward(u)); // [B, N, 2·hid]
@@ -182,13 +243,18 @@ impl FeedForward {
         let s = self.conv_point.forward(z).reshape([b, f, gh * gw, d]);
         // temporal (3,1) conv with zero padding, residual inside the module
         let zeros = Tensor::<4>::zeros([b, 1, gh * gw, d], (&s.device(), s.dtype()));
-        let padded = Tensor::cat(vec![zeros.clone(), s.clone(), zeros], 1);
+        let left = match left {
+            Some(p) => to_dtype(p.clone(), s.dtype()).reshape([b, 1, gh * gw, d]),
+            None => zeros.clone(),
+        };
+        let last = s.clone().narrow(1, f - 1, 1).reshape([b, gh * gw, d]);
+        let padded = Tensor::cat(vec![left, s.clone(), zeros], 1);
         let mut out = s;
         for (k, tap) in self.conv_temp.iter().enumerate() {
             let shifted = padded.clone().narrow(1, k, f).reshape([b * f * gh * gw, d]);
             out = out + matmul(shifted, tap.clone()).reshape([b, f, gh * gw, d]);
         }
-        out.reshape([b, n, d])
+        (out.reshape([b, n, d]), last)
     }
 
     /// Depth-wise 3x3 conv, stride 1, zero padding 1, on channels-last images `[M, H, W, C]`.

@@ -9,12 +9,14 @@
 
 pub mod block;
 pub mod config;
+pub mod long;
 pub mod rope;
 pub mod timestep;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-pub use block::Block;
+pub use block::{Block, LayerState, LayerUpdate};
+pub use long::LongState;
 pub use config::{DitConfig, DitKind};
 
 use crate::io::safetensors::{tensor_from_f32, Weights};
@@ -75,12 +77,6 @@ impl SanaVideoTransformer3DModel {
     pub fn load(source: &dyn FileSource, dir: &str, device: &Device, dtype: DType) -> Result<(Self, LoadReport)> {
         let dir = diffusers::component_dir(source, dir, "transformer")?;
         let config = Self::read_config(source, &dir)?;
-        if config.kind == DitKind::BlockCausal {
-            return Err(Error::config(
-                join(&dir, "config.json"),
-                "SanaVideoCausalTransformer3DModel (LongSANA) needs the block-causal runner, which is not implemented yet",
-            ));
-        }
         let weights = Weights::open_dir(source, &dir, "diffusion_pytorch_model")?;
         let unexpected = weights.check(&config.expected_tensors())?;
         let model = Self::from_weights(config, &weights, device, dtype)?;
@@ -137,6 +133,42 @@ impl SanaVideoTransformer3DModel {
         timestep: &Timesteps,
         encoder_attention_mask: Option<&[f32]>,
     ) -> Result<Tensor<5>> {
+        if self.config.kind == DitKind::BlockCausal {
+            return Err(Error::Input(
+                "this transformer is block-causal (SanaVideoCausalTransformer3DModel, LongSANA): run it chunk by chunk \
+                 with a LongState (forward_chunk), not as one bidirectional pass"
+                    .into(),
+            ));
+        }
+        Ok(self.forward_impl(hidden_states, encoder_hidden_states, timestep, encoder_attention_mask, None)?.0)
+    }
+
+    /// LongSANA (MODEL-SPEC §5): the forward of one chunk `[B, C, F, H, W]` whose first latent
+    /// frame is `state.frames_done` of the video. Attention is bidirectional inside the chunk
+    /// and reads `state` for all earlier chunks; RoPE uses absolute frame positions. With
+    /// `record` (the clean t = 0 pass), also returns each layer's contribution, for
+    /// [`LongState::commit`]. Works for either config class (the weights are the same).
+    pub fn forward_chunk(
+        &self,
+        hidden_states: Tensor<5>,
+        encoder_hidden_states: Tensor<3>,
+        timestep: &Timesteps,
+        encoder_attention_mask: Option<&[f32]>,
+        state: &LongState,
+        record: bool,
+    ) -> Result<(Tensor<5>, Option<Vec<LayerUpdate>>)> {
+        state.check(self, hidden_states.dims())?;
+        self.forward_impl(hidden_states, encoder_hidden_states, timestep, encoder_attention_mask, Some((state, record)))
+    }
+
+    fn forward_impl(
+        &self,
+        hidden_states: Tensor<5>,
+        encoder_hidden_states: Tensor<3>,
+        timestep: &Timesteps,
+        encoder_attention_mask: Option<&[f32]>,
+        long: Option<(&LongState, bool)>,
+    ) -> Result<(Tensor<5>, Option<Vec<LayerUpdate>>)> {
         let cfg = &self.config;
         let [b, c, f, h, w] = hidden_states.dims();
         if c != cfg.in_channels {
@@ -176,7 +208,9 @@ impl SanaVideoTransformer3DModel {
         let [gf, gh, gw] = grid;
 
         // RoPE tables for this grid (f32, shared by all blocks).
-        let (rope_cos, rope_sin) = rope::table_tensors(cfg.head_dim, grid, 0, device);
+        // Absolute frame positions: a LongSANA chunk starts where the state ends.
+        let frame_offset = long.map_or(0, |(st, _)| st.frames_done / pt);
+        let (rope_cos, rope_sin) = rope::table_tensors(cfg.head_dim, grid, frame_offset, device);
 
         // Patch embedding: [B, C, F', pt, H', ph, W', pw] -> [B, F', H', W', C, pt, ph, pw] -> tokens.
         let x = to_dtype(hidden_states, dtype)
@@ -224,8 +258,16 @@ impl SanaVideoTransformer3DModel {
             kernels: self.kernels,
         };
         let mut x = x;
-        for blk in &self.transformer_blocks {
-            x = blk.forward(x, &ctx, cfg);
+        let mut updates = Vec::new();
+        for (i, blk) in self.transformer_blocks.iter().enumerate() {
+            x = match long {
+                None => blk.forward(x, &ctx, cfg),
+                Some((st, record)) => {
+                    let (y, up) = blk.forward_chunk(x, &ctx, cfg, &st.layers[i], record);
+                    updates.extend(up);
+                    y
+                }
+            };
         }
 
         // Output head: LayerNorm, (shift, scale) = table + temb, proj_out, unpatchify.
@@ -240,7 +282,8 @@ impl SanaVideoTransformer3DModel {
             .reshape([b, gf, gh, gw, pt, ph, pw, co])
             .permute([0, 7, 1, 4, 2, 5, 3, 6])
             .reshape([b, co, f, h, w]);
-        Ok(x)
+        let recorded = matches!(long, Some((_, true)));
+        Ok((x, if recorded { Some(updates) } else { None }))
     }
 }
 
