@@ -12,8 +12,9 @@ use sana_video_core::io::safetensors::Weights;
 use sana_video_core::io::{FileSource, FsSource};
 use sana_video_core::models::text_encoder::{Instruction, PromptOptions};
 use sana_video_core::models::vae::tiling::Tiling;
+use sana_video_core::pipelines::long::{ChunkInfo, LongOptions};
 use sana_video_core::pipelines::{self, memory::gb, Events, Frames, Image, Request, Stage};
-use sana_video_core::samplers::SamplerKind;
+use sana_video_core::samplers::{longlive, SamplerKind};
 use sana_video_core::Error;
 
 use crate::args::{parse, Args};
@@ -25,7 +26,8 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub const VALUED: &[&str] = &[
     "model", "prompt", "negative-prompt", "image", "frames", "seconds", "fps", "height", "width", "steps", "cfg-scale",
     "seed", "sampler", "motion-score", "instruction", "backend", "dtype", "vae-dtype", "vae-tile-size",
-    "vae-tile-overlap", "resolution-binning", "init-noise", "max-memory", "output",
+    "vae-tile-overlap", "resolution-binning", "init-noise", "max-memory", "output", "cached-blocks", "chunk-frames",
+    "prompt-schedule", "save-state", "resume",
 ];
 pub const SWITCHES: &[&str] = &["vae-tiling", "keep-resident", "no-lowercase", "quiet"];
 
@@ -164,6 +166,26 @@ impl Events for Cli<'_> {
     fn cancelled(&self) -> bool {
         INTERRUPTED.load(Ordering::SeqCst)
     }
+
+    fn chunk(&mut self, c: ChunkInfo) {
+        if !self.quiet {
+            let fps = c.video_frames as f64 / c.seconds.max(1e-9);
+            let line = format!(
+                "chunk {}/{}: {} latent frames -> {} frames in {:.2} s ({fps:.1} frames/s), prompt {}",
+                c.index + 1,
+                c.total,
+                c.latent_frames,
+                c.video_frames,
+                c.seconds,
+                c.prompt_index + 1
+            );
+            if self.tty {
+                eprint!("\r{line}\n");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 fn load_image(path: &str, size: (usize, usize)) -> Result<Image, String> {
@@ -200,7 +222,26 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     }
     let (source, model_dir) = builtin::resolve(args.get("model"))?;
     let defaults = builtin::defaults(source, &model_dir)?;
-    let prompt = args.require("prompt")?.to_string();
+    let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
+    if !long {
+        for flag in ["cached-blocks", "chunk-frames", "prompt-schedule", "save-state", "resume"] {
+            if args.get(flag).is_some() {
+                return Err(format!("--{flag} is for LongSANA (block-causal) checkpoints; {model_dir} is bidirectional"));
+            }
+        }
+    }
+    let prompt_schedule = match args.get("prompt-schedule") {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("--prompt-schedule {p}: {e}"))?;
+            pipelines::long::parse_prompt_schedule(&text, p).map_err(|e| e.to_string())?
+        }
+        None => Vec::new(),
+    };
+    let prompt = match (args.get("prompt"), prompt_schedule.first()) {
+        (Some(p), _) => p.to_string(),
+        (None, Some((_, p))) => p.clone(),
+        (None, None) => args.require("prompt")?.to_string(),
+    };
     let output = args.require("output")?.to_string();
     let format = Format::of(&output)?;
 
@@ -211,7 +252,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let frames = match (parse::<usize>(&args, "frames", "a whole number")?, parse::<f64>(&args, "seconds", "a number of seconds")?) {
         (Some(_), Some(_)) => return Err("--frames and --seconds exclude each other".into()),
         (Some(f), None) => f,
-        (None, Some(s)) if s > 0.0 && s.is_finite() => (s * fps as f64).round() as usize + 1,
+        // A resumed LongSANA video continues without the first frame a new video starts with.
+        (None, Some(s)) if s > 0.0 && s.is_finite() => (s * fps as f64).round() as usize + usize::from(args.get("resume").is_none()),
         (None, Some(s)) => return Err(format!("--seconds {s}: must be positive")),
         (None, None) => defaults.frames,
     };
@@ -278,8 +320,33 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_tiling: tiling,
         keep_resident: args.flag("keep-resident"),
     };
+    let long_opts = if long {
+        let cached_blocks = match parse::<i64>(&args, "cached-blocks", "a whole number (-1: all)")? {
+            None | Some(-1) => None,
+            Some(k) if k >= 1 => Some(k as usize),
+            Some(k) => return Err(format!("--cached-blocks {k}: expected -1 (all finished chunks) or at least 1")),
+        };
+        if args.get("image").is_some() {
+            return Err("--image: image-to-video is not available for LongSANA checkpoints".into());
+        }
+        Some(LongOptions {
+            chunk_frames: parse(&args, "chunk-frames", "a whole number of latent frames")?.unwrap_or(longlive::CHUNK_FRAMES),
+            cached_blocks,
+            prompt_schedule,
+            fps,
+            resume: args.get("resume").map(str::to_string),
+            save_state: args.get("save-state").map(str::to_string),
+            keep_latents: format == Format::Safetensors,
+        })
+    } else {
+        None
+    };
+    let plan_for = |req: &Request| match &long_opts {
+        Some(o) => pipelines::long::plan_long(source, &model_dir, req, o),
+        None => pipelines::plan(source, &model_dir, req),
+    };
     // A first plan (f32) validates sizes before the device opens.
-    let first = pipelines::plan(source, &model_dir, &req).map_err(|e| e.to_string())?;
+    let first = plan_for(&req).map_err(|e| e.to_string())?;
     video::check_output(&output, format, first.out_size.0, first.out_size.1)?;
     if let Some(path) = args.get("image") {
         req.image = Some(load_image(path, first.gen_size)?);
@@ -290,9 +357,24 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         None => device::best_available().map_err(|e| e.to_string())?,
     };
     req.dtype = dtype_for("dtype", if kind == BackendKind::Cuda { DType::BF16 } else { DType::F32 })?;
-    let plan = pipelines::plan(source, &model_dir, &req).map_err(|e| e.to_string())?;
+    let plan = plan_for(&req).map_err(|e| e.to_string())?;
     let quiet = args.flag("quiet");
-    if !quiet {
+    if let (false, Some(o)) = (quiet, &long_opts) {
+        eprintln!(
+            "LongSANA: {} frames at {}x{} in chunks of {} latent frames ({} tokens each), 4 LongLive steps + 1 state pass per chunk, {}, seed {}, {} {:?}{}",
+            req.frames,
+            plan.out_size.1,
+            plan.out_size.0,
+            o.chunk_frames,
+            plan.tokens,
+            o.cached_blocks.map_or("attending to all earlier chunks".to_string(), |k| format!("attending to the last {k} chunks")),
+            seed,
+            device::name(kind),
+            req.dtype,
+            o.resume.as_deref().map_or(String::new(), |r| format!(", continuing {r}"))
+        );
+        eprintln!("memory plan: {}", plan.memory);
+    } else if !quiet {
         eprintln!(
             "{}: {} frames at {}x{} (generated at {}x{}, latents {:?}, {} tokens), {} steps of {}, cfg {}, seed {}, {} {:?}",
             if req.image.is_some() { "image-to-video" } else { "text-to-video" },
@@ -350,7 +432,10 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         stage_peak: 0,
     };
     let start = Instant::now();
-    let result = pipelines::run(source, &plan, &req, &device, &mut cli);
+    let result = match &long_opts {
+        Some(o) => pipelines::long::run_long(source, &plan, &req, o, &device, &mut cli),
+        None => pipelines::run(source, &plan, &req, &device, &mut cli),
+    };
     let generated = match result {
         Ok(g) => g,
         Err(Error::Interrupted) => {

@@ -146,6 +146,8 @@ pub trait Events {
     fn sync_steps(&self) -> bool {
         false
     }
+    /// LongSANA: a chunk is denoised, committed to the state and decoded.
+    fn chunk(&mut self, _info: long::ChunkInfo) {}
 }
 
 /// The result besides the frames: the final latents before decoding.
@@ -370,6 +372,17 @@ pub fn run(source: &dyn FileSource, plan: &Plan, req: &Request, device: &Device,
 /// Sends one decoded chunk `[1, 3, t, h, w]` in [-1, 1] to `events`, resized and cropped back
 /// to the asked size, in [0, 1].
 async fn emit(pixels: Tensor<5>, plan: &Plan, emitted: &mut usize, events: &mut dyn Events) -> Result<()> {
+    if pixels.dims()[2] == 0 {
+        return Ok(());
+    }
+    emit_frames(pixels, plan, emitted, events).await?;
+    events.advance(*emitted);
+    events.pause().await;
+    check_cancel(events)
+}
+
+/// [`emit`] without the progress report (LongSANA reports per chunk).
+async fn emit_frames(pixels: Tensor<5>, plan: &Plan, emitted: &mut usize, events: &mut dyn Events) -> Result<()> {
     let [_, _, t, h, w] = pixels.dims();
     if t == 0 {
         return Ok(());
@@ -382,10 +395,7 @@ async fn emit(pixels: Tensor<5>, plan: &Plan, emitted: &mut usize, events: &mut 
         data.extend(frame.iter().map(|&x| (x / 2.0 + 0.5).clamp(0.0, 1.0)));
     }
     *emitted += t;
-    events.frames(Frames { data, count: t, height: plan.out_size.0, width: plan.out_size.1 })?;
-    events.advance(*emitted);
-    events.pause().await;
-    check_cancel(events)
+    events.frames(Frames { data, count: t, height: plan.out_size.0, width: plan.out_size.1 })
 }
 
 /// [`run`] as a future: the same work, with the device read-backs awaited and

@@ -14,7 +14,8 @@ pub mod layers;
 use burn::tensor::{DType, Device, Tensor};
 
 pub use config::WanVaeConfig;
-use layers::{cached, silu, AttentionBlock, CausalConv3d, Resample, ResidualBlock, RmsNorm, TimeCache};
+use layers::{cached, silu, AttentionBlock, CausalConv3d, Resample, ResidualBlock, RmsNorm};
+pub use layers::TimeCache;
 
 use crate::io::safetensors::Weights;
 use crate::io::{diffusers, join, FileSource};
@@ -176,6 +177,25 @@ impl AutoencoderKLWan {
         DecodeStream { vae: self, state: StreamState::new(convs, times), started: false, shape: None }
     }
 
+    /// Continues a streaming decode from a [`DecodeStream::snapshot`] (LongSANA's resume), so
+    /// the frames decoded next equal those an uninterrupted stream would give.
+    pub fn decode_stream_from(&self, snap: StreamSnapshot) -> Result<DecodeStream<'_>> {
+        let (convs, times) = self.decoder_slots();
+        if snap.convs.len() != convs || snap.times.len() != times {
+            return Err(Error::Input(format!(
+                "the saved VAE decoder cache has {} conv and {} upsampling slots, this VAE {convs} and {times}",
+                snap.convs.len(),
+                snap.times.len()
+            )));
+        }
+        Ok(DecodeStream {
+            vae: self,
+            state: StreamState { convs: snap.convs, times: snap.times },
+            started: snap.started,
+            shape: snap.shape,
+        })
+    }
+
     /// Whole-sequence decode, `[B, z, T, h, w]` (VAE space, as `vae.decode` takes it) to
     /// `[B, 3, 1 + 4(T-1), 8h, 8w]` in [-1, 1]: the first latent frame, then all others
     /// in one pass (the reference decodes one frame at a time; the causal caches make
@@ -263,7 +283,21 @@ pub struct DecodeStream<'a> {
     shape: Option<[usize; 3]>,
 }
 
+/// The caches of a decode in progress, to continue it later (possibly in another process).
+#[derive(Clone)]
+pub struct StreamSnapshot {
+    pub convs: Vec<Option<Tensor<5>>>,
+    pub times: Vec<TimeCache>,
+    pub started: bool,
+    /// Batch, latent height, latent width of the stream.
+    pub shape: Option<[usize; 3]>,
+}
+
 impl DecodeStream<'_> {
+    pub fn snapshot(&self) -> StreamSnapshot {
+        StreamSnapshot { convs: self.state.convs.clone(), times: self.state.times.clone(), started: self.started, shape: self.shape }
+    }
+
     /// Decodes the next latent frames `[B, z, t, h, w]` in one pass and returns their
     /// final pixel frames (1 for the very first latent frame, 4 for each later one). The
     /// very first latent frame is always decoded on its own (its temporal upsampling

@@ -1,0 +1,158 @@
+//! LongSANA through the CLI (issue 8): a block-causal checkpoint generates chunk by chunk;
+//! `--save-state` then `--resume` continues the video exactly as an uninterrupted run
+//! would (parity test (c)); state files from another size, window or a corrupt file are
+//! refused by name. The checkpoint is the built-in model's folder with its transformer
+//! declared block-causal (the weights layout is the same), so every component is real.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const PROMPT: &str = "a small red circle moves slowly to the left on a black background";
+
+fn causal_model(name: &str) -> PathBuf {
+    let dir = scratch(name).join("model");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../builtin-model");
+    for entry in walk(&src) {
+        let rel = entry.strip_prefix(&src).unwrap();
+        let to = dir.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    for f in ["transformer/config.json", "model_index.json"] {
+        let p = dir.join(f);
+        let text = std::fs::read_to_string(&p).unwrap().replace("\"SanaVideoTransformer3DModel\"", "\"SanaVideoCausalTransformer3DModel\"");
+        std::fs::write(&p, text).unwrap();
+    }
+    dir
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn generate(model: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    bin()
+        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", "64", "--chunk-frames", "2", "--seed", "5"])
+        .args(["--prompt", PROMPT, "--model"])
+        .arg(model)
+        .args(extra)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &std::process::Output, what: &str) {
+    assert!(o.status.success(), "{what} failed: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn save_state_then_resume_equals_an_uninterrupted_run() {
+    let model = causal_model("long-resume");
+    let dir = model.parent().unwrap().to_path_buf();
+    let (full, first, rest, state) =
+        (dir.join("full.safetensors"), dir.join("a.safetensors"), dir.join("b.safetensors"), dir.join("s.state"));
+    // 41 frames = 11 latent frames = chunks [3, 2, 2, 2, 2]; 25 + 16 frames = [3, 2, 2] + [2, 2].
+    ok(&generate(&model, &full, &["--frames", "41"]), "uninterrupted run");
+    ok(&generate(&model, &first, &["--frames", "25", "--save-state", state.to_str().unwrap()]), "first part");
+    assert!(state.exists(), "no state file");
+    ok(&generate(&model, &rest, &["--frames", "16", "--resume", state.to_str().unwrap()]), "resumed part");
+    let (f, a, b) = (read(&full, "frames"), read(&first, "frames"), read(&rest, "frames"));
+    let px = 64 * 64 * 3;
+    assert_eq!(f.len(), 41 * px);
+    assert_eq!(a.len(), 25 * px);
+    assert_eq!(b.len(), 16 * px);
+    let err_a = rel_l2(&a, &f[..25 * px]);
+    let err_b = rel_l2(&b, &f[25 * px..]);
+    eprintln!("first part vs uninterrupted: rel {err_a:.2e}; resumed part: rel {err_b:.2e}");
+    assert!(err_a <= 1e-6 && err_b <= 1e-6, "resume differs: {err_a:.2e}, {err_b:.2e}");
+    let (lf, la, lb) = (read(&full, "latents"), read(&first, "latents"), read(&rest, "latents"));
+    let lat = 16 * 8 * 8;
+    assert_eq!(lf.len(), 11 * lat);
+    assert!(rel_l2(&la, &lf[..7 * lat]) <= 1e-6 && rel_l2(&lb, &lf[7 * lat..]) <= 1e-6, "latents differ after resume");
+}
+
+#[test]
+fn resume_refuses_other_sizes_windows_and_corrupt_files() {
+    let model = causal_model("long-refuse");
+    let dir = model.parent().unwrap().to_path_buf();
+    let state = dir.join("s.state");
+    ok(&generate(&model, &dir.join("a.safetensors"), &["--frames", "9", "--save-state", state.to_str().unwrap()]), "first part");
+    let s = state.to_str().unwrap();
+
+    let out = dir.join("wider.mp4");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", "128", "--chunk-frames", "2"])
+        .args(["--prompt", PROMPT, "--model"])
+        .arg(&model)
+        .args(["--frames", "8", "--resume", s, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    expect_failure(&o, &out, &["--resume", "another size"]);
+
+    let out = dir.join("window.mp4");
+    let o = generate(&model, &out, &["--frames", "8", "--resume", s, "--cached-blocks", "1"]);
+    expect_failure(&o, &out, &["--resume", "--cached-blocks"]);
+
+    let out = dir.join("odd.mp4");
+    let o = generate(&model, &out, &["--frames", "9", "--resume", s]);
+    expect_failure(&o, &out, &["--frames 9", "steps of 4"]);
+
+    let bad = dir.join("corrupt.state");
+    let bytes = std::fs::read(&state).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
+    let out = dir.join("corrupt.mp4");
+    let o = generate(&model, &out, &["--frames", "8", "--resume", bad.to_str().unwrap()]);
+    expect_failure(&o, &out, &["--resume", "corrupt.state"]);
+
+    // A bidirectional checkpoint has no state to resume.
+    let out = dir.join("bidir.mp4");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--quiet", "--prompt", PROMPT, "--resume", s, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    expect_failure(&o, &out, &["--resume", "bidirectional"]);
+}
+
+#[test]
+fn prompt_schedule_switches_prompts_and_rejects_bad_files() {
+    let model = causal_model("long-schedule");
+    let dir = model.parent().unwrap().to_path_buf();
+    let sched = dir.join("story.txt");
+    std::fs::write(&sched, "# story\n0 a small red circle moves slowly to the left on a black background\n1.0 a large blue square moves quickly upward on a black background\n").unwrap();
+    let out = dir.join("story.safetensors");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--height", "64", "--width", "64", "--chunk-frames", "2", "--frames", "25"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--prompt-schedule")
+        .arg(&sched)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(&o, "prompt schedule");
+    let log = String::from_utf8_lossy(&o.stderr);
+    // Chunks start at frames 0, 9 (0.56 s), 17 (1.06 s): the third uses the second prompt.
+    assert!(log.contains("chunk 2/3") && log.contains("prompt 1") && log.contains("prompt 2"), "{log}");
+    assert_eq!(read(&out, "frames").len(), 25 * 64 * 64 * 3);
+
+    std::fs::write(&sched, "2 starts late\n").unwrap();
+    let out = dir.join("late.mp4");
+    let o = bin().arg("generate").arg("--model").arg(&model).arg("--prompt-schedule").arg(&sched).arg("-o").arg(&out).output().unwrap();
+    expect_failure(&o, &out, &["--prompt-schedule", "must start at 0"]);
+}
