@@ -119,8 +119,8 @@ fn evaluate_refuses_prompts_it_cannot_judge() {
 #[test]
 fn builtin_model_quality_regression() {
     const PROMPTS: usize = 12;
-    const MIN_COLOUR: f64 = 0.65; // measured 14 / 20 = 0.70 (release and debug builds alike)
-    const MIN_MOTION: f64 = 0.85; // measured 13 / 14 = 0.929
+    const MIN_COLOUR: f64 = 0.90; // run 5: measured 20 / 20 = 1.00 (run 4: 0.70)
+    const MIN_MOTION: f64 = 0.85; // run 5: measured 19 / 20 = 0.95
     let dir = scratch("builtin-quality");
     let all = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/dataset/heldout_prompts.txt")).unwrap();
     let first: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).take(PROMPTS).collect();
