@@ -302,7 +302,13 @@ async fn write_state_file(
         })
         .collect::<Result<_>>()?;
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Input(format!("--save-state {path}: {e}")))?;
-    crate::io::write_atomic(path, &bytes)
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::io::write_atomic(path, &bytes);
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = bytes;
+        Err(Error::Input(format!("--save-state {path}: there is no file system in the browser")))
+    }
 }
 
 /// Refuses a state made for another model, size, window or frame rate.
