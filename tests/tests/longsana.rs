@@ -123,3 +123,63 @@ fn longlive_loop_equals_reference_loop() {
         check(&format!("LongLive loop on {}", device::name(kind)), &to_vec(out), &expected);
     }
 }
+
+/// The memory plan of a LongSANA run does not grow with the video's length (one chunk's
+/// activations plus the state), on the built-in model's folder declared block-causal.
+#[test]
+fn memory_plan_is_independent_of_length() {
+    use sana_video_core::pipelines::long::{plan_long, LongOptions};
+    use sana_video_core::pipelines::Request;
+    let dir = sana_video_tests::scratch("long-plan");
+    let model = dir.join("model");
+    sana_video_tests::copy_dir(&fixtures().join("../../builtin-model"), &model);
+    let cfg = model.join("transformer/config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"SanaVideoTransformer3DModel\"", "\"SanaVideoCausalTransformer3DModel\"");
+    std::fs::write(&cfg, text).unwrap();
+    let opts = LongOptions {
+        chunk_frames: longlive::CHUNK_FRAMES,
+        cached_blocks: None,
+        prompt_schedule: Vec::new(),
+        fps: 16,
+        resume: None,
+        save_state: None,
+        keep_latents: false,
+    };
+    let plan = |frames: usize| {
+        let req = Request { frames, ..a_request() };
+        plan_long(&FsSource, model.to_str().unwrap(), &req, &opts).unwrap()
+    };
+    // 10 s, 60 s and 5 min at 16 fps.
+    let (a, b, c) = (plan(161), plan(961), plan(4801));
+    assert_eq!(a.memory.peak(), b.memory.peak());
+    assert_eq!(a.memory.peak(), c.memory.peak());
+    assert_eq!(a.tokens, 11 * 8 * 8, "the largest chunk (11 latent frames) of 8x8 tokens");
+    // A bidirectional checkpoint is refused by name.
+    let bidir = sana_video_tests::scratch("long-plan-bidir");
+    sana_video_tests::copy_dir(&fixtures().join("../../builtin-model"), &bidir);
+    let req = Request { frames: 17, ..a_request() };
+    let err = plan_long(&FsSource, bidir.to_str().unwrap(), &req, &opts).unwrap_err().to_string();
+    assert!(err.contains("block-causal"), "{err}");
+}
+
+fn a_request() -> sana_video_core::pipelines::Request {
+    sana_video_core::pipelines::Request {
+        prompt: "a small red circle moves slowly to the left on a black background".into(),
+        negative_prompt: String::new(),
+        prompt_options: sana_video_core::models::text_encoder::PromptOptions::default(),
+        height: 128,
+        width: 128,
+        frames: 17,
+        steps: 4,
+        cfg_scale: 1.0,
+        seed: 0,
+        sampler: None,
+        resolution_binning: false,
+        image: None,
+        init_noise: None,
+        dtype: DType::F32,
+        vae_dtype: DType::F32,
+        vae_tiling: None,
+        keep_resident: false,
+    }
+}
