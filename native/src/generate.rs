@@ -261,7 +261,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(6.0);
     let seed: u64 = parse(&args, "seed", "a whole number ≥ 0")?.unwrap_or(42);
     let sampler = args.get("sampler").map(SamplerKind::parse).transpose().map_err(|e| e.to_string())?;
-    let motion_score: Option<u32> = parse(&args, "motion-score", "a whole number ≥ 0")?;
+    let motion_score: Option<u32> = parse(&args, "motion-score", "a whole number ≥ 0")?.or(defaults.motion_score);
     let instruction = Instruction::parse(args.get("instruction").unwrap_or("video")).map_err(|e| e.to_string())?;
     let binning_arg = match args.get("resolution-binning").unwrap_or("auto") {
         "on" => Some(true),

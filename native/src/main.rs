@@ -59,6 +59,15 @@ COMMANDS:
                          --max-memory GB        memory to plan against (default: detected
                                                 free memory on cpu and cuda)
                          --quiet
+                         LongSANA (a block-causal transformer, SanaVideoCausalTransformer3DModel):
+                         chunk by chunk with a constant-size state, 4 LongLive steps per chunk,
+                         no CFG, motion score 10 by default for the released 480p model
+                         --chunk-frames N       latent frames per chunk (10 = 40 frames)
+                         --cached-blocks K      attend to the last K chunks (-1: all, default)
+                         --prompt-schedule FILE `SECONDS PROMPT` lines, the first at 0
+                         --save-state FILE      the state after the last chunk (atomic)
+                         --resume FILE          continue that video (--frames a multiple of 4,
+                                                or --seconds S for 16·S more frames)
     evaluate             Generates a clip for every prompt (one per line of FILE, in the
                          motion dataset's words: tools/dataset) and seed, finds the named
                          objects by colour, tracks them and checks their motion; prints a line

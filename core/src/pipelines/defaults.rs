@@ -3,7 +3,7 @@
 //! video for the same seed.
 
 use crate::io::diffusers::component_dir;
-use crate::models::dit::SanaVideoTransformer3DModel;
+use crate::models::dit::{DitKind, SanaVideoTransformer3DModel};
 use crate::models::text_encoder::DEFAULT_NEGATIVE_PROMPT;
 use crate::models::vae::VaeConfig;
 use crate::pipelines::binning::bins_for;
@@ -19,6 +19,9 @@ pub struct ModelDefaults {
     pub negative_prompt: &'static str,
     /// Resolution binning: on for the released sample sizes, which have aspect bins.
     pub binning: bool,
+    /// ` motion score: N.` appended to the prompt: LongSANA's released checkpoint was trained
+    /// and is run with 10 (MODEL-SPEC §5.6); the others take none unless asked.
+    pub motion_score: Option<u32>,
 }
 
 /// The released checkpoints: their sizes, 81 frames, 50 steps, the official negative
@@ -45,5 +48,6 @@ pub fn defaults(source: &dyn FileSource, model_dir: &str, builtin: bool) -> Resu
         steps: if builtin { 20 } else { 50 },
         negative_prompt: if builtin { "" } else { DEFAULT_NEGATIVE_PROMPT },
         binning: bins_for(dit.sample_size).is_some(),
+        motion_score: (dit.kind == DitKind::BlockCausal && !builtin && bins_for(dit.sample_size).is_some()).then_some(10),
     })
 }
