@@ -118,6 +118,16 @@ fn resume_refuses_other_sizes_windows_and_corrupt_files() {
     let o = generate(&model, &out, &["--frames", "8", "--resume", bad.to_str().unwrap()]);
     expect_failure(&o, &out, &["--resume", "corrupt.state"]);
 
+    // One changed value in the tensor data (the file still parses): the checksum refuses it.
+    let flipped = dir.join("flipped.state");
+    let mut bytes = std::fs::read(&state).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x40;
+    std::fs::write(&flipped, &bytes).unwrap();
+    let out = dir.join("flipped.mp4");
+    let o = generate(&model, &out, &["--frames", "8", "--resume", flipped.to_str().unwrap()]);
+    expect_failure(&o, &out, &["--resume", "flipped.state", "damaged"]);
+
     // A bidirectional checkpoint has no state to resume.
     let out = dir.join("bidir.mp4");
     let o = bin()

@@ -197,7 +197,31 @@ fn read_state_file(path: &str) -> Result<SavedState> {
         let v: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         tensors.insert(name, (v, view.shape().to_vec()));
     }
+    if meta.get("checksum").map(String::as_str) != Some(checksum(&tensors).as_str()) {
+        return Err(Error::Input(format!("--resume {path}: the state file is damaged (its checksum does not match its tensors)")));
+    }
     Ok(SavedState { meta, tensors })
+}
+
+/// FNV-1a over every tensor's name, shape and values (in name order): a state file that was
+/// truncated, edited or mixed from two runs is refused instead of loaded into the model.
+fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a String, &'a (Vec<f32>, Vec<usize>))>) -> String {
+    let mut sorted: Vec<_> = tensors.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (name, (data, shape)) in sorted {
+        feed(name.as_bytes());
+        for d in shape {
+            feed(&(*d as u64).to_le_bytes());
+        }
+        feed(bytemuck::cast_slice(data));
+    }
+    format!("{h:016x}")
 }
 
 impl SavedState {
@@ -290,6 +314,7 @@ async fn write_state_file(
     meta.insert("vae_times".into(), times.join(","));
     meta.insert("vae_convs".into(), vae.convs.len().to_string());
     meta.insert("vae_started".into(), vae.started.to_string());
+    meta.insert("checksum".into(), checksum(tensors.iter().map(|(n, t)| (n, t))));
     if let Some([b, h, w]) = vae.shape {
         meta.insert("vae_shape".into(), format!("{b}x{h}x{w}"));
     }
@@ -334,6 +359,7 @@ fn restore(
     path: &str,
     key: &[(&'static str, String)],
     layers: usize,
+    dims: (usize, usize, usize, usize, usize),
     window: Option<usize>,
     device: &Device,
 ) -> Result<(LongState, StreamSnapshot, u64, usize)> {
@@ -342,6 +368,27 @@ fn restore(
         return Err(Error::Input(format!("--resume {path}: the state has {} layers, the transformer {layers}", saved.num("layers", path)?)));
     }
     let mut state = LongState::new(layers, window)?;
+    // Shapes the model will combine these with (a wrong one would fail deep in the device code).
+    let shape_ok = |key: &str, want: &[usize]| -> Result<()> {
+        match saved.tensors.get(key) {
+            Some((_, s)) if s.as_slice() != want => Err(Error::Input(format!(
+                "--resume {path}: tensor `{key}` has shape {s:?}, this model needs {want:?}"
+            ))),
+            _ => Ok(()),
+        }
+    };
+    let (b, heads, hd, dim, per_frame) = dims;
+    for i in 0..layers {
+        shape_ok(&format!("layers.{i}.kv"), &[b, heads, hd, hd])?;
+        shape_ok(&format!("layers.{i}.ksum"), &[b, heads, hd])?;
+        shape_ok(&format!("layers.{i}.last_frame"), &[b, per_frame, dim])?;
+    }
+    for c in 0..saved.num("window_chunks", path)? {
+        for i in 0..layers {
+            shape_ok(&format!("window.{c}.{i}.kv"), &[b, heads, hd, hd])?;
+            shape_ok(&format!("window.{c}.{i}.ksum"), &[b, heads, hd])?;
+        }
+    }
     for i in 0..layers {
         let kv = format!("layers.{i}.kv");
         state.layers[i] = LayerState {
@@ -534,7 +581,10 @@ pub async fn run_long_async(
     let (mut state, mut stream, seed, mut video_done) = match &saved {
         Some(s) => {
             let path = opts.resume.as_deref().unwrap_or("");
-            let (st, snap, seed, vd) = restore(s, path, &key, layers, opts.cached_blocks, device)?;
+            let c = &dit.config;
+            let [_, ph, pw] = c.patch_size;
+            let dims = (1, c.heads, c.head_dim, c.dim, (lat_h / ph) * (lat_w / pw));
+            let (st, snap, seed, vd) = restore(s, path, &key, layers, dims, opts.cached_blocks, device)?;
             (st, wan.decode_stream_from(snap)?, seed, vd)
         }
         None => (LongState::new(layers, opts.cached_blocks)?, wan.decode_stream(), req.seed, 0),
