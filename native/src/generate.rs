@@ -223,6 +223,28 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let (source, model_dir) = builtin::resolve(args.get("model"))?;
     let defaults = builtin::defaults(source, &model_dir)?;
     let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
+    if long {
+        // LongLive fixes these; accepting them silently would mislead.
+        for flag in ["steps", "cfg-scale", "sampler", "negative-prompt", "init-noise", "vae-tile-size", "vae-tile-overlap"] {
+            if args.get(flag).is_some() {
+                return Err(format!(
+                    "--{flag} does not apply to LongSANA ({model_dir} is block-causal: 4 LongLive steps per chunk, no guidance, seeded noise per chunk)"
+                ));
+            }
+        }
+        if args.flag("vae-tiling") {
+            return Err("--vae-tiling does not apply to LongSANA (chunks are decoded frame by frame)".into());
+        }
+        if args.get("resolution-binning") == Some("on") {
+            return Err("--resolution-binning on does not apply to LongSANA (it generates at the asked size)".into());
+        }
+        if args.get("prompt").is_some() && args.get("prompt-schedule").is_some() {
+            return Err("--prompt and --prompt-schedule exclude each other (the schedule's first line is the opening prompt)".into());
+        }
+        if args.get("seed").is_some() && args.get("resume").is_some() {
+            return Err("--seed and --resume exclude each other (a resumed video keeps the seed saved in its state)".into());
+        }
+    }
     if !long {
         for flag in ["cached-blocks", "chunk-frames", "prompt-schedule", "save-state", "resume"] {
             if args.get(flag).is_some() {
@@ -255,6 +277,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         // A resumed LongSANA video continues without the first frame a new video starts with.
         (None, Some(s)) if s > 0.0 && s.is_finite() => (s * fps as f64).round() as usize + usize::from(args.get("resume").is_none()),
         (None, Some(s)) => return Err(format!("--seconds {s}: must be positive")),
+        // A resumed video continues by 5 s unless told (4k frames, not 1 + 4k).
+        (None, None) if args.get("resume").is_some() => 80,
         (None, None) => defaults.frames,
     };
     let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(defaults.steps);
@@ -404,7 +428,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     }
 
     install_interrupt();
-    let metadata = vec![
+    let mut metadata = vec![
         ("prompt".to_string(), prompt),
         ("negative_prompt".to_string(), negative),
         ("seed".to_string(), seed.to_string()),
@@ -417,6 +441,24 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         ("model".to_string(), model_dir.clone()),
         ("software".to_string(), format!("sana-video {}", env!("CARGO_PKG_VERSION"))),
     ];
+    if let Some(o) = &long_opts {
+        // LongLive's own settings replace the bidirectional sampler's.
+        let drop = ["negative_prompt", "steps", "cfg_scale", "sampler", "frames"];
+        metadata.retain(|(k, _)| !drop.contains(&k.as_str()));
+        metadata.push(("sampler".into(), format!("longlive (4 steps per chunk of {} latent frames, cfg 1)", o.chunk_frames)));
+        metadata.push(("frames".into(), req.frames.to_string()));
+        if !o.prompt_schedule.is_empty() {
+            let sched: Vec<String> = o.prompt_schedule.iter().map(|(t, p)| format!("{t} {p}")).collect();
+            metadata.push(("prompt_schedule".into(), sched.join(" | ")));
+        }
+        if let Some(k) = o.cached_blocks {
+            metadata.push(("cached_blocks".into(), k.to_string()));
+        }
+        if let Some(r) = &o.resume {
+            metadata.retain(|(k, _)| k != "seed");
+            metadata.push(("resumed_from".into(), r.clone()));
+        }
+    }
     let writer = VideoWriter::create(&output, format, plan.out_size.0, plan.out_size.1, fps, metadata)?;
     let mut cli = Cli {
         writer: Some(writer),

@@ -43,8 +43,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn generate(model: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    // A resumed run takes its seed from the state file.
+    let seed: &[&str] = if extra.contains(&"--resume") { &[] } else { &["--seed", "5"] };
     bin()
-        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", "64", "--chunk-frames", "2", "--seed", "5"])
+        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", "64", "--chunk-frames", "2"])
+        .args(seed)
         .args(["--prompt", PROMPT, "--model"])
         .arg(model)
         .args(extra)
@@ -118,6 +121,21 @@ fn resume_refuses_other_sizes_windows_and_corrupt_files() {
     let o = generate(&model, &out, &["--frames", "8", "--resume", bad.to_str().unwrap()]);
     expect_failure(&o, &out, &["--resume", "corrupt.state"]);
 
+    let out = dir.join("seed.mp4");
+    let o = generate(&model, &out, &["--frames", "8", "--resume", s, "--seed", "3"]);
+    expect_failure(&o, &out, &["--seed", "--resume"]);
+
+    let out = dir.join("chunking.mp4");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", "64", "--chunk-frames", "3"])
+        .args(["--prompt", PROMPT, "--model"])
+        .arg(&model)
+        .args(["--frames", "12", "--resume", s, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    expect_failure(&o, &out, &["--resume", "--chunk-frames"]);
+
     // One changed value in the tensor data (the file still parses): the checksum refuses it.
     let flipped = dir.join("flipped.state");
     let mut bytes = std::fs::read(&state).unwrap();
@@ -136,6 +154,24 @@ fn resume_refuses_other_sizes_windows_and_corrupt_files() {
         .output()
         .unwrap();
     expect_failure(&o, &out, &["--resume", "bidirectional"]);
+}
+
+#[test]
+fn flags_that_do_not_apply_are_refused_before_work() {
+    let model = causal_model("long-flags");
+    let dir = model.parent().unwrap().to_path_buf();
+    for (flag, value) in [("--steps", "20"), ("--cfg-scale", "4"), ("--sampler", "euler"), ("--negative-prompt", "blurry")] {
+        let out = dir.join("x.mp4");
+        let o = generate(&model, &out, &["--frames", "9", flag, value]);
+        expect_failure(&o, &out, &[flag, "LongSANA"]);
+    }
+    let out = dir.join("y.mp4");
+    let o = generate(&model, &out, &["--frames", "9", "--save-state", "/nonexistent/dir/s.state"]);
+    expect_failure(&o, &out, &["--save-state", "/nonexistent/dir/s.state"]);
+    let sched = dir.join("s.txt");
+    std::fs::write(&sched, format!("0 {PROMPT}\n")).unwrap();
+    let o = generate(&model, &out, &["--frames", "9", "--prompt-schedule", sched.to_str().unwrap()]);
+    expect_failure(&o, &out, &["--prompt", "--prompt-schedule"]);
 }
 
 #[test]

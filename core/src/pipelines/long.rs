@@ -254,6 +254,7 @@ fn state_key(fingerprint: &str, plan: &Plan, opts: &LongOptions) -> Vec<(&'stati
         ("latent_shape", format!("{}x{}x{}", plan.latent_shape[1], plan.latent_shape[3], plan.latent_shape[4])),
         ("window", opts.cached_blocks.map_or("all".to_string(), |k| k.to_string())),
         ("fps", opts.fps.to_string()),
+        ("chunk_frames", opts.chunk_frames.to_string()),
     ]
 }
 
@@ -345,6 +346,7 @@ fn check_key(saved: &SavedState, path: &str, key: &[(&'static str, String)]) -> 
                 "model" => "another model (transformer or VAE config differs)".to_string(),
                 "latent_shape" => format!("another size (latents {got}, this run {want})"),
                 "window" => format!("another --cached-blocks ({got}, this run {want})"),
+                "chunk_frames" => format!("another --chunk-frames ({got}, this run {want})"),
                 _ => format!("another {k} ({got}, this run {want})"),
             };
             return Err(Error::Input(format!("--resume {path}: the state was saved for {what}")));
@@ -353,27 +355,35 @@ fn check_key(saved: &SavedState, path: &str, key: &[(&'static str, String)]) -> 
     Ok(())
 }
 
-/// Rebuilds the DiT state and the VAE stream from a state file (checked by [`check_key`]).
-fn restore(
+/// Everything about a state file that can be checked before loading weights: the key (model,
+/// size, window, fps, chunking), the counters' consistency, and every DiT tensor's presence
+/// and shape (a wrong one would fail deep in the device code instead of here).
+fn validate(
     saved: &SavedState,
     path: &str,
     key: &[(&'static str, String)],
     layers: usize,
     dims: (usize, usize, usize, usize, usize),
     window: Option<usize>,
-    device: &Device,
-) -> Result<(LongState, StreamSnapshot, u64, usize)> {
+) -> Result<()> {
     check_key(saved, path, key)?;
+    let bad = |msg: String| Error::Input(format!("--resume {path}: {msg}"));
     if saved.num("layers", path)? != layers {
-        return Err(Error::Input(format!("--resume {path}: the state has {} layers, the transformer {layers}", saved.num("layers", path)?)));
+        return Err(bad(format!("the state has {} layers, the transformer {layers}", saved.num("layers", path)?)));
     }
-    let mut state = LongState::new(layers, window)?;
-    // Shapes the model will combine these with (a wrong one would fail deep in the device code).
+    let (frames, chunks, video) =
+        (saved.num("frames_done", path)?, saved.num("chunks_done", path)?, saved.num("video_frames_done", path)?);
+    if chunks == 0 || frames < chunks || frames >= 1 << 24 || video != 1 + 4 * (frames - 1) {
+        return Err(bad(format!("inconsistent counters (chunks {chunks}, latent frames {frames}, frames {video})")));
+    }
+    let kept = saved.num("window_chunks", path)?;
+    if kept > window.unwrap_or(0) || kept > chunks {
+        return Err(bad(format!("{kept} windowed chunks for a window of {}", window.map_or("all".into(), |k| k.to_string()))));
+    }
     let shape_ok = |key: &str, want: &[usize]| -> Result<()> {
         match saved.tensors.get(key) {
-            Some((_, s)) if s.as_slice() != want => Err(Error::Input(format!(
-                "--resume {path}: tensor `{key}` has shape {s:?}, this model needs {want:?}"
-            ))),
+            None => Err(bad(format!("the state file lacks tensor `{key}`"))),
+            Some((_, s)) if s.as_slice() != want => Err(bad(format!("tensor `{key}` has shape {s:?}, this model needs {want:?}"))),
             _ => Ok(()),
         }
     };
@@ -383,12 +393,31 @@ fn restore(
         shape_ok(&format!("layers.{i}.ksum"), &[b, heads, hd])?;
         shape_ok(&format!("layers.{i}.last_frame"), &[b, per_frame, dim])?;
     }
-    for c in 0..saved.num("window_chunks", path)? {
+    for c in 0..kept {
         for i in 0..layers {
             shape_ok(&format!("window.{c}.{i}.kv"), &[b, heads, hd, hd])?;
             shape_ok(&format!("window.{c}.{i}.ksum"), &[b, heads, hd])?;
         }
     }
+    let convs = saved.num("vae_convs", path)?;
+    if convs > 4096 || saved.tensors.keys().any(|k| k.starts_with("vae.") && saved.tensors[k].1.len() != 5) {
+        return Err(bad("malformed VAE decoder cache".into()));
+    }
+    Ok(())
+}
+
+/// Rebuilds the DiT state and the VAE stream from a state file (checked by [`validate`]).
+fn restore(
+    saved: &SavedState,
+    path: &str,
+    key: &[(&'static str, String)],
+    layers: usize,
+    dims: (usize, usize, usize, usize, usize),
+    window: Option<usize>,
+    device: &Device,
+) -> Result<(LongState, StreamSnapshot, u64, usize)> {
+    validate(saved, path, key, layers, dims, window)?;
+    let mut state = LongState::new(layers, window)?;
     for i in 0..layers {
         let kv = format!("layers.{i}.kv");
         state.layers[i] = LayerState {
@@ -505,11 +534,20 @@ pub fn plan_long(source: &dyn FileSource, model_dir: &str, req: &Request, opts: 
     }
     let [_, _, lat_f, lat_h, lat_w] = plan.latent_shape;
     let [pt, ph, pw] = dit.patch_size;
-    let largest = longlive::chunk_sizes(lat_f, opts.chunk_frames)?.into_iter().max().unwrap_or(1);
+    let sizes = longlive::chunk_sizes(lat_f, opts.chunk_frames)?;
+    if let Some(n) = sizes.iter().find(|n| **n % pt.max(1) != 0) {
+        return Err(Error::Input(format!(
+            "--chunk-frames {}: a chunk of {n} latent frames is not a multiple of the temporal patch {pt}",
+            opts.chunk_frames
+        )));
+    }
+    let largest = sizes.into_iter().max().unwrap_or(1);
     let per_frame = (lat_h / ph) * (lat_w / pw);
     let chunk_tokens = (largest / pt.max(1)) * per_frame;
     let elt = if req.dtype == DType::F32 { 4 } else { 2 };
-    let state_bytes = (dit.layers * (dit.heads * dit.head_dim * (dit.head_dim + 1) * 4 + per_frame * dit.dim * elt)) as u64;
+    let sums_bytes = dit.heads * dit.head_dim * (dit.head_dim + 1) * 4;
+    // The running sums and cached frame per layer, plus a window's per-chunk sums.
+    let state_bytes = (dit.layers * (sums_bytes * (1 + opts.cached_blocks.unwrap_or(0)) + per_frame * dit.dim * elt)) as u64;
     for s in plan.memory.stages.iter_mut().filter(|s| s.name == "transformer") {
         s.activations = super::memory::dit_activations(1, chunk_tokens, dit.dim, dit.ffn_hidden, elt, dit.out_channels * pt * ph * pw)
             + state_bytes;
@@ -520,7 +558,18 @@ pub fn plan_long(source: &dyn FileSource, model_dir: &str, req: &Request, opts: 
     // A state file for another model or size is refused now, before any weights load.
     if let Some(path) = &opts.resume {
         let saved = read_state_file(path)?;
-        check_key(&saved, path, &state_key(&model_fingerprint(source, &plan)?, &plan, opts))?;
+        let key = state_key(&model_fingerprint(source, &plan)?, &plan, opts);
+        validate(&saved, path, &key, dit.layers, (1, dit.heads, dit.head_dim, dit.dim, per_frame), opts.cached_blocks)?;
+    }
+    // The state is written at the end: make sure it can be, before the work.
+    if let Some(path) = &opts.save_state {
+        let parent = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| !p.is_dir()) {
+            return Err(Error::Input(format!("--save-state {path}: the folder does not exist")));
+        }
+        if std::path::Path::new(path).is_dir() {
+            return Err(Error::Input(format!("--save-state {path}: is a folder")));
+        }
     }
     Ok(plan)
 }
@@ -584,8 +633,22 @@ pub async fn run_long_async(
             let c = &dit.config;
             let [_, ph, pw] = c.patch_size;
             let dims = (1, c.heads, c.head_dim, c.dim, (lat_h / ph) * (lat_w / pw));
-            let (st, snap, seed, vd) = restore(s, path, &key, layers, dims, opts.cached_blocks, device)?;
-            (st, wan.decode_stream_from(snap)?, seed, vd)
+            let (mut st, mut snap, seed, vd) = restore(s, path, &key, layers, dims, opts.cached_blocks, device)?;
+            // Saved in f32; computed in the run's dtypes.
+            for l in st.layers.iter_mut() {
+                l.last_frame = l.last_frame.take().map(|f| crate::nn::to_dtype(f, req.dtype));
+            }
+            snap.convs = snap.convs.into_iter().map(|c| c.map(|t| crate::nn::to_dtype(t, req.vae_dtype))).collect();
+            snap.times = snap
+                .times
+                .into_iter()
+                .map(|t| match t {
+                    TimeCache::Frames(f) => TimeCache::Frames(crate::nn::to_dtype(f, req.vae_dtype)),
+                    other => other,
+                })
+                .collect();
+            let stream = wan.decode_stream_from(snap).map_err(|e| Error::Input(format!("--resume {path}: {e}")))?;
+            (st, stream, seed, vd)
         }
         None => (LongState::new(layers, opts.cached_blocks)?, wan.decode_stream(), req.seed, 0),
     };
