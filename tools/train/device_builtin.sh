@@ -15,7 +15,7 @@
 #                                    weight OBJ_W (10) on object pixels; then check_vae.py on it.
 #   DIT_INIT_PIPELINE=<pipeline folder, e.g. builtin-model> instead of DIT_INIT: start the DiT
 #                                    and text encoder from a shipped folder (nothing to carry).
-#   Options: DIT_BATCH, DIT_LR, DIT_WARMUP, DECODER=0 (DiT alone), PROFILE=N (torch.profiler table
+#   Options: BOOST (e.g. pink,purple:3: oversample those captions), DIT_BATCH, DIT_LR, DIT_WARMUP, DECODER=0 (DiT alone), PROFILE=N (torch.profiler table
 #   of N steps in dit/profile.txt), COMPILE=1 (torch.compile the transformer),
 #   ANNEAL=1 (learning rate down to 10% by the deadline), CLIPS, SEED_BASE.
 #
@@ -53,6 +53,7 @@ DIT_MIN=$(python3 -c "print(max(0.5, ($(left) - 110) / 60))")
 DEC_MIN=$(python3 -c "print(max(0.5, ($(left) - 50) / 60))")
 python3 tools/train/train_dit.py --data $D --vae "$VAE" --out $W/dit ${DIT_INIT:+--init "$DIT_INIT"} \
   ${DIT_INIT_PIPELINE:+--init-pipeline "$DIT_INIT_PIPELINE" --init-step "${INIT_STEP:-0}"} \
+  ${BOOST:+--boost "$BOOST"} \
   --batch "${DIT_BATCH:-64}" --lr "${DIT_LR:-4e-4}" --warmup "${DIT_WARMUP:-300}" --profile "${PROFILE:-0}" ${COMPILE:+--compile} ${ANNEAL:+--anneal} \
   --max-minutes "$DIT_MIN" --log-every 100 --save-every 100000 2>&1 | grep -v -i warn > $W/dit.log &
 # Sharing the GPU with the decoder's convolutions slowed the DiT (run 1: 0.18 s/step at batch 64): DECODER=0 trains the DiT alone.

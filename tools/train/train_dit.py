@@ -151,6 +151,9 @@ def main():
                     help="profile this many steps (after 5 warm-up steps) with torch.profiler and write the top "
                          "operations by GPU time to OUT/profile.txt; training goes on")
     ap.add_argument("--compile", action="store_true", help="torch.compile the transformer")
+    ap.add_argument("--boost", default="",
+                    help="oversample clips whose caption names these words, e.g. 'pink,purple:3' (3x as often): "
+                         "the colours the evaluator misses most")
     ap.add_argument("--anneal", action="store_true",
                     help="decay the learning rate linearly to 10%% over --max-minutes (a run's last call)")
     a = ap.parse_args()
@@ -305,6 +308,14 @@ def main():
         latents = latents.to(device)
         model = torch.compile(transformer) if a.compile else transformer
 
+    boost_w = None
+    if a.boost and not a.export_only:
+        words, _, factor = a.boost.partition(":")
+        words = [w.strip() for w in words.split(",") if w.strip()]
+        factor = float(factor or 2.0)
+        hit = [any(f" {w} " in f" {c.lower()} " for w in words) for c in captions]
+        boost_w = torch.tensor([factor if h else 1.0 for h in hit], device=device)
+        print(f"boost {words} x{factor}: {sum(hit)} of {len(captions)} clips", flush=True)
     prof = None
     t_train = time.time()
     while step < a.steps and (a.max_minutes is None or time.time() - t0 < 60 * a.max_minutes):
@@ -323,7 +334,10 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         # All draws on the device and no boolean indexing: nothing in the step waits for the GPU.
-        idx = torch.randint(0, len(captions), (a.batch,), device=device, generator=gen)
+        if boost_w is None:
+            idx = torch.randint(0, len(captions), (a.batch,), device=device, generator=gen)
+        else:
+            idx = torch.multinomial(boost_w, a.batch, replacement=True, generator=gen)
         x0 = latents[idx].float()
         drop = torch.rand(a.batch, device=device, generator=gen) < a.drop_prob
         s = torch.sigmoid(torch.randn(a.batch, device=device, generator=gen))
