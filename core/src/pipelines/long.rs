@@ -111,16 +111,29 @@ pub struct ChunkInfo {
 const STATE_FORMAT: &str = "sana-video-longsana-state";
 const STATE_VERSION: &str = "1";
 
-/// FNV-1a, for the model fingerprint in state files.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+/// FNV-1a, fed in pieces: the model fingerprint and the tensor checksum of state files.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn feed(&mut self, bytes: &[u8]) -> &mut Fnv {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        self
+    }
+    fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
 }
 
 /// Identifies the transformer and VAE a state belongs to (their config.json files).
 pub fn model_fingerprint(source: &dyn FileSource, plan: &Plan) -> Result<String> {
     let t = source.read_string(&join(&plan.transformer_dir, "config.json"))?;
     let v = source.read_string(&join(&plan.vae_dir, "config.json"))?;
-    Ok(format!("{:016x}", fnv1a(format!("{t}\n{v}").as_bytes())))
+    Ok(Fnv::new().feed(format!("{t}\n{v}").as_bytes()).hex())
 }
 
 /// Video frames made by latent frames `start .. start + n` (the very first latent frame makes
@@ -208,20 +221,15 @@ fn read_state_file(path: &str) -> Result<SavedState> {
 fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a String, &'a (Vec<f32>, Vec<usize>))>) -> String {
     let mut sorted: Vec<_> = tensors.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut h = Fnv::new();
     for (name, (data, shape)) in sorted {
-        feed(name.as_bytes());
+        h.feed(name.as_bytes());
         for d in shape {
-            feed(&(*d as u64).to_le_bytes());
+            h.feed(&(*d as u64).to_le_bytes());
         }
-        feed(bytemuck::cast_slice(data));
+        h.feed(bytemuck::cast_slice(data));
     }
-    format!("{h:016x}")
+    h.hex()
 }
 
 impl SavedState {
@@ -355,18 +363,21 @@ fn check_key(saved: &SavedState, path: &str, key: &[(&'static str, String)]) -> 
     Ok(())
 }
 
-/// Everything about a state file that can be checked before loading weights: the key (model,
-/// size, window, fps, chunking), the counters' consistency, and every DiT tensor's presence
-/// and shape (a wrong one would fail deep in the device code instead of here).
-fn validate(
-    saved: &SavedState,
-    path: &str,
-    key: &[(&'static str, String)],
+/// What a state file must match: its key, and the model's layers, window and state shapes
+/// (batch, heads, head dim, width, tokens per frame).
+struct Expect<'a> {
+    key: &'a [(&'static str, String)],
     layers: usize,
     dims: (usize, usize, usize, usize, usize),
     window: Option<usize>,
-) -> Result<()> {
-    check_key(saved, path, key)?;
+}
+
+/// Everything about a state file that can be checked before loading weights: the key (model,
+/// size, window, fps, chunking), the counters' consistency, and every DiT tensor's presence
+/// and shape (a wrong one would fail deep in the device code instead of here).
+fn validate(saved: &SavedState, path: &str, e: &Expect<'_>) -> Result<()> {
+    let (layers, window) = (e.layers, e.window);
+    check_key(saved, path, e.key)?;
     let bad = |msg: String| Error::Input(format!("--resume {path}: {msg}"));
     if saved.num("layers", path)? != layers {
         return Err(bad(format!("the state has {} layers, the transformer {layers}", saved.num("layers", path)?)));
@@ -387,7 +398,7 @@ fn validate(
             _ => Ok(()),
         }
     };
-    let (b, heads, hd, dim, per_frame) = dims;
+    let (b, heads, hd, dim, per_frame) = e.dims;
     for i in 0..layers {
         shape_ok(&format!("layers.{i}.kv"), &[b, heads, hd, hd])?;
         shape_ok(&format!("layers.{i}.ksum"), &[b, heads, hd])?;
@@ -407,30 +418,18 @@ fn validate(
 }
 
 /// Rebuilds the DiT state and the VAE stream from a state file (checked by [`validate`]).
-fn restore(
-    saved: &SavedState,
-    path: &str,
-    key: &[(&'static str, String)],
-    layers: usize,
-    dims: (usize, usize, usize, usize, usize),
-    window: Option<usize>,
-    device: &Device,
-) -> Result<(LongState, StreamSnapshot, u64, usize)> {
-    validate(saved, path, key, layers, dims, window)?;
-    let mut state = LongState::new(layers, window)?;
-    for i in 0..layers {
-        let kv = format!("layers.{i}.kv");
-        state.layers[i] = LayerState {
-            sums: if saved.tensors.contains_key(&kv) {
-                Some(KvSums { kv: saved.tensor(&kv, path, device)?, ksum: saved.tensor(&format!("layers.{i}.ksum"), path, device)? })
-            } else {
-                None
-            },
-            last_frame: if saved.tensors.contains_key(&format!("layers.{i}.last_frame")) {
-                Some(saved.tensor(&format!("layers.{i}.last_frame"), path, device)?)
-            } else {
-                None
-            },
+fn restore(saved: &SavedState, path: &str, e: &Expect<'_>, device: &Device) -> Result<(LongState, StreamSnapshot, u64, usize)> {
+    validate(saved, path, e)?;
+    let layers = e.layers;
+    let mut state = LongState::new(layers, e.window)?;
+    // `validate` found every layer's tensors (a saved state has at least one chunk).
+    for (i, layer) in state.layers.iter_mut().enumerate() {
+        *layer = LayerState {
+            sums: Some(KvSums {
+                kv: saved.tensor(&format!("layers.{i}.kv"), path, device)?,
+                ksum: saved.tensor(&format!("layers.{i}.ksum"), path, device)?,
+            }),
+            last_frame: Some(saved.tensor(&format!("layers.{i}.last_frame"), path, device)?),
         };
     }
     let mut history = VecDeque::new();
@@ -519,7 +518,7 @@ pub fn plan_long(source: &dyn FileSource, model_dir: &str, req: &Request, opts: 
     let temporal = 4;
     if opts.resume.is_some() {
         // Validate sizes as for a new video of the same latent length.
-        r.frames = 1 + temporal * new_latent_frames(req.frames, temporal, true)?.saturating_sub(1).max(0);
+        r.frames = 1 + temporal * new_latent_frames(req.frames, temporal, true)?.saturating_sub(1);
     }
     let mut plan = super::plan(source, model_dir, &r)?;
     let dit = SanaVideoTransformer3DModel::read_config(source, &plan.transformer_dir)?;
@@ -559,7 +558,8 @@ pub fn plan_long(source: &dyn FileSource, model_dir: &str, req: &Request, opts: 
     if let Some(path) = &opts.resume {
         let saved = read_state_file(path)?;
         let key = state_key(&model_fingerprint(source, &plan)?, &plan, opts);
-        validate(&saved, path, &key, dit.layers, (1, dit.heads, dit.head_dim, dit.dim, per_frame), opts.cached_blocks)?;
+        let dims = (1, dit.heads, dit.head_dim, dit.dim, per_frame);
+        validate(&saved, path, &Expect { key: &key, layers: dit.layers, dims, window: opts.cached_blocks })?;
     }
     // The state is written at the end: make sure it can be, before the work.
     if let Some(path) = &opts.save_state {
@@ -633,7 +633,8 @@ pub async fn run_long_async(
             let c = &dit.config;
             let [_, ph, pw] = c.patch_size;
             let dims = (1, c.heads, c.head_dim, c.dim, (lat_h / ph) * (lat_w / pw));
-            let (mut st, mut snap, seed, vd) = restore(s, path, &key, layers, dims, opts.cached_blocks, device)?;
+            let expect = Expect { key: &key, layers, dims, window: opts.cached_blocks };
+            let (mut st, mut snap, seed, vd) = restore(s, path, &expect, device)?;
             // Saved in f32; computed in the run's dtypes.
             for l in st.layers.iter_mut() {
                 l.last_frame = l.last_frame.take().map(|f| crate::nn::to_dtype(f, req.dtype));
