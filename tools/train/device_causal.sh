@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One device-tool call of the built-in causal model's training (tools/train/train_causal.py):
+# render fresh clips (SEED_BASE), then fine-tune the DiT block-causally until the deadline.
+# From the repository root on the GPU machine, with the diffusers wheel carried in .whl/:
+#
+#   SEED_BASE=20000 [INIT=<run folder>] [LR=2e-4] [ANNEAL=1] bash tools/train/device_causal.sh
+#
+# Returns in $OUT: run/{weights,ema}-NN.safetensors, state.json, loss.jsonl, transformer/ (f16).
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+T0=$(date +%s)
+LIMIT_S=${LIMIT_S:-560}
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site
+W=/tmp/causal; SEED_BASE=${SEED_BASE:-20000}
+# A warm machine keeps /tmp: reuse clips rendered with this seed, else render afresh.
+if [ ! -f $W/data/seed-$SEED_BASE ]; then
+  rm -rf $W; mkdir -p $W
+  DATA=$W/data SEED_BASE=$SEED_BASE CLIPS_PER_WORKER=${CLIPS:-1000} bash tools/train/render_dataset.sh
+  touch $W/data/seed-$SEED_BASE
+fi
+# Loading, encoding and the teacher pairs take ~1 min before the training clock starts.
+MIN=$(python3 -c "print(max(0.5, ($LIMIT_S - ($(date +%s) - $T0) - 130) / 60))")
+python3 tools/train/train_causal.py --data $W/data --pipeline builtin-model --out $OUT/run ${INIT:+--init "$INIT"} \
+  --batch "${BATCH:-128}" --lr "${LR:-2e-4}" --max-minutes "$MIN" --compile ${ANNEAL:+--anneal} 2>&1 | grep -v -i warn
+echo "[$(( $(date +%s) - T0 )) s] done"
