@@ -32,6 +32,11 @@ clip_dir=$(mktemp -d)
     --prompt "a large red circle moves slowly to the left on a dark blue background" --steps 4 --quiet \
     -o "$clip_dir/clip.mp4"
 node tests/browser/mp4_playback.mjs "$clip_dir/clip.mp4" 128 128 17 16
+# A LongSANA video (the built-in causal model) is fragmented MP4: it must play too.
+"${CARGO_TARGET_DIR:-target}/debug/sana-video" generate --backend cpu --seconds 2 \
+    --prompt "a large red circle moves slowly to the left on a dark blue background" --quiet \
+    -o "$clip_dir/long.mp4"
+node tests/browser/mp4_playback.mjs "$clip_dir/long.mp4" 128 128 33 16
 rm -rf "$clip_dir"
 
 # The browser demo, built above: drive it in headless Chromium with WebGPU on SwiftShader

@@ -8,6 +8,11 @@ use sana_video_core::io::{FileSource, FsSource, StaticSource};
 
 /// `--model builtin` (the default) names it.
 pub const NAME: &str = "builtin";
+/// `--model builtin-long`: the built-in model's block-causal variant (builtin-model-long/, a
+/// transformer fine-tuned by tools/train/train_causal.py) with the built-in text encoder,
+/// tokenizer, VAE and scheduler. `generate` picks it when no `--model` is given and the
+/// video is longer than the built-in model's 17 frames, or a LongSANA flag is used.
+pub const LONG_NAME: &str = "builtin-long";
 
 macro_rules! embedded {
     ($($path:literal),* $(,)?) => {
@@ -31,10 +36,42 @@ pub static SOURCE: StaticSource = StaticSource {
     ),
 };
 
+pub static LONG_SOURCE: StaticSource = StaticSource {
+    root: LONG_NAME,
+    files: &[
+        ("model_index.json", include_bytes!("../../builtin-model-long/model_index.json")),
+        ("scheduler/scheduler_config.json", include_bytes!("../../builtin-model/scheduler/scheduler_config.json")),
+        ("text_encoder/config.json", include_bytes!("../../builtin-model-long/text_encoder/config.json")),
+        ("text_encoder/model.safetensors", include_bytes!("../../builtin-model-long/text_encoder/model.safetensors")),
+        ("tokenizer/tokenizer.json", include_bytes!("../../builtin-model/tokenizer/tokenizer.json")),
+        ("tokenizer/tokenizer_config.json", include_bytes!("../../builtin-model/tokenizer/tokenizer_config.json")),
+        ("transformer/config.json", include_bytes!("../../builtin-model-long/transformer/config.json")),
+        ("transformer/diffusion_pytorch_model.safetensors", include_bytes!("../../builtin-model-long/transformer/diffusion_pytorch_model.safetensors")),
+        ("vae/config.json", include_bytes!("../../builtin-model/vae/config.json")),
+        ("vae/diffusion_pytorch_model.safetensors", include_bytes!("../../builtin-model/vae/diffusion_pytorch_model.safetensors")),
+    ],
+};
+
 /// The settings `generate` and `evaluate` use when no flag says otherwise
 /// (`sana_video_core::pipelines::defaults`, shared with the browser).
 pub fn defaults(source: &dyn FileSource, model_dir: &str) -> Result<ModelDefaults, String> {
-    pipelines::defaults(source, model_dir, model_dir == NAME).map_err(|e| e.to_string())
+    let mut d = pipelines::defaults(source, model_dir, model_dir == NAME || model_dir == LONG_NAME).map_err(|e| e.to_string())?;
+    if model_dir == LONG_NAME {
+        // What train_causal.py trained: chunks of 2 latent frames, each reading the one before.
+        d.frames = 161;
+        d.chunk_frames = Some(2);
+        d.cached_blocks = Some(1);
+    }
+    Ok(d)
+}
+
+/// The embedded model a name means, if any.
+pub fn embedded(name: &str) -> Option<&'static StaticSource> {
+    match name {
+        NAME => Some(&SOURCE),
+        LONG_NAME => Some(&LONG_SOURCE),
+        _ => None,
+    }
 }
 
 /// The files and folder `--model` names: the built-in model when absent or `builtin`, else a
@@ -43,6 +80,7 @@ pub fn resolve(model: Option<&str>) -> Result<(&'static dyn FileSource, String),
     static DISK: FsSource = FsSource;
     match model {
         None | Some(NAME) => Ok((&SOURCE, NAME.to_string())),
+        Some(LONG_NAME) => Ok((&LONG_SOURCE, LONG_NAME.to_string())),
         Some(arg) => Ok((&DISK, resolve_model_dir(&DISK, arg).map_err(|e| e.to_string())?)),
     }
 }

@@ -19,8 +19,8 @@ pub fn inspect(argv: &[String]) -> Result<(), String> {
     let [dir] = args.positional.as_slice() else {
         return Err("usage: sana-video inspect DIR".into());
     };
-    let report = if dir == crate::builtin::NAME {
-        sana_video_core::inspect::inspect(&crate::builtin::SOURCE, dir)
+    let report = if let Some(source) = crate::builtin::embedded(dir) {
+        sana_video_core::inspect::inspect(source, dir)
     } else {
         sana_video_core::inspect::inspect(&FsSource, dir)
     }

@@ -1,6 +1,9 @@
 //! `sana-video evaluate`: generates a clip for every prompt x seed and scores it with the
 //! motion evaluator (core/src/eval: objects found by colour, tracked, their motion checked).
 //! Prints one line per clip and a JSON summary; `--report FILE` keeps every verdict.
+//! A block-causal (LongSANA) model generates its long video chunk by chunk, and every
+//! 17-frame window (starting each second) is scored as a clip of its own: the summary then
+//! also says, per window, how many objects kept their colour and their motion.
 
 use std::time::Instant;
 
@@ -10,14 +13,21 @@ use sana_video_core::device;
 use sana_video_core::eval::{score_clip, Clip, Summary};
 use sana_video_core::io as sio;
 use sana_video_core::models::text_encoder::PromptOptions;
+use sana_video_core::pipelines::long::LongOptions;
 use sana_video_core::pipelines::{self, Events, Frames, Request};
-use sana_video_core::samplers::SamplerKind;
+use sana_video_core::samplers::{longlive, SamplerKind};
 
 use crate::args::{parse, Args};
 use crate::builtin;
 
-const VALUED: &[&str] = &["model", "prompts", "seeds", "steps", "cfg-scale", "frames", "sampler", "backend", "dtype", "report", "negative-prompt"];
+const VALUED: &[&str] = &[
+    "model", "prompts", "seeds", "steps", "cfg-scale", "frames", "sampler", "backend", "dtype", "report", "negative-prompt",
+    "chunk-frames", "cached-blocks",
+];
 const SWITCHES: &[&str] = &["quiet"];
+/// Long videos are scored in windows of the built-in model's clip length, one per second.
+const WINDOW: usize = 17;
+const WINDOW_STEP: usize = 16;
 
 /// Collects the decoded frames as [T, H, W, 3] values in [0, 255], rounded as an 8-bit video
 /// file would store them.
@@ -92,21 +102,68 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_tiling: None,
         keep_resident: false,
     };
-    let plan = pipelines::plan(source, &model_dir, &req).map_err(|e| e.to_string())?;
+    let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
+    if long {
+        for flag in ["steps", "cfg-scale", "sampler", "negative-prompt"] {
+            if args.get(flag).is_some() {
+                return Err(format!("--{flag} does not apply to LongSANA ({model_dir} is block-causal: 4 LongLive steps per chunk, no guidance)"));
+            }
+        }
+    }
+    if !long {
+        for flag in ["chunk-frames", "cached-blocks"] {
+            if args.get(flag).is_some() {
+                return Err(format!("--{flag} is for LongSANA (block-causal) checkpoints; {model_dir} is bidirectional"));
+            }
+        }
+    }
+    let cached_blocks = match parse::<i64>(&args, "cached-blocks", "a whole number (-1: all)")? {
+        None => defaults.cached_blocks,
+        Some(-1) => None,
+        Some(k) if k >= 1 => Some(k as usize),
+        Some(k) => return Err(format!("--cached-blocks {k}: expected -1 (all finished chunks) or at least 1")),
+    };
+    let chunk_frames = parse(&args, "chunk-frames", "a whole number of latent frames")?.or(defaults.chunk_frames).unwrap_or(longlive::CHUNK_FRAMES);
+    let long_opts = long.then(|| LongOptions {
+        chunk_frames,
+        cached_blocks,
+        prompt_schedule: Vec::new(),
+        fps: 16,
+        resume: None,
+        save_state: None,
+        keep_latents: false,
+    });
+    let plan = match &long_opts {
+        Some(o) => pipelines::long::plan_long(source, &model_dir, &req, o),
+        None => pipelines::plan(source, &model_dir, &req),
+    }
+    .map_err(|e| e.to_string())?;
+    if long && plan.frames < WINDOW {
+        return Err(format!("--frames {}: a block-causal model is scored in {WINDOW}-frame windows; ask for at least {WINDOW} frames", plan.frames));
+    }
     if !quiet {
+        let sampling = match &long_opts {
+            Some(o) => format!(
+                "LongLive, chunks of {} latent frames, {}",
+                o.chunk_frames,
+                o.cached_blocks.map_or("attending to all earlier chunks".into(), |k| format!("attending to the last {k}"))
+            ),
+            None => format!("{steps} steps of {}, cfg {cfg_scale}", plan.sampler.name()),
+        };
         eprintln!(
-            "evaluating {model_dir}: {} prompts x {} seeds, {} frames at {}x{}, {steps} steps of {}, cfg {cfg_scale}, {} {:?}",
+            "evaluating {model_dir}: {} prompts x {} seeds, {} frames at {}x{}, {sampling}, {} {:?}",
             prompts.len(),
             seeds.len(),
             plan.frames,
             plan.out_size.1,
             plan.out_size.0,
-            plan.sampler.name(),
             device::name(kind),
             dtype
         );
     }
     let mut total = Summary::default();
+    // Per window start (long videos): objects found, objects moving as asked, objects.
+    let mut windows: Vec<(usize, usize, usize)> = Vec::new();
     let mut report = Vec::new();
     let start = Instant::now();
     let n = prompts.len() * seeds.len();
@@ -114,14 +171,35 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         req.prompt = prompt.clone();
         req.seed = seed;
         let mut out = Collect::default();
-        pipelines::run(source, &plan, &req, &device, &mut out).map_err(|e| format!("prompt `{prompt}`, seed {seed}: {e}"))?;
-        let clip = Clip { data: &out.data, frames: out.frames, height: out.size.0, width: out.size.1 };
-        let scores = score_clip(&clip, prompt).map_err(|e| e.to_string())?;
+        match &long_opts {
+            Some(o) => pipelines::long::run_long(source, &plan, &req, o, &device, &mut out).map(|_| ()),
+            None => pipelines::run(source, &plan, &req, &device, &mut out).map(|_| ()),
+        }
+        .map_err(|e| format!("prompt `{prompt}`, seed {seed}: {e}"))?;
+        let px = out.size.0 * out.size.1 * 3;
+        let starts: Vec<usize> = if long { (0..).step_by(WINDOW_STEP).take_while(|s| s + WINDOW <= out.frames).collect() } else { vec![0] };
+        let mut scores = Vec::new();
+        let mut per_window = Vec::new();
+        for (k, &s0) in starts.iter().enumerate() {
+            let len = if long { WINDOW } else { out.frames };
+            let clip = Clip { data: &out.data[s0 * px..(s0 + len) * px], frames: len, height: out.size.0, width: out.size.1 };
+            let sc = score_clip(&clip, prompt).map_err(|e| e.to_string())?;
+            let (f, m) = (sc.iter().filter(|s| s.found).count(), sc.iter().filter(|s| s.motion_ok == Some(true)).count());
+            if windows.len() <= k {
+                windows.push((0, 0, 0));
+            }
+            windows[k].0 += f;
+            windows[k].1 += m;
+            windows[k].2 += sc.len();
+            per_window.push(format!("{f}/{}", sc.len()));
+            scores.extend(sc);
+        }
         total.add(&scores);
         let found = scores.iter().filter(|s| s.found).count();
         let moved = scores.iter().filter(|s| s.motion_ok == Some(true)).count();
         if !quiet {
-            eprintln!("[{}/{n}] seed {seed}: colour {found}/{} motion {moved}/{found}  {prompt}", i + 1, scores.len());
+            let detail = if long { format!(" (colour per second: {})", per_window.join(" ")) } else { String::new() };
+            eprintln!("[{}/{n}] seed {seed}: colour {found}/{} motion {moved}/{found}{detail}  {prompt}", i + 1, scores.len());
         }
         let objects: Vec<serde_json::Value> = scores
             .iter()
@@ -141,6 +219,24 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         "objects": total.objects, "colour_accuracy": total.colour_accuracy(),
         "motion_accuracy": total.motion_accuracy(), "consistency": total.consistency(), "seconds": seconds,
     });
+    let mut summary = summary;
+    if let (Some(o), Some(m)) = (&long_opts, summary.as_object_mut()) {
+        m.remove("steps");
+        m.remove("cfg_scale");
+        m.insert("sampler".into(), json!("longlive"));
+        m.insert("chunk_frames".into(), json!(o.chunk_frames));
+        m.insert("cached_blocks".into(), json!(o.cached_blocks));
+    }
+    if long {
+        summary["windows"] = json!(windows
+            .iter()
+            .enumerate()
+            .map(|(k, (f, m, o))| json!({
+                "start_frame": k * WINDOW_STEP, "objects": o,
+                "colour_accuracy": *f as f64 / (*o).max(1) as f64, "motion_accuracy": *m as f64 / (*f).max(1) as f64,
+            }))
+            .collect::<Vec<_>>());
+    }
     if let Some(path) = args.get("report") {
         let body = serde_json::to_string_pretty(&json!({ "summary": summary, "clips": report })).map_err(|e| e.to_string())?;
         sio::write_atomic(path, body.as_bytes()).map_err(|e| e.to_string())?;

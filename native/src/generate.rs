@@ -214,14 +214,26 @@ fn load_noise(path: &str) -> Result<(Vec<f32>, Vec<usize>), String> {
     w.read_f32("latents").map_err(|e| format!("--init-noise {path}: {e}"))
 }
 
+/// Without `--model`, a video longer than the built-in model's 17 frames, or any LongSANA
+/// flag, goes to the built-in causal model. Unparsable values are left for the checks below.
+fn wants_long(args: &Args) -> bool {
+    const LONG_FLAGS: [&str; 5] = ["chunk-frames", "cached-blocks", "prompt-schedule", "save-state", "resume"];
+    let fps = args.get("fps").and_then(|v| v.parse::<f64>().ok()).unwrap_or(16.0);
+    let frames = args.get("frames").and_then(|v| v.parse::<f64>().ok()).or_else(|| args.get("seconds").and_then(|v| v.parse::<f64>().ok()).map(|s| s * fps + 1.0));
+    args.get("image").is_none() && (LONG_FLAGS.iter().any(|f| args.get(f).is_some()) || frames.is_some_and(|f| f > 17.5))
+}
+
 pub fn run(argv: &[String]) -> Result<(), String> {
     let argv: Vec<String> = argv.iter().map(|a| if a == "-o" { "--output".to_string() } else { a.clone() }).collect();
     let args = Args::parse(&argv, VALUED, SWITCHES)?;
     if let Some(p) = args.positional.first() {
         return Err(format!("unexpected argument `{p}` (the prompt goes after --prompt)"));
     }
-    let (source, model_dir) = builtin::resolve(args.get("model"))?;
+    let (source, model_dir) = builtin::resolve(args.get("model").or_else(|| wants_long(&args).then_some(builtin::LONG_NAME)))?;
     let defaults = builtin::defaults(source, &model_dir)?;
+    if args.get("model").is_none() && model_dir == builtin::LONG_NAME && !args.flag("quiet") {
+        eprintln!("using {}: the built-in model's block-causal variant, for videos longer than 17 frames", builtin::LONG_NAME);
+    }
     let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
     if long {
         // LongLive fixes these; accepting them silently would mislead.
@@ -346,7 +358,8 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     };
     let long_opts = if long {
         let cached_blocks = match parse::<i64>(&args, "cached-blocks", "a whole number (-1: all)")? {
-            None | Some(-1) => None,
+            None => defaults.cached_blocks,
+            Some(-1) => None,
             Some(k) if k >= 1 => Some(k as usize),
             Some(k) => return Err(format!("--cached-blocks {k}: expected -1 (all finished chunks) or at least 1")),
         };
@@ -354,7 +367,9 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             return Err("--image: image-to-video is not available for LongSANA checkpoints".into());
         }
         Some(LongOptions {
-            chunk_frames: parse(&args, "chunk-frames", "a whole number of latent frames")?.unwrap_or(longlive::CHUNK_FRAMES),
+            chunk_frames: parse(&args, "chunk-frames", "a whole number of latent frames")?
+                .or(defaults.chunk_frames)
+                .unwrap_or(longlive::CHUNK_FRAMES),
             cached_blocks,
             prompt_schedule,
             fps,
@@ -459,7 +474,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             metadata.push(("resumed_from".into(), r.clone()));
         }
     }
-    let writer = VideoWriter::create(&output, format, plan.out_size.0, plan.out_size.1, fps, metadata)?;
+    let writer = VideoWriter::create(&output, format, plan.out_size.0, plan.out_size.1, fps, metadata, long_opts.is_some())?;
     let mut cli = Cli {
         writer: Some(writer),
         device: &device,

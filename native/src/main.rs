@@ -5,6 +5,7 @@ mod builtin;
 mod debug;
 mod evaluate;
 mod generate;
+mod fmp4;
 mod video;
 
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ USAGE:
     sana-video generate --prompt TEXT -o OUT.mp4 [--model DIR] [options below]
     sana-video evaluate --prompts FILE [--model DIR] [--seeds 1,2,3] [--steps N] [--cfg-scale S]
                         [--frames N] [--sampler S] [--backend B] [--dtype D] [--report FILE]
-    sana-video inspect DIR|builtin
+    sana-video inspect DIR|builtin|builtin-long
     sana-video debug transformer --model DIR --inputs IN.safetensors --output OUT.safetensors
                                  [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--reference-kernels]
     sana-video debug text-encoder --model DIR --inputs IN.safetensors --output OUT.safetensors
@@ -32,8 +33,10 @@ COMMANDS:
     generate             Text-to-video (image-to-video with --image). DIR: `builtin` (the
                          default: the small model compiled into this program, trained on
                          synthetic clips of coloured shapes in motion, 17 frames of 128x128;
-                         see builtin-model/README.md), a diffusers SanaVideoPipeline folder, or
-                         a repo id such as Efficient-Large-Model/SANA-Video_2B_480p_diffusers
+                         see builtin-model/README.md), `builtin-long` (its block-causal
+                         variant, used without --model when more than 17 frames or a
+                         LongSANA flag are asked for), a diffusers SanaVideoPipeline folder,
+                         or a repo id such as Efficient-Large-Model/SANA-Video_2B_480p_diffusers
                          found in the HF cache.
                          -o, --output PATH      .mp4 (H.264), .gif, .safetensors (`frames` f32
                                                 [T,H,W,3] in [0,1] and `latents`), or a folder
@@ -62,8 +65,13 @@ COMMANDS:
                          LongSANA (a block-causal transformer, SanaVideoCausalTransformer3DModel):
                          chunk by chunk with a constant-size state, 4 LongLive steps per chunk,
                          no CFG, motion score 10 by default for the released 480p model
-                         --chunk-frames N       latent frames per chunk (10 = 40 frames)
-                         --cached-blocks K      attend to the last K chunks (-1: all, default)
+                         .mp4 is written as fragmented MP4, a fragment per decoded latent
+                         frame, so the file (.NAME.partial-PID until the end) plays while
+                         it grows
+                         --chunk-frames N       latent frames per chunk (10 = 40 frames;
+                                                builtin-long 2)
+                         --cached-blocks K      attend to the last K chunks (-1: all, the
+                                                default; builtin-long 1)
                          --prompt-schedule FILE `SECONDS PROMPT` lines, the first at 0
                          --save-state FILE      the state after the last chunk (atomic)
                          --resume FILE          continue that video (--frames a multiple of 4,
@@ -74,6 +82,10 @@ COMMANDS:
                          per clip and a JSON summary (colour accuracy, motion accuracy,
                          frame-to-frame consistency). Defaults: seeds 1,2,3, cfg 6, and the
                          model's size, frames, steps and negative prompt, as generate.
+                         A block-causal model (builtin-long) makes each video with LongLive
+                         (--chunk-frames, --cached-blocks as generate) and every 17-frame
+                         window, one per second, is scored; the summary adds per-window
+                         colour and motion accuracy.
     inspect              Components, config summary, parameter count, stored dtypes and memory
                          of a diffusers folder (pipeline or component, or a Hugging Face cache
                          entry models--ORG--NAME, or a repo id ORG/NAME found in the HF cache).

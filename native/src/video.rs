@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use sana_video_core::io::safetensors::{serialize, HostData};
 
+use crate::fmp4::{mp4_box, Fragmented, Sample};
+
 /// Temporary outputs to remove if the process is interrupted hard (second Ctrl-C).
 pub static PARTIAL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -74,6 +76,8 @@ fn to_u8(v: f32) -> u8 {
 
 enum Sink {
     Mp4 { encoder: Box<openh264::encoder::Encoder>, writer: Option<mp4::Mp4Writer<BufWriter<File>>>, sps: Option<Vec<u8>>, pps: Option<Vec<u8>>, index: u64 },
+    /// Fragmented MP4: one fragment per `push`, flushed, so the file plays while it grows.
+    Fmp4 { encoder: Box<openh264::encoder::Encoder>, writer: Option<Fragmented<BufWriter<File>>>, sps: Option<Vec<u8>>, pps: Option<Vec<u8>>, index: u64 },
     Gif { encoder: gif::Encoder<BufWriter<File>> },
     Png { dir: PathBuf, index: usize, meta: Vec<(String, String)> },
     Safetensors { frames: Vec<f32> },
@@ -93,7 +97,9 @@ pub struct VideoWriter {
 }
 
 impl VideoWriter {
-    pub fn create(path: &str, format: Format, height: usize, width: usize, fps: u32, metadata: Vec<(String, String)>) -> Result<VideoWriter, String> {
+    /// `stream`: write `.mp4` as fragmented MP4, one fragment per [`VideoWriter::push`],
+    /// so the file can be played while it grows (LongSANA pushes once per chunk).
+    pub fn create(path: &str, format: Format, height: usize, width: usize, fps: u32, metadata: Vec<(String, String)>, stream: bool) -> Result<VideoWriter, String> {
         let target = PathBuf::from(path.trim_end_matches('/'));
         let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "output".into());
         let temp = target.with_file_name(format!(".{name}.partial-{}", std::process::id()));
@@ -101,17 +107,12 @@ impl VideoWriter {
         let io = |e: std::io::Error| format!("--output {path}: {e}");
         let sink = match format {
             Format::Mp4 => {
-                let api = openh264::OpenH264API::from_source();
-                let config = openh264::encoder::EncoderConfig::new()
-                    .max_frame_rate(openh264::encoder::FrameRate::from_hz(fps as f32))
-                    .rate_control_mode(openh264::encoder::RateControlMode::Off)
-                    // Constant quality (rate control off, QP capped at 22: ~CRF 20), and never
-                    // drop frames to meet a bitrate: every generated frame is kept.
-                    .skip_frames(false)
-                    .qp(openh264::encoder::QpRange::new(0, 22))
-                    .intra_frame_period(openh264::encoder::IntraFramePeriod::from_num_frames(fps.max(1) * 2));
-                let encoder = openh264::encoder::Encoder::with_api_config(api, config).map_err(|e| format!("H.264 encoder: {e}"))?;
-                Sink::Mp4 { encoder: Box::new(encoder), writer: None, sps: None, pps: None, index: 0 }
+                let encoder = h264_encoder(fps)?;
+                if stream {
+                    Sink::Fmp4 { encoder, writer: None, sps: None, pps: None, index: 0 }
+                } else {
+                    Sink::Mp4 { encoder, writer: None, sps: None, pps: None, index: 0 }
+                }
             }
             Format::Gif => {
                 let file = BufWriter::new(File::create(&temp).map_err(io)?);
@@ -169,31 +170,7 @@ impl VideoWriter {
             }
             Sink::Mp4 { encoder, writer, sps, pps, index } => {
                 for f in 0..count {
-                    let rgb: Vec<u8> = data[f * h * w * 3..(f + 1) * h * w * 3].iter().map(|&v| to_u8(v)).collect();
-                    let yuv = openh264::formats::YUVBuffer::from_rgb8_source(openh264::formats::RgbSliceU8::new(&rgb, (w, h)));
-                    let bs = encoder.encode(&yuv).map_err(|e| format!("H.264 encoder: {e}"))?;
-                    let mut sample = Vec::new();
-                    let mut sync = false;
-                    for l in 0..bs.num_layers() {
-                        let Some(layer) = bs.layer(l) else { continue };
-                        for n in 0..layer.nal_count() {
-                            let Some(nal) = layer.nal_unit(n) else { continue };
-                            let body = strip_start_code(nal);
-                            let Some(&head) = body.first() else { continue };
-                            match head & 0x1f {
-                                7 => *sps = Some(body.to_vec()),
-                                8 => *pps = Some(body.to_vec()),
-                                t => {
-                                    sync |= t == 5;
-                                    sample.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                                    sample.extend_from_slice(body);
-                                }
-                            }
-                        }
-                    }
-                    if sample.is_empty() {
-                        return Err(format!("H.264 encoder returned no picture for frame {}", *index + 1));
-                    }
+                    let picture = encode_frame(encoder, &data[f * h * w * 3..(f + 1) * h * w * 3], h, w, sps, pps, *index)?;
                     if writer.is_none() {
                         let (Some(s), Some(p)) = (sps.as_ref(), pps.as_ref()) else {
                             return Err("H.264 encoder: the first frame carried no SPS/PPS".into());
@@ -225,11 +202,29 @@ impl VideoWriter {
                         start_time: *index * 1000,
                         duration: 1000,
                         rendering_offset: 0,
-                        is_sync: sync,
-                        bytes: bytes::Bytes::from(sample),
+                        is_sync: picture.sync,
+                        bytes: bytes::Bytes::from(picture.data),
                     };
                     wr.write_sample(1, &sample).map_err(|e| io(&e))?;
                     *index += 1;
+                }
+            }
+            Sink::Fmp4 { encoder, writer, sps, pps, index } => {
+                let mut pictures = Vec::with_capacity(count);
+                for f in 0..count {
+                    pictures.push(encode_frame(encoder, &data[f * h * w * 3..(f + 1) * h * w * 3], h, w, sps, pps, *index)?);
+                    *index += 1;
+                }
+                if writer.is_none() && count > 0 {
+                    let (Some(s), Some(p)) = (sps.as_ref(), pps.as_ref()) else {
+                        return Err("H.264 encoder: the first frame carried no SPS/PPS".into());
+                    };
+                    let file = BufWriter::new(File::create(&temp).map_err(|e| io(&e))?);
+                    let udta = udta_box(&self.metadata);
+                    *writer = Some(Fragmented::start(file, w as u16, h as u16, fps, s, p, Some(&udta)).map_err(|e| io(&e))?);
+                }
+                if let Some(wr) = writer.as_mut() {
+                    wr.append(&pictures).map_err(|e| io(&e))?;
                 }
             }
         }
@@ -258,6 +253,11 @@ impl VideoWriter {
             Sink::Gif { encoder } => {
                 let mut file = encoder.into_inner().map_err(|e| io(&e))?;
                 file.flush().map_err(|e| io(&e))?;
+            }
+            Sink::Fmp4 { writer, .. } => {
+                let wr = writer.ok_or_else(|| format!("--output {path}: no frames were written"))?;
+                let file = wr.into_inner().into_inner().map_err(|e| io(&e))?;
+                file.sync_all().map_err(|e| io(&e))?;
             }
             Sink::Mp4 { writer, .. } => {
                 let mut wr = writer.ok_or_else(|| format!("--output {path}: no frames were written"))?;
@@ -295,6 +295,59 @@ pub fn remove_partial(p: &Path) {
     }
 }
 
+fn h264_encoder(fps: u32) -> Result<Box<openh264::encoder::Encoder>, String> {
+    let api = openh264::OpenH264API::from_source();
+    let config = openh264::encoder::EncoderConfig::new()
+        .max_frame_rate(openh264::encoder::FrameRate::from_hz(fps as f32))
+        .rate_control_mode(openh264::encoder::RateControlMode::Off)
+        // Constant quality (rate control off, QP capped at 22: ~CRF 20), and never
+        // drop frames to meet a bitrate: every generated frame is kept.
+        .skip_frames(false)
+        .qp(openh264::encoder::QpRange::new(0, 22))
+        .intra_frame_period(openh264::encoder::IntraFramePeriod::from_num_frames(fps.max(1) * 2));
+    let encoder = openh264::encoder::Encoder::with_api_config(api, config).map_err(|e| format!("H.264 encoder: {e}"))?;
+    Ok(Box::new(encoder))
+}
+
+/// Encodes one RGB frame ([H, W, 3] in [0, 1]) into an AVCC sample; SPS and PPS, which the
+/// container carries out of band, are kept aside.
+fn encode_frame(
+    encoder: &mut openh264::encoder::Encoder,
+    rgb: &[f32],
+    h: usize,
+    w: usize,
+    sps: &mut Option<Vec<u8>>,
+    pps: &mut Option<Vec<u8>>,
+    index: u64,
+) -> Result<Sample, String> {
+    let rgb: Vec<u8> = rgb.iter().map(|&v| to_u8(v)).collect();
+    let yuv = openh264::formats::YUVBuffer::from_rgb8_source(openh264::formats::RgbSliceU8::new(&rgb, (w, h)));
+    let bs = encoder.encode(&yuv).map_err(|e| format!("H.264 encoder: {e}"))?;
+    let mut data = Vec::new();
+    let mut sync = false;
+    for l in 0..bs.num_layers() {
+        let Some(layer) = bs.layer(l) else { continue };
+        for n in 0..layer.nal_count() {
+            let Some(nal) = layer.nal_unit(n) else { continue };
+            let body = strip_start_code(nal);
+            let Some(&head) = body.first() else { continue };
+            match head & 0x1f {
+                7 => *sps = Some(body.to_vec()),
+                8 => *pps = Some(body.to_vec()),
+                t => {
+                    sync |= t == 5;
+                    data.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                    data.extend_from_slice(body);
+                }
+            }
+        }
+    }
+    if data.is_empty() {
+        return Err(format!("H.264 encoder returned no picture for frame {}", index + 1));
+    }
+    Ok(Sample { data, sync })
+}
+
 fn strip_start_code(nal: &[u8]) -> &[u8] {
     if nal.starts_with(&[0, 0, 0, 1]) {
         &nal[4..]
@@ -324,13 +377,6 @@ fn serialize_with_metadata(tensors: &[(&str, HostData<'_>, &[usize])], meta: &[(
     Ok(out)
 }
 
-fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(8 + body.len());
-    b.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
-    b.extend_from_slice(kind);
-    b.extend_from_slice(body);
-    b
-}
 
 /// iTunes-style tags (`moov/udta/meta/ilst`: `©cmt` with the settings, `©too` with the
 /// software), which ffprobe and players show. The `mp4` crate writes `moov` last, so the
@@ -355,6 +401,20 @@ fn add_mp4_metadata(path: &Path, meta: &[(String, String)]) -> std::io::Result<(
         pos += size;
     }
     let Some((at, size)) = moov.filter(|(at, size)| at + size == len) else { return Ok(()) };
+    let udta = udta_box(meta);
+    let new_size = size + udta.len() as u64;
+    if new_size > u32::MAX as u64 {
+        return Ok(());
+    }
+    f.seek(SeekFrom::End(0))?;
+    f.write_all(&udta)?;
+    f.seek(SeekFrom::Start(at))?;
+    f.write_all(&(new_size as u32).to_be_bytes())?;
+    f.sync_all()
+}
+
+/// `udta/meta/ilst` with `©cmt` (the settings) and `©too` (the software).
+fn udta_box(meta: &[(String, String)]) -> Vec<u8> {
     let item = |kind: &[u8; 4], text: &str| {
         let mut data = vec![0, 0, 0, 1, 0, 0, 0, 0];
         data.extend_from_slice(text.as_bytes());
@@ -371,14 +431,5 @@ fn add_mp4_metadata(path: &Path, meta: &[(String, String)]) -> std::io::Result<(
     let mut meta_body = vec![0u8; 4];
     meta_body.extend(mp4_box(b"hdlr", &hdlr));
     meta_body.extend(mp4_box(b"ilst", &ilst));
-    let udta = mp4_box(b"udta", &mp4_box(b"meta", &meta_body));
-    let new_size = size + udta.len() as u64;
-    if new_size > u32::MAX as u64 {
-        return Ok(());
-    }
-    f.seek(SeekFrom::End(0))?;
-    f.write_all(&udta)?;
-    f.seek(SeekFrom::Start(at))?;
-    f.write_all(&(new_size as u32).to_be_bytes())?;
-    f.sync_all()
+    mp4_box(b"udta", &mp4_box(b"meta", &meta_body))
 }

@@ -119,8 +119,8 @@ fn evaluate_refuses_prompts_it_cannot_judge() {
 #[test]
 fn builtin_model_quality_regression() {
     const PROMPTS: usize = 12;
-    const MIN_COLOUR: f64 = 0.90; // run 5: measured 20 / 20 = 1.00 (run 4: 0.70)
-    const MIN_MOTION: f64 = 0.85; // run 5: measured 19 / 20 = 0.95
+    const MIN_COLOUR: f64 = 0.90; // run 6 (and run 5): measured 20 / 20 = 1.00 (run 4: 0.70)
+    const MIN_MOTION: f64 = 0.85; // run 6 (and run 5): measured 19 / 20 = 0.95
     let dir = scratch("builtin-quality");
     let all = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/dataset/heldout_prompts.txt")).unwrap();
     let first: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).take(PROMPTS).collect();
@@ -131,6 +131,67 @@ fn builtin_model_quality_regression() {
     let colour = summary["colour_accuracy"].as_f64().unwrap();
     let motion = summary["motion_accuracy"].as_f64().unwrap();
     eprintln!("built-in model on {PROMPTS} held-out prompts: colour {colour:.3}, motion {motion:.3}");
+    assert!(colour >= MIN_COLOUR, "colour accuracy {colour:.3} < {MIN_COLOUR} (summary {summary})");
+    assert!(motion >= MIN_MOTION, "motion accuracy {motion:.3} < {MIN_MOTION} (summary {summary})");
+}
+
+/// Without `--model`, a video longer than 17 frames goes to the built-in causal model
+/// (`builtin-long`, issue 8), streamed as fragmented MP4.
+#[test]
+fn long_video_without_model_uses_the_builtin_causal_model() {
+    let dir = scratch("builtin-long-gen");
+    let out = dir.join("long.mp4");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--seconds", "3", "--prompt", "a large red circle moves slowly to the left on a dark blue background", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "generate failed: {err}");
+    assert!(err.contains("using builtin-long"), "the switch to the causal model is announced: {err}");
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", "stream=width,height,nb_read_frames", "-of", "default=nw=1"])
+        .arg(&out)
+        .output()
+        .expect("ffprobe (apt install ffmpeg) is needed for the MP4 checks");
+    let text = String::from_utf8_lossy(&probe.stdout).to_string();
+    for want in ["width=128", "height=128", "nb_read_frames=49"] {
+        assert!(text.contains(want), "ffprobe: expected {want} in\n{text}");
+    }
+    let tags = Command::new("ffprobe").args(["-v", "error", "-show_entries", "format_tags", "-of", "default=nw=1"]).arg(&out).output().unwrap();
+    let tags = String::from_utf8_lossy(&tags.stdout).to_string();
+    assert!(tags.contains("model: builtin-long"), "metadata names the model: {tags}");
+    // An image asks for the bidirectional model (LongSANA has no image-to-video): no switch.
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--quiet", "--frames", "9", "--steps", "1", "--chunk-frames", "2", "--image"])
+        .arg(fixtures().join("builtin/builtin_i2v.png"))
+        .args(["--prompt", "a red circle", "-o"])
+        .arg(dir.join("i2v.mp4"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--chunk-frames is for LongSANA"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The built-in causal model's quality regression (issue 8): the first 6 held-out prompts,
+/// seed 1, 81 frames (5 s: ten chunks), each 1-second window scored. Floors just under what
+/// this checkpoint measured with exactly these settings (BENCHMARKS.md, "Built-in causal model").
+#[test]
+fn builtin_long_quality_regression() {
+    const PROMPTS: usize = 6;
+    const MIN_COLOUR: f64 = 0.70; // measured 50 / 65 = 0.77 (call 2 of tools/train/runs/2026-11-28-causal)
+    const MIN_MOTION: f64 = 0.50; // measured 30 / 50 = 0.60
+    let dir = scratch("builtin-long-quality");
+    let all = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/dataset/heldout_prompts.txt")).unwrap();
+    let first: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).take(PROMPTS).collect();
+    let prompts = dir.join("prompts.txt");
+    std::fs::write(&prompts, first.join("\n")).unwrap();
+    let short = bin().args(["evaluate", "--backend", "cpu", "--model", "builtin-long", "--frames", "9", "--prompts"]).arg(&prompts).output().unwrap();
+    assert!(!short.status.success() && String::from_utf8_lossy(&short.stderr).contains("17-frame windows"), "{}", String::from_utf8_lossy(&short.stderr));
+    let summary = evaluate(&prompts, &["--model", "builtin-long", "--frames", "81", "--seeds", "1"]);
+    assert_eq!(summary["windows"].as_array().map(|w| w.len()), Some(5), "five 1-second windows: {summary}");
+    let colour = summary["colour_accuracy"].as_f64().unwrap();
+    let motion = summary["motion_accuracy"].as_f64().unwrap();
+    eprintln!("built-in causal model, {PROMPTS} held-out prompts x 5 windows: colour {colour:.3}, motion {motion:.3}");
     assert!(colour >= MIN_COLOUR, "colour accuracy {colour:.3} < {MIN_COLOUR} (summary {summary})");
     assert!(motion >= MIN_MOTION, "motion accuracy {motion:.3} < {MIN_MOTION} (summary {summary})");
 }

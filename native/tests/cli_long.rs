@@ -202,3 +202,78 @@ fn prompt_schedule_switches_prompts_and_rejects_bad_files() {
     let o = bin().arg("generate").arg("--model").arg(&model).arg("--prompt-schedule").arg(&sched).arg("-o").arg(&out).output().unwrap();
     expect_failure(&o, &out, &["--prompt-schedule", "must start at 0"]);
 }
+
+/// Top-level boxes of an MP4 file: (type, offset, size).
+fn top_boxes(bytes: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        assert!(size >= 8, "box size {size} at {at}");
+        out.push((String::from_utf8_lossy(&bytes[at + 4..at + 8]).to_string(), at, size));
+        at += size;
+    }
+    assert_eq!(at, bytes.len(), "boxes do not tile the file");
+    out
+}
+
+fn probe_frames(mp4: &Path) -> String {
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,r_frame_rate", "-of", "default=nw=1"])
+        .arg(mp4)
+        .output()
+        .expect("ffprobe (apt install ffmpeg) is needed for the MP4 checks");
+    assert!(probe.status.success(), "ffprobe {}: {}", mp4.display(), String::from_utf8_lossy(&probe.stderr));
+    String::from_utf8_lossy(&probe.stdout).to_string()
+}
+
+#[test]
+fn mp4_is_streamed_in_fragments_as_frames_are_decoded() {
+    let model = causal_model("long-stream");
+    let dir = model.parent().unwrap().to_path_buf();
+    let (mp4, exact) = (dir.join("long.mp4"), dir.join("long.safetensors"));
+    // 41 frames = 11 latent frames; the streaming decoder hands over 1, then 4 frames per
+    // latent frame, and each hand-over becomes one fragment.
+    ok(&generate(&model, &mp4, &["--frames", "41"]), "mp4 run");
+    let bytes = std::fs::read(&mp4).unwrap();
+    let boxes = top_boxes(&bytes);
+    let kinds: Vec<&str> = boxes.iter().map(|b| b.0.as_str()).collect();
+    let mut want = vec!["ftyp", "moov"];
+    for _ in 0..11 {
+        want.extend(["moof", "mdat"]);
+    }
+    assert_eq!(kinds, want, "expected the header, then one fragment per decoded latent frame");
+    let text = probe_frames(&mp4);
+    for want in ["codec_name=h264", "width=64", "height=64", "r_frame_rate=16/1", "nb_read_frames=41"] {
+        assert!(text.contains(want), "ffprobe: expected {want} in\n{text}");
+    }
+    let tags = std::process::Command::new("ffprobe").args(["-v", "error", "-show_entries", "format_tags", "-of", "default=nw=1"]).arg(&mp4).output().unwrap();
+    let tags = String::from_utf8_lossy(&tags.stdout);
+    assert!(tags.contains(PROMPT) && tags.contains("longlive"), "MP4 tags: {tags}");
+
+    // A file cut after any fragment plays: what a viewer of the growing file sees.
+    for (fragments, frames) in [(1, 1), (3, 9), (7, 25)] {
+        let end = boxes[2 + 2 * fragments - 1].1 + boxes[2 + 2 * fragments - 1].2;
+        let cut = dir.join(format!("cut{fragments}.mp4"));
+        std::fs::write(&cut, &bytes[..end]).unwrap();
+        let text = probe_frames(&cut);
+        assert!(text.contains(&format!("nb_read_frames={frames}")), "{fragments} fragment(s): expected {frames} frames in\n{text}");
+    }
+
+    // The decoded frames are the run's frames (H.264 at QP <= 22).
+    ok(&generate(&model, &exact, &["--frames", "41"]), "safetensors run");
+    let rgb = dir.join("decoded.rgb");
+    let st = std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&mp4).args(["-f", "rawvideo", "-pix_fmt", "rgb24"]).arg(&rgb).status().unwrap();
+    assert!(st.success(), "ffmpeg could not decode the fragmented MP4");
+    let decoded = std::fs::read(&rgb).unwrap();
+    let frames = read(&exact, "frames");
+    assert_eq!(decoded.len(), frames.len(), "decoded size");
+    let luma = |p: &[f64]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    let dec: Vec<f64> = decoded.iter().map(|&v| v as f64).collect();
+    let want: Vec<f64> = frames.iter().map(|v| (v * 255.0).round()).collect();
+    let mse = dec.chunks(3).zip(want.chunks(3)).map(|(a, b)| (luma(a) - luma(b)).powi(2)).sum::<f64>() / (dec.len() / 3) as f64;
+    let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
+    println!("fragmented MP4 luma PSNR {psnr:.1} dB");
+    assert!(psnr >= 32.0, "fragmented MP4 luma PSNR {psnr:.1} dB");
+}

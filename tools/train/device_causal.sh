@@ -3,7 +3,8 @@
 # render fresh clips (SEED_BASE), then fine-tune the DiT block-causally until the deadline.
 # From the repository root on the GPU machine, with the diffusers wheel carried in .whl/:
 #
-#   SEED_BASE=20000 [INIT=<run folder>] [LR=2e-4] [ANNEAL=1] bash tools/train/device_causal.sh
+#   SEED_BASE=20000 [INIT=<run folder> | INIT_TRANSFORMER=builtin-model-long/transformer INIT_STEP=N]
+#     [LR=2e-4] [ANNEAL=1] bash tools/train/device_causal.sh
 #
 # Returns in $OUT: run/{weights,ema}-NN.safetensors, state.json, loss.jsonl, transformer/ (f16).
 set -euo pipefail
@@ -22,5 +23,6 @@ fi
 # Loading, encoding and the teacher pairs take ~1 min before the training clock starts.
 MIN=$(python3 -c "print(max(0.5, ($LIMIT_S - ($(date +%s) - $T0) - 130) / 60))")
 python3 tools/train/train_causal.py --data $W/data --pipeline builtin-model --out $OUT/run ${INIT:+--init "$INIT"} \
+  ${INIT_TRANSFORMER:+--init-transformer "$INIT_TRANSFORMER" --init-step "${INIT_STEP:-0}"} \
   --batch "${BATCH:-128}" --lr "${LR:-2e-4}" --max-minutes "$MIN" --compile ${ANNEAL:+--anneal} 2>&1 | grep -v -i warn
 echo "[$(( $(date +%s) - T0 )) s] done"

@@ -195,6 +195,8 @@ def main():
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--anneal", action="store_true", help="learning rate down to 10%% by the deadline")
     ap.add_argument("--init", help="a run folder (weights-*, state.json) to continue from")
+    ap.add_argument("--init-transformer", help="a shipped transformer/ folder to continue from (e.g. builtin-model-long/transformer)")
+    ap.add_argument("--init-step", type=int, default=0, help="its step count (with --init-transformer)")
     ap.add_argument("--export-only", action="store_true")
     a = ap.parse_args()
     from diffusers import AutoencoderKLWan, SanaVideoPipeline, SanaVideoTransformer3DModel
@@ -208,6 +210,10 @@ def main():
     transformer = SanaVideoTransformer3DModel.from_pretrained(os.path.join(a.pipeline, "transformer"),
                                                               torch_dtype=torch.float32).to(device)
     step = 0
+    if a.init_transformer:
+        transformer.load_state_dict({k: v.float() for k, v in load_file(
+            os.path.join(a.init_transformer, "diffusion_pytorch_model.safetensors")).items()})
+        step = a.init_step
     if a.init or a.export_only:
         src = a.out if a.export_only else a.init
         transformer.load_state_dict(load_split(os.path.join(src, "ema" if a.export_only else "weights")))

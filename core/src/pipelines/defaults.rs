@@ -22,6 +22,10 @@ pub struct ModelDefaults {
     /// ` motion score: N.` appended to the prompt: LongSANA's released checkpoint was trained
     /// and is run with 10 (MODEL-SPEC §5.6); the others take none unless asked.
     pub motion_score: Option<u32>,
+    /// LongSANA only: latent frames per chunk and the attention window (chunks) when no flag
+    /// says otherwise (None: LongLive's 10 and every finished chunk).
+    pub chunk_frames: Option<usize>,
+    pub cached_blocks: Option<usize>,
 }
 
 /// The released checkpoints: their sizes, 81 frames, 50 steps, the official negative
@@ -49,5 +53,7 @@ pub fn defaults(source: &dyn FileSource, model_dir: &str, builtin: bool) -> Resu
         negative_prompt: if builtin { "" } else { DEFAULT_NEGATIVE_PROMPT },
         binning: bins_for(dit.sample_size).is_some(),
         motion_score: (dit.kind == DitKind::BlockCausal && !builtin && bins_for(dit.sample_size).is_some()).then_some(10),
+        chunk_frames: None,
+        cached_blocks: None,
     })
 }
