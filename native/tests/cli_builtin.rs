@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 #[test]
@@ -18,17 +16,11 @@ fn generate_without_model_uses_the_builtin_model() {
         .output()
         .unwrap();
     assert!(o.status.success(), "generate failed: {}", String::from_utf8_lossy(&o.stderr));
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", "stream=width,height,nb_read_frames", "-of", "default=nw=1"])
-        .arg(&out)
-        .output()
-        .expect("ffprobe (apt install ffmpeg) is needed for the MP4 checks");
-    let text = String::from_utf8_lossy(&probe.stdout).to_string();
+    let text = probe_stream(&out);
     for want in ["width=128", "height=128", "nb_read_frames=17"] {
         assert!(text.contains(want), "ffprobe: expected {want} in\n{text}");
     }
-    let tags = Command::new("ffprobe").args(["-v", "error", "-show_entries", "format_tags", "-of", "default=nw=1"]).arg(&out).output().unwrap();
-    let tags = String::from_utf8_lossy(&tags.stdout).to_string();
+    let tags = ffprobe(&out, &["-show_entries", "format_tags", "-of", "default=nw=1"]);
     assert!(tags.contains("model: builtin"), "metadata names the model: {tags}");
 }
 
@@ -149,17 +141,11 @@ fn long_video_without_model_uses_the_builtin_causal_model() {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "generate failed: {err}");
     assert!(err.contains("using builtin-long"), "the switch to the causal model is announced: {err}");
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", "stream=width,height,nb_read_frames", "-of", "default=nw=1"])
-        .arg(&out)
-        .output()
-        .expect("ffprobe (apt install ffmpeg) is needed for the MP4 checks");
-    let text = String::from_utf8_lossy(&probe.stdout).to_string();
+    let text = probe_stream(&out);
     for want in ["width=128", "height=128", "nb_read_frames=49"] {
         assert!(text.contains(want), "ffprobe: expected {want} in\n{text}");
     }
-    let tags = Command::new("ffprobe").args(["-v", "error", "-show_entries", "format_tags", "-of", "default=nw=1"]).arg(&out).output().unwrap();
-    let tags = String::from_utf8_lossy(&tags.stdout).to_string();
+    let tags = ffprobe(&out, &["-show_entries", "format_tags", "-of", "default=nw=1"]);
     assert!(tags.contains("model: builtin-long"), "metadata names the model: {tags}");
     // An image asks for the bidirectional model (LongSANA has no image-to-video): no switch.
     let o = bin()

@@ -86,19 +86,11 @@ fn mp4_gif_png_outputs() {
     let mp4 = dir.join("clip.mp4");
     let o = base(&mp4).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames,r_frame_rate", "-of", "default=nw=1"])
-        .arg(&mp4)
-        .output()
-        .expect("ffprobe (apt install ffmpeg) is needed for the MP4 checks");
-    let text = String::from_utf8_lossy(&probe.stdout);
-    assert!(probe.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&probe.stderr));
+    let text = probe_stream(&mp4);
     for want in ["codec_name=h264", "width=64", "height=32", "r_frame_rate=16/1", "nb_read_frames=9"] {
         assert!(text.contains(want), "ffprobe: expected {want} in\n{text}");
     }
-    let tags = Command::new("ffprobe").args(["-v", "error", "-show_entries", "format_tags", "-of", "default=nw=1"]).arg(&mp4).output().unwrap();
-    let tags = String::from_utf8_lossy(&tags.stdout);
+    let tags = ffprobe(&mp4, &["-show_entries", "format_tags", "-of", "default=nw=1"]);
     assert!(tags.contains("prompt: a red ball rolls to the left") && tags.contains("seed: 42"), "MP4 tags: {tags}");
     // Same seed, same bytes.
     let again = dir.join("again.mp4");
@@ -109,17 +101,7 @@ fn mp4_gif_png_outputs() {
     // random-weight fixture makes noise-like frames, the hardest case for H.264).
     let exact = dir.join("exact.safetensors");
     assert!(base(&exact).output().unwrap().status.success());
-    let rgb = dir.join("decoded.rgb");
-    let st = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&mp4).args(["-f", "rawvideo", "-pix_fmt", "rgb24"]).arg(&rgb).status().unwrap();
-    assert!(st.success(), "ffmpeg could not decode the MP4");
-    let decoded = std::fs::read(&rgb).unwrap();
-    let frames = read(&exact, "frames");
-    assert_eq!(decoded.len(), frames.len(), "decoded size");
-    let luma = |p: &[f64]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
-    let dec: Vec<f64> = decoded.iter().map(|&v| v as f64).collect();
-    let want: Vec<f64> = frames.iter().map(|v| (v * 255.0).round()).collect();
-    let mse = dec.chunks(3).zip(want.chunks(3)).map(|(a, b)| (luma(a) - luma(b)).powi(2)).sum::<f64>() / (dec.len() / 3) as f64;
-    let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
+    let psnr = mp4_luma_psnr(&mp4, &read(&exact, "frames"));
     println!("MP4 luma PSNR {psnr:.1} dB");
     assert!(psnr >= 32.0, "MP4 luma PSNR {psnr:.1} dB (measured 33.5 dB with QP <= 22)");
 

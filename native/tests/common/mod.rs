@@ -70,3 +70,37 @@ pub fn write_i64(path: &Path, tensors: &[(&str, &[i64], &[usize])]) {
         .collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
+
+/// `ffprobe -v error ARGS PATH` (e.g. `-show_entries stream=width -of default=nw=1`): its
+/// stdout, after checking it ran.
+pub fn ffprobe(path: &Path, args: &[&str]) -> String {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe (apt install ffmpeg) is needed for the MP4 checks");
+    assert!(o.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The video stream's codec, size, rate and decoded frame count, as `key=value` lines.
+pub fn probe_stream(path: &Path) -> String {
+    ffprobe(path, &["-count_frames", "-select_streams", "v:0", "-show_entries",
+        "stream=codec_name,width,height,nb_read_frames,r_frame_rate", "-of", "default=nw=1"])
+}
+
+/// Luma PSNR (dB) of an MP4 as ffmpeg decodes it against the exact frames [T,H,W,3] in [0,1]
+/// of the same run (8-bit rounded, as the encoder saw them).
+pub fn mp4_luma_psnr(mp4: &Path, frames: &[f64]) -> f64 {
+    let rgb = mp4.with_extension("rgb");
+    let st = Command::new("ffmpeg").args(["-v", "error", "-y", "-i"]).arg(mp4).args(["-f", "rawvideo", "-pix_fmt", "rgb24"]).arg(&rgb).status().unwrap();
+    assert!(st.success(), "ffmpeg could not decode {}", mp4.display());
+    let decoded = std::fs::read(&rgb).unwrap();
+    assert_eq!(decoded.len(), frames.len(), "decoded size of {}", mp4.display());
+    let luma = |p: &[f64]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    let dec: Vec<f64> = decoded.iter().map(|&v| v as f64).collect();
+    let want: Vec<f64> = frames.iter().map(|v| (v * 255.0).round()).collect();
+    let mse = dec.chunks(3).zip(want.chunks(3)).map(|(a, b)| (luma(a) - luma(b)).powi(2)).sum::<f64>() / (dec.len() / 3) as f64;
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
