@@ -15,7 +15,7 @@ use sana_video_core::io as sio;
 use sana_video_core::models::text_encoder::PromptOptions;
 use sana_video_core::pipelines::long::LongOptions;
 use sana_video_core::pipelines::{self, Events, Frames, Request};
-use sana_video_core::samplers::{longlive, SamplerKind};
+use sana_video_core::samplers::SamplerKind;
 
 use crate::args::{parse, Args};
 use crate::builtin;
@@ -117,13 +117,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             }
         }
     }
-    let cached_blocks = match parse::<i64>(&args, "cached-blocks", "a whole number (-1: all)")? {
-        None => defaults.cached_blocks,
-        Some(-1) => None,
-        Some(k) if k >= 1 => Some(k as usize),
-        Some(k) => return Err(format!("--cached-blocks {k}: expected -1 (all finished chunks) or at least 1")),
-    };
-    let chunk_frames = parse(&args, "chunk-frames", "a whole number of latent frames")?.or(defaults.chunk_frames).unwrap_or(longlive::CHUNK_FRAMES);
+    let (chunk_frames, cached_blocks) = crate::generate::chunking(&args, &defaults)?;
     let long_opts = long.then(|| LongOptions {
         chunk_frames,
         cached_blocks,

@@ -13,7 +13,7 @@ use sana_video_core::io::{FileSource, FsSource};
 use sana_video_core::models::text_encoder::{Instruction, PromptOptions};
 use sana_video_core::models::vae::tiling::Tiling;
 use sana_video_core::pipelines::long::{ChunkInfo, LongOptions};
-use sana_video_core::pipelines::{self, memory::gb, Events, Frames, Image, Request, Stage};
+use sana_video_core::pipelines::{self, memory::gb, Events, Frames, Image, ModelDefaults, Request, Stage};
 use sana_video_core::samplers::{longlive, SamplerKind};
 use sana_video_core::Error;
 
@@ -214,6 +214,19 @@ fn load_noise(path: &str) -> Result<(Vec<f32>, Vec<usize>), String> {
     w.read_f32("latents").map_err(|e| format!("--init-noise {path}: {e}"))
 }
 
+/// `--chunk-frames` and `--cached-blocks` (-1: every finished chunk) over the model's
+/// defaults (`generate` and `evaluate`).
+pub(crate) fn chunking(args: &Args, defaults: &ModelDefaults) -> Result<(usize, Option<usize>), String> {
+    let cached_blocks = match parse::<i64>(args, "cached-blocks", "a whole number (-1: all)")? {
+        None => defaults.cached_blocks,
+        Some(-1) => None,
+        Some(k) if k >= 1 => Some(k as usize),
+        Some(k) => return Err(format!("--cached-blocks {k}: expected -1 (all finished chunks) or at least 1")),
+    };
+    let chunk_frames = parse(args, "chunk-frames", "a whole number of latent frames")?.or(defaults.chunk_frames).unwrap_or(longlive::CHUNK_FRAMES);
+    Ok((chunk_frames, cached_blocks))
+}
+
 /// Without `--model`, a video longer than the built-in model's 17 frames, or any LongSANA
 /// flag, goes to the built-in causal model. Unparsable values are left for the checks below.
 fn wants_long(args: &Args) -> bool {
@@ -357,19 +370,12 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         keep_resident: args.flag("keep-resident"),
     };
     let long_opts = if long {
-        let cached_blocks = match parse::<i64>(&args, "cached-blocks", "a whole number (-1: all)")? {
-            None => defaults.cached_blocks,
-            Some(-1) => None,
-            Some(k) if k >= 1 => Some(k as usize),
-            Some(k) => return Err(format!("--cached-blocks {k}: expected -1 (all finished chunks) or at least 1")),
-        };
+        let (chunk_frames, cached_blocks) = chunking(&args, &defaults)?;
         if args.get("image").is_some() {
             return Err("--image: image-to-video is not available for LongSANA checkpoints".into());
         }
         Some(LongOptions {
-            chunk_frames: parse(&args, "chunk-frames", "a whole number of latent frames")?
-                .or(defaults.chunk_frames)
-                .unwrap_or(longlive::CHUNK_FRAMES),
+            chunk_frames,
             cached_blocks,
             prompt_schedule,
             fps,

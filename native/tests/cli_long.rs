@@ -43,10 +43,15 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn generate(model: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    generate_with(model, out, "64", "2", extra)
+}
+
+/// `generate` at WIDTH x 64 in chunks of CHUNK latent frames.
+fn generate_with(model: &Path, out: &Path, width: &str, chunk: &str, extra: &[&str]) -> std::process::Output {
     // A resumed run takes its seed from the state file.
     let seed: &[&str] = if extra.contains(&"--resume") { &[] } else { &["--seed", "5"] };
     bin()
-        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", "64", "--chunk-frames", "2"])
+        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", width, "--chunk-frames", chunk])
         .args(seed)
         .args(["--prompt", PROMPT, "--model"])
         .arg(model)
@@ -96,14 +101,7 @@ fn resume_refuses_other_sizes_windows_and_corrupt_files() {
     let s = state.to_str().unwrap();
 
     let out = dir.join("wider.mp4");
-    let o = bin()
-        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", "128", "--chunk-frames", "2"])
-        .args(["--prompt", PROMPT, "--model"])
-        .arg(&model)
-        .args(["--frames", "8", "--resume", s, "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = generate_with(&model, &out, "128", "2", &["--frames", "8", "--resume", s]);
     expect_failure(&o, &out, &["--resume", "another size"]);
 
     let out = dir.join("window.mp4");
@@ -126,14 +124,7 @@ fn resume_refuses_other_sizes_windows_and_corrupt_files() {
     expect_failure(&o, &out, &["--seed", "--resume"]);
 
     let out = dir.join("chunking.mp4");
-    let o = bin()
-        .args(["generate", "--backend", "cpu", "--quiet", "--height", "64", "--width", "64", "--chunk-frames", "3"])
-        .args(["--prompt", PROMPT, "--model"])
-        .arg(&model)
-        .args(["--frames", "12", "--resume", s, "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = generate_with(&model, &out, "64", "3", &["--frames", "12", "--resume", s]);
     expect_failure(&o, &out, &["--resume", "--chunk-frames"]);
 
     // One changed value in the tensor data (the file still parses): the checksum refuses it.
