@@ -3,8 +3,13 @@
 //! ```text
 //! cargo run --release -p sana-video-benches --bin dit-forward -- \
 //!     --model DIR [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] \
-//!     [--latent BxFxHxW ...] [--text-len 300] [--warmup 1] [--iters 3]
+//!     [--latent BxFxHxW ...] [--text-len 300] [--warmup 1] [--iters 3] \
+//!     [--kernels auto|reference] [--profile]
 //! ```
+//! `--kernels reference` runs the plain tensor-op versions of our fused ops instead of the
+//! CubeCL kernels (same numerics, for comparison). `--profile` adds one more forward per
+//! size with a device sync after every stage of every block and prints where the time went
+//! (the syncs themselves cost a little; the timed forwards run without them).
 //! DIR is a diffusers `transformer/` folder, e.g. a random full-size checkpoint from
 //! `tools/make_fullsize_checkpoint.py`. Inputs are random; the figure reported is the
 //! median wall time of `--iters` forwards after `--warmup`, each ending in a device sync
@@ -15,7 +20,9 @@ use std::time::Instant;
 use burn::tensor::{DType, Distribution, Tensor};
 use sana_video_core::device::{self, BackendKind};
 use sana_video_core::io::FsSource;
+use sana_video_core::kernels::Impl;
 use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
+use sana_video_core::profile;
 
 fn parse_latent(s: &str) -> Result<[usize; 4], String> {
     let v: Vec<usize> = s.split('x').map(|p| p.parse::<usize>()).collect::<Result<_, _>>().map_err(|_| format!("--latent {s}: expected BxFxHxW"))?;
@@ -29,8 +36,15 @@ fn main() -> Result<(), String> {
     let mut dtype = DType::F32;
     let mut latents = Vec::new();
     let (mut text_len, mut warmup, mut iters) = (300usize, 1usize, 3usize);
+    let mut kernels = Impl::Auto;
+    let mut profile = false;
     let mut i = 0;
     while i < argv.len() {
+        if argv[i] == "--profile" {
+            profile = true;
+            i += 1;
+            continue;
+        }
         let val = argv.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", argv[i]))?;
         match argv[i].as_str() {
             "--model" => model = Some(val),
@@ -40,6 +54,13 @@ fn main() -> Result<(), String> {
             "--text-len" => text_len = val.parse().map_err(|_| "--text-len: integer")?,
             "--warmup" => warmup = val.parse().map_err(|_| "--warmup: integer")?,
             "--iters" => iters = val.parse().map_err(|_| "--iters: integer")?,
+            "--kernels" => {
+                kernels = match val.as_str() {
+                    "auto" => Impl::Auto,
+                    "reference" => Impl::Reference,
+                    other => return Err(format!("--kernels {other}: expected auto or reference")),
+                }
+            }
             other => return Err(format!("unknown flag {other}")),
         }
         i += 2;
@@ -53,19 +74,22 @@ fn main() -> Result<(), String> {
         None => device::best_available().map_err(|e| e.to_string())?,
     };
     let t0 = Instant::now();
-    let (model, _) = SanaVideoTransformer3DModel::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
+    let (mut model, _) = SanaVideoTransformer3DModel::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
+    model.kernels = kernels;
     let load_s = t0.elapsed().as_secs_f64();
     let cfg = model.config.clone();
     let params = cfg.parameter_count() as f64;
     println!(
-        "# dit-forward: backend {} dtype {:?} model {} ({:.3} B params, {} layers) loaded in {:.1} s",
+        "# dit-forward: backend {} dtype {:?} kernels {:?} model {} ({:.3} B params, {} layers) loaded in {:.1} s",
         device::name(kind),
         dtype,
+        kernels,
         model_dir,
         params / 1e9,
         cfg.layers,
         load_s
     );
+    let mut profiles = Vec::new();
     println!("| latent [B,C,F,H,W] | tokens | median s | min s | max s | TFLOP/s |");
     println!("|---|---|---|---|---|---|");
     for [b, f, h, w] in latents {
@@ -76,6 +100,7 @@ fn main() -> Result<(), String> {
             let y = Tensor::<3>::random([b, text_len, cfg.caption_channels], Distribution::Normal(0.0, 1.0), &device);
             let t = Timesteps::PerSample(vec![500.0; b]);
             device.sync().map_err(|e| format!("{e:?}"))?;
+            profile::mark(&device, "start"); // starts the stage clock when profiling
             let start = Instant::now();
             let out = model.forward(x, y, &t, None).map_err(|e| e.to_string())?;
             // Reading one value back forces completion of the whole forward.
@@ -86,7 +111,14 @@ fn main() -> Result<(), String> {
             run()?;
         }
         let mut times: Vec<f64> = (0..iters.max(1)).map(|_| run()).collect::<Result<_, _>>()?;
-        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        if profile {
+            profile::enable(true);
+            let total = run()?;
+            let stages = profile::take();
+            profile::enable(false);
+            profiles.push((format!("{b}x{}x{f}x{h}x{w}", cfg.in_channels), total, stages));
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
         let median = times[times.len() / 2];
         // 2 FLOPs per weight per token for the GEMMs (attention sums and cross-attention excluded).
         let tflops = 2.0 * params * tokens as f64 / median / 1e12;
@@ -96,6 +128,17 @@ fn main() -> Result<(), String> {
             times[0],
             times[times.len() - 1]
         );
+    }
+    for (latent, total, stages) in profiles {
+        let sum: f64 = stages.iter().map(|s| s.1).sum();
+        println!("\n## Profile, latent {latent}: {total:.4} s with a sync after each stage ({sum:.4} s in stages)\n");
+        println!("| stage | calls | total s | share |");
+        println!("|---|---|---|---|");
+        let mut stages = stages;
+        stages.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (name, secs, calls) in stages {
+            println!("| {name} | {calls} | {secs:.4} | {:.1}% |", 100.0 * secs / sum.max(1e-12));
+        }
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ ap.add_argument("--latent", action="append", required=True, help="BxCxFxHxW")
 ap.add_argument("--text-len", type=int, default=300)
 ap.add_argument("--warmup", type=int, default=1)
 ap.add_argument("--iters", type=int, default=3)
+ap.add_argument("--profile", action="store_true", help="one more forward per size under torch.profiler: top CUDA kernels")
 args = ap.parse_args()
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -48,3 +49,11 @@ for lat in args.latent:
                 times.append(s.elapsed_time(e) / 1000)
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"| {lat} | {tokens} | {statistics.median(times):.4f} | {min(times):.4f} | {max(times):.4f} | {peak:.1f} |")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+            model(hidden_states=x, encoder_hidden_states=y, timestep=t, return_dict=False)
+            torch.cuda.synchronize()
+        print(f"\n## torch.profiler, latent {lat}: top CUDA kernels\n")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=90))

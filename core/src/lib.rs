@@ -18,6 +18,7 @@ pub mod io;
 pub mod models;
 pub mod nn;
 pub mod pipelines;
+pub mod profile;
 pub mod samplers;
 
 pub use error::{Error, Result};

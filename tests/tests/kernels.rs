@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use sana_video_core::device;
-use sana_video_core::kernels::{linear_attention, Impl};
+use sana_video_core::kernels::{glu_conv, linear_attention, Impl};
 use sana_video_core::models::dit::rope;
 use sana_video_tests::{backends, rel_l2, random_vec};
 
@@ -219,3 +219,81 @@ fn matmul_f32_is_exact() {
     }
 }
 
+
+fn silu64(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+/// The GLU Mix-FFN's middle, in f64 on the host: SiLU, depth-wise 3x3 with zero padding,
+/// then `a · SiLU(g)` of the two channel halves.
+fn naive_glu_depthwise(h: &[f32], taps: &[f32], bias: &[f32], [m, hh, ww, c2]: [usize; 4]) -> Vec<f32> {
+    let c = c2 / 2;
+    let mut out = vec![0f32; m * hh * ww * c];
+    for mi in 0..m {
+        for y in 0..hh {
+            for x in 0..ww {
+                let conv = |ch: usize| -> f64 {
+                    let mut acc = bias[ch] as f64;
+                    for dy in 0..3 {
+                        for dx in 0..3 {
+                            let (yy, xx) = (y as isize + dy as isize - 1, x as isize + dx as isize - 1);
+                            if yy < 0 || xx < 0 || yy >= hh as isize || xx >= ww as isize {
+                                continue;
+                            }
+                            let v = h[((mi * hh + yy as usize) * ww + xx as usize) * c2 + ch] as f64;
+                            acc += taps[(dy * 3 + dx) * c2 + ch] as f64 * silu64(v);
+                        }
+                    }
+                    acc
+                };
+                for ch in 0..c {
+                    out[((mi * hh + y) * ww + x) * c + ch] = (conv(ch) * silu64(conv(ch + c))) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The fused SiLU + depth-wise 3x3 + GLU gate (`glu_conv`), kernel and reference, against
+/// the host version; odd sizes and single-pixel images exercise the padding. On CubeCL
+/// devices also in f16 (the kernel reads f16 and computes in f32).
+#[test]
+fn glu_depthwise_matches_naive_and_reference() {
+    for (kind, device) in backends() {
+        for (i, &shape) in [[2usize, 5, 7, 6], [1, 1, 1, 4], [3, 4, 1, 10], [2, 9, 13, 64]].iter().enumerate() {
+            let [m, hh, ww, c2] = shape;
+            let h = random_vec(m * hh * ww * c2, 80 + i as u64).iter().map(|v| 2.0 * v).collect::<Vec<f32>>();
+            let taps = random_vec(9 * c2, 90 + i as u64);
+            let bias = random_vec(c2, 100 + i as u64);
+            let expected = naive_glu_depthwise(&h, &taps, &bias, shape);
+            let inputs = || {
+                (
+                    Tensor::<4>::from_data(TensorData::new(h.clone(), shape), &device),
+                    Tensor::<2>::from_data(TensorData::new(taps.clone(), [9, c2]), &device),
+                    Tensor::<1>::from_data(TensorData::new(bias.clone(), [c2]), &device),
+                )
+            };
+            for which in [Impl::Auto, Impl::Reference] {
+                let (ht, tt, bt) = inputs();
+                let out = glu_conv::glu_depthwise3x3(ht, tt, bt, which);
+                assert_eq!(out.dims(), [m, hh, ww, c2 / 2]);
+                let got = out.into_data().try_to_vec::<f32>().unwrap();
+                let (rel, max_abs) = rel_l2(&got, &expected);
+                println!("{} {which:?} f32 shape {shape:?}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
+                assert!(rel < 1e-5, "{} {which:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+            }
+            if sana_video_core::kernels::is_cube_device(&device) {
+                use burn::tensor::FloatDType;
+                let (ht, tt, bt) = inputs();
+                let half = |t: Tensor<4>| t.cast(FloatDType::F16);
+                let out = glu_conv::glu_depthwise3x3(half(ht), tt.cast(FloatDType::F16), bt.cast(FloatDType::F16), Impl::Auto);
+                let got = out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&got, &expected);
+                println!("{} Auto f16 shape {shape:?}: rel {rel:.2e}", device::name(kind));
+                // f16 inputs (11-bit mantissa) and output: a few 1e-3 relative.
+                assert!(rel < 5e-3, "{} f16 shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+            }
+        }
+    }
+}

@@ -7,9 +7,11 @@ use burn::tensor::{activation::softmax, DType, Device, Tensor};
 
 use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
+use crate::kernels::glu_conv;
 use crate::kernels::linear_attention::{self, KvSums};
 use crate::kernels::Impl;
-use crate::nn::{layer_norm, matmul, rms_norm, silu, to_dtype, to_f32, transpose_host, Linear};
+use crate::nn::{layer_norm, matmul, rms_norm, to_dtype, to_f32, transpose_host, Linear};
+use crate::profile;
 use crate::Result;
 
 /// diffusers' linear-attention epsilon (the official code uses 1e-8; the difference is invisible).
@@ -147,6 +149,8 @@ impl Block {
     ) -> (Tensor<3>, Option<LayerUpdate>) {
         let [b, _, d] = x.dims();
         let t = ctx.t6.dims()[1];
+        let device = x.device();
+        profile::mark(&device, "other");
         let modulation = self.scale_shift_table.clone().reshape([1, 1, 6, d]) + ctx.t6.clone();
         let part = |r: usize| modulation.clone().narrow(2, r, 1).reshape([b, t, d]);
         let (shift_msa, scale_msa, gate_msa) = (part(0), part(1), part(2));
@@ -154,20 +158,26 @@ impl Block {
 
         // (a) self-attention
         let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_msa + 1.0) + shift_msa;
+        profile::mark(&device, "norm1+modulate");
         let (attn, own_sums) = self.attn1.self_attention(u, ctx, cfg, long.map(|(s, _)| s));
         let x = x + gate_msa * attn;
+        profile::mark(&device, "attn1.gate+residual");
 
         // (b) cross-attention, from the un-normalised stream
         let x = x.clone() + self.attn2.cross_attention(x, ctx, cfg);
+        profile::mark(&device, "attn2 (cross)");
 
         // (c) Mix-FFN
         let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_mlp + 1.0) + shift_mlp;
-        let (ff, last_frame) = self.ff.forward(u, ctx.grid, long.and_then(|(s, _)| s.last_frame.as_ref()));
+        profile::mark(&device, "norm2+modulate");
+        let (ff, last_frame) = self.ff.forward(u, ctx.grid, long.and_then(|(s, _)| s.last_frame.as_ref()), ctx.kernels);
         let update = match (long, own_sums) {
             (Some((_, true)), Some(sums)) => Some(LayerUpdate { sums, last_frame }),
             _ => None,
         };
-        (x + gate_mlp * ff, update)
+        let x = x + gate_mlp * ff;
+        profile::mark(&device, "ff.gate+residual");
+        (x, update)
     }
 }
 
@@ -186,6 +196,8 @@ impl Attention {
         let q = rms_norm(self.to_q.forward(u.clone()), &self.norm_q, QK_NORM_EPS);
         let k = rms_norm(self.to_k.forward(u.clone()), &self.norm_k, QK_NORM_EPS);
         let v = self.to_v.forward(u);
+        let device = v.device();
+        profile::mark(&device, "attn1.qkv+rmsnorm");
         let heads = |x: Tensor<3>| to_f32(x.reshape([b, n, cfg.heads, cfg.head_dim]));
         let (cos, sin) = (ctx.rope_cos.clone(), ctx.rope_sin.clone());
         let (o, own) = match state {
@@ -201,7 +213,10 @@ impl Attention {
                 (linear_attention::apply(heads(q), &total, cos, sin, LINEAR_ATTENTION_EPS, ctx.kernels), Some(own))
             }
         };
-        (self.to_out.forward(to_dtype(o.reshape([b, n, d]), dtype)), own)
+        profile::mark(&device, "attn1.linear_attention");
+        let out = self.to_out.forward(to_dtype(o.reshape([b, n, d]), dtype));
+        profile::mark(&device, "attn1.to_out");
+        (out, own)
     }
 
     /// Softmax attention from the residual stream to the caption (§3.6b).
@@ -230,17 +245,23 @@ impl FeedForward {
     /// Returns the output and the pre-temporal-conv features of the last frame `[B, H'·W', D]`
     /// (LongSANA's cached frame). `left`: the previous chunk's last frame, the first frame's
     /// left neighbour in the temporal conv (zeros when `None`); the right edge is always zero.
-    fn forward(&self, u: Tensor<3>, grid: [usize; 3], left: Option<&Tensor<3>>) -> (Tensor<3>, Tensor<3>) {
+    fn forward(&self, u: Tensor<3>, grid: [usize; 3], left: Option<&Tensor<3>>, kernels: Impl) -> (Tensor<3>, Tensor<3>) {
         let [b, n, d] = u.dims();
         let [f, gh, gw] = grid;
-        let h = silu(self.conv_inverted.forward(u)); // [B, N, 2·hid]
+        let device = u.device();
+        let h = self.conv_inverted.forward(u); // [B, N, 2·hid], before its SiLU
+        profile::mark(&device, "ff.conv_inverted");
         let c2 = h.dims()[2];
-        let h = self.depthwise3x3(h.reshape([b * f, gh, gw, c2]));
-        let hid = c2 / 2;
-        let a = h.clone().narrow(3, 0, hid);
-        let g = h.narrow(3, hid, hid);
-        let z = a * silu(g);
+        // SiLU, depth-wise 3x3 over each frame, then the GLU gate: one fused op.
+        let z = glu_conv::glu_depthwise3x3(
+            h.reshape([b * f, gh, gw, c2]),
+            self.conv_depth.clone(),
+            self.conv_depth_bias.clone(),
+            kernels,
+        );
+        profile::mark(&device, "ff.glu_depthwise");
         let s = self.conv_point.forward(z).reshape([b, f, gh * gw, d]);
+        profile::mark(&device, "ff.conv_point");
         // temporal (3,1) conv with zero padding, residual inside the module
         let zeros = Tensor::<4>::zeros([b, 1, gh * gw, d], (&s.device(), s.dtype()));
         let left = match left {
@@ -254,32 +275,7 @@ impl FeedForward {
             let shifted = padded.clone().narrow(1, k, f).reshape([b * f * gh * gw, d]);
             out = out + matmul(shifted, tap.clone()).reshape([b, f, gh * gw, d]);
         }
+        profile::mark(&device, "ff.conv_temp");
         (out.reshape([b, n, d]), last)
-    }
-
-    /// Depth-wise 3x3 conv, stride 1, zero padding 1, on channels-last images `[M, H, W, C]`.
-    fn depthwise3x3(&self, x: Tensor<4>) -> Tensor<4> {
-        let [m, h, w, c] = x.dims();
-        let (device, dtype) = (x.device(), x.dtype());
-        let zr = Tensor::<4>::zeros([m, 1, w, c], (&device, dtype));
-        let x = Tensor::cat(vec![zr.clone(), x, zr], 1);
-        let zc = Tensor::<4>::zeros([m, h + 2, 1, c], (&device, dtype));
-        let x = Tensor::cat(vec![zc.clone(), x, zc], 2);
-        let mut out = self.conv_depth_bias.clone().reshape([1, 1, 1, c]);
-        let mut acc: Option<Tensor<4>> = None;
-        for dy in 0..3 {
-            for dx in 0..3 {
-                let tap = self.conv_depth.clone().narrow(0, dy * 3 + dx, 1).reshape([1, 1, 1, c]);
-                let term = x.clone().narrow(1, dy, h).narrow(2, dx, w) * tap;
-                acc = Some(match acc {
-                    None => term,
-                    Some(a) => a + term,
-                });
-            }
-        }
-        if let Some(a) = acc {
-            out = a + out;
-        }
-        out
     }
 }

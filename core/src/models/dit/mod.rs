@@ -257,6 +257,7 @@ impl SanaVideoTransformer3DModel {
             grid,
             kernels: self.kernels,
         };
+        crate::profile::mark(device, "embed (patch, time, caption)");
         let mut x = x;
         let mut updates = Vec::new();
         for (i, blk) in self.transformer_blocks.iter().enumerate() {
@@ -282,6 +283,7 @@ impl SanaVideoTransformer3DModel {
             .reshape([b, gf, gh, gw, pt, ph, pw, co])
             .permute([0, 7, 1, 4, 2, 5, 3, 6])
             .reshape([b, co, f, h, w]);
+        crate::profile::mark(device, "head");
         let recorded = matches!(long, Some((_, true)));
         Ok((x, if recorded { Some(updates) } else { None }))
     }
