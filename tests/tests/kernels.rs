@@ -283,6 +283,12 @@ fn glu_depthwise_matches_naive_and_reference() {
                 println!("{} {which:?} f32 shape {shape:?}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
             }
+            // With another handle on the input the kernel must not apply its SiLU in place.
+            let (ht, tt, bt) = inputs();
+            let kept = ht.clone();
+            let out = glu_conv::glu_depthwise3x3(ht, tt, bt, Impl::Auto).into_data().try_to_vec::<f32>().unwrap();
+            assert!(rel_l2(&out, &expected).0 < 1e-5, "{}: shared input, wrong result", device::name(kind));
+            assert_eq!(kept.into_data().try_to_vec::<f32>().unwrap(), h, "{}: shared input was modified", device::name(kind));
             if sana_video_core::kernels::is_cube_device(&device) {
                 use burn::tensor::FloatDType;
                 let (ht, tt, bt) = inputs();
@@ -293,6 +299,45 @@ fn glu_depthwise_matches_naive_and_reference() {
                 println!("{} Auto f16 shape {shape:?}: rel {rel:.2e}", device::name(kind));
                 // f16 inputs (11-bit mantissa) and output: a few 1e-3 relative.
                 assert!(rel < 5e-3, "{} f16 shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+            }
+        }
+    }
+}
+
+/// Half-precision operands with an f32 result (cross-attention logits in f16/bf16 models):
+/// against host f64 on the same rounded operands, kernel and reference, f16 and bf16.
+#[test]
+fn matmul_half_to_f32_accumulates_in_f32() {
+    use burn::tensor::FloatDType;
+    use sana_video_core::kernels::matmul::matmul_to_f32;
+    for (kind, device) in backends() {
+        for dtype in [FloatDType::F16, FloatDType::BF16] {
+            // WGSL has no bf16.
+            if dtype == FloatDType::BF16 && kind == device::BackendKind::Wgpu {
+                continue;
+            }
+            let (batch, m, k, n) = (3usize, 37usize, 300usize, 29usize);
+            let round = |t: Tensor<3>| t.cast(dtype);
+            let a = round(Tensor::<3>::from_data(TensorData::new(random_vec(batch * m * k, 111), [batch, m, k]), &device));
+            let b = round(Tensor::<3>::from_data(TensorData::new(random_vec(batch * k * n, 112), [batch, k, n]), &device));
+            let av = a.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+            let bv = b.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+            let mut expected = vec![0f32; batch * m * n];
+            for bb in 0..batch {
+                for r in 0..m {
+                    for c in 0..n {
+                        let acc: f64 = (0..k).map(|i| av[(bb * m + r) * k + i] as f64 * bv[(bb * k + i) * n + c] as f64).sum();
+                        expected[(bb * m + r) * n + c] = acc as f32;
+                    }
+                }
+            }
+            for which in [Impl::Auto, Impl::Reference] {
+                let out = matmul_to_f32(a.clone(), b.clone(), which);
+                assert_eq!(out.dtype(), burn::tensor::DType::F32, "{which:?}: result must be f32");
+                let got = out.into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&got, &expected);
+                println!("{} {which:?} {dtype:?} -> f32: rel {rel:.2e}", device::name(kind));
+                assert!(rel < 1e-5, "{} {which:?} {dtype:?}: rel L2 {rel:.3e}", device::name(kind));
             }
         }
     }

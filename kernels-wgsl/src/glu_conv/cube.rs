@@ -1,6 +1,8 @@
-//! CubeCL kernel of the fused GLU depth-wise conv: one thread per output element, f32
-//! arithmetic whatever the storage dtype (f32, f16, bf16), neighbours read straight from
-//! the un-padded input (out-of-image taps skipped), so nothing but the output is written.
+//! CubeCL kernels of the fused GLU depth-wise conv, f32 arithmetic whatever the storage
+//! dtype (f32, f16, bf16): SiLU in place over the input (once per element: computing it
+//! inside the conv would take nine exponentials per input, which bounded the first version
+//! by the GPU's special-function units), then one thread per output element reading its
+//! neighbours straight from the un-padded input (out-of-image taps skipped).
 
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
 use burn::tensor::{DType, Shape, Tensor as BTensor};
@@ -14,8 +16,26 @@ fn silu_f32(x: f32) -> f32 {
 }
 
 #[cube(launch, address_type = "dynamic")]
+fn silu_kernel<F: Float>(x: &Tensor<F>, out: &mut Tensor<F>, #[define(F)] _dtype: ElemType) {
+    if ABSOLUTE_POS >= out.len() {
+        terminate!();
+    }
+    out[ABSOLUTE_POS] = F::cast_from(silu_f32(f32::cast_from(x[ABSOLUTE_POS])));
+}
+
+/// One binding only: WebGPU refuses a buffer bound both read-only and read-write.
+#[cube(launch, address_type = "dynamic")]
+fn silu_inplace_kernel<F: Float>(x: &mut Tensor<F>, #[define(F)] _dtype: ElemType) {
+    if ABSOLUTE_POS >= x.len() {
+        terminate!();
+    }
+    x[ABSOLUTE_POS] = F::cast_from(silu_f32(f32::cast_from(x[ABSOLUTE_POS])));
+}
+
+/// `s` is `SiLU(h)` `[M, H, W, 2C]`.
+#[cube(launch, address_type = "dynamic")]
 fn glu_depthwise_kernel<F: Float>(
-    h: &Tensor<F>,
+    s: &Tensor<F>,
     taps: &Tensor<F>,
     bias: &Tensor<F>,
     out: &mut Tensor<F>,
@@ -45,8 +65,8 @@ fn glu_depthwise_kernel<F: Float>(
                 if xp >= 1 && xp <= ww {
                     let base = ((m * hh + yp - 1) * ww + xp - 1) * c2;
                     let t = (dy * 3 + dx) * c2;
-                    a += f32::cast_from(taps[t + ch]) * silu_f32(f32::cast_from(h[base + ch]));
-                    g += f32::cast_from(taps[t + ch + c]) * silu_f32(f32::cast_from(h[base + ch + c]));
+                    a += f32::cast_from(taps[t + ch]) * f32::cast_from(s[base + ch]);
+                    g += f32::cast_from(taps[t + ch + c]) * f32::cast_from(s[base + ch + c]);
                 }
             }
         }
@@ -78,17 +98,31 @@ impl GluConvKernels for CubeBackend {
         let dims = h.meta.shape().clone();
         let (m, hh, ww, c) = (dims[0], dims[1], dims[2], dims[3] / 2);
         let client = h.client.clone();
-        let out = empty_device_contiguous_dtype(client.clone(), h.device.clone(), Shape::new([m, hh, ww, c]), dtype);
+        // SiLU in place when this is the only handle on the buffer (the usual case: the
+        // inverted conv's fresh output), else into a new one.
+        let n = dims.num_elements();
+        let cube_dim = CubeDim::new(&client, n);
+        let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
+        let address = h.required_address_type();
+        let s = if h.can_mut() {
+            silu_inplace_kernel::launch(&client, cube_count, cube_dim, address, h.clone().into_tensor_arg(), elem_type(dtype));
+            h
+        } else {
+            let s = empty_device_contiguous_dtype(client.clone(), h.device.clone(), dims.clone(), dtype);
+            silu_kernel::launch(&client, cube_count, cube_dim, address, h.into_tensor_arg(), s.clone().into_tensor_arg(), elem_type(dtype));
+            s
+        };
+        let out = empty_device_contiguous_dtype(client.clone(), s.device.clone(), Shape::new([m, hh, ww, c]), dtype);
         let threads = m * hh * ww * c;
         let cube_dim = CubeDim::new(&client, threads);
         let cube_count = calculate_cube_count_elemwise(&client, threads, cube_dim);
-        let address = [h.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
+        let address = [s.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
         glu_depthwise_kernel::launch(
             &client,
             cube_count,
             cube_dim,
             address,
-            h.into_tensor_arg(),
+            s.into_tensor_arg(),
             taps.into_tensor_arg(),
             bias.into_tensor_arg(),
             out.clone().into_tensor_arg(),

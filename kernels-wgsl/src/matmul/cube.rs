@@ -14,6 +14,8 @@ use cubek::std::InputBinding;
 #[backend_extension(Cube)]
 pub trait ExactMatmul: Backend {
     fn matmul_f32_exact(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Half-precision operands, f32 accumulation and result; burn's tuned matmul.
+    fn matmul_half_to_f32(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl ExactMatmul for CubeBackend {
@@ -43,8 +45,164 @@ impl ExactMatmul for CubeBackend {
         .unwrap_or_else(|e| panic!("f32 unit matmul could not launch: {e:?}"));
         out
     }
+
+    fn matmul_half_to_f32(lhs: CubeTensor, rhs: CubeTensor) -> CubeTensor {
+        assert!(lhs.dtype == rhs.dtype && matches!(lhs.dtype, DType::F16 | DType::BF16), "matmul_half_to_f32: f16 or bf16 operands of one dtype");
+        matmul_half_any(lhs, rhs, DType::F32)
+    }
+}
+
+pub fn matmul_to_f32<const D: usize>(a: BTensor<D>, b: BTensor<D>) -> BTensor<D> {
+    BTensor::from_dispatch(<Dispatch as ExactMatmul>::matmul_half_to_f32(a.into_dispatch(), b.into_dispatch()))
 }
 
 pub fn matmul_f32<const D: usize>(a: BTensor<D>, b: BTensor<D>) -> BTensor<D> {
     BTensor::from_dispatch(<Dispatch as ExactMatmul>::matmul_f32_exact(a.into_dispatch(), b.into_dispatch()))
+}
+
+// ---- f16/bf16 GEMMs: which cubek routine ---------------------------------------------
+
+use cubek::matmul::{
+    multi_level::{
+        components::tile::TileMatmulKind,
+        routines::batch::{double_buffering::DoubleBufferingArgs, ordered_double_buffering::OrderedSelectionArgs, simple::SimpleArgs},
+    },
+    routine::BlueprintStrategy,
+};
+
+/// The tensor-core routines `SANA_HALF_MATMUL` may name (`dit-forward`'s and
+/// `matmul-bench`'s comparisons). `simple-cmma` is what burn runs without autotune.
+pub const HALF_ROUTINES: &[&str] = &[
+    "simple-cmma",
+    "simple-mma",
+    "simple-multirow-mma",
+    "double-cmma",
+    "double-mma",
+    "double-specialized-mma",
+    "ordered4-mma",
+    "ordered8-mma",
+    "specialized-cmma",
+    "specialized-mma",
+    "tma-simple-mma",
+    "tma-simple-multirow-mma",
+    "tma-specialized-mma",
+];
+// Not listed: `tma-specialized-cmma`, which on an H200 (2026-11-28) returned results it
+// cannot have computed (faster than the card's peak, error exactly zero), and the
+// specialised/double-buffered cmma routines are 10x slower than their mma twins there.
+
+fn half_strategy(name: &str) -> Option<Strategy> {
+    use multi_level::Strategy as S;
+    let simple = |multi_rows, tile_matmul| BlueprintStrategy::Inferred(SimpleArgs { multi_rows, tile_matmul });
+    let double = |specialized, tile_matmul| BlueprintStrategy::Inferred(DoubleBufferingArgs { specialized, tile_matmul });
+    let ordered = |rows| {
+        BlueprintStrategy::Inferred(OrderedSelectionArgs {
+            partition_k: Some(2),
+            row_count: Some(rows),
+            rows_per_plane: Some(2),
+            tile_matmul: TileMatmulKind::Mma,
+        })
+    };
+    let (cmma, mma) = (TileMatmulKind::Cmma, TileMatmulKind::Mma);
+    let s = match name {
+        "simple-cmma" => S::SimpleCyclicCmma(simple(false, cmma)),
+        "simple-mma" => S::SimpleCyclicMma(simple(false, mma)),
+        "simple-multirow-mma" => S::SimpleCyclicMma(simple(true, mma)),
+        "double-cmma" => S::DoubleCyclicCmma(double(false, cmma)),
+        "double-mma" => S::DoubleCyclicMma(double(false, mma)),
+        "double-specialized-mma" => S::DoubleCyclicMma(double(true, mma)),
+        "ordered4-mma" => S::OrderedDoubleMma(ordered(4)),
+        "ordered8-mma" => S::OrderedDoubleMma(ordered(8)),
+        "specialized-cmma" => S::SpecializedCyclicCmma(BlueprintStrategy::Inferred(().into())),
+        "specialized-mma" => S::SpecializedCyclicMma(BlueprintStrategy::Inferred(().into())),
+        "tma-simple-mma" => S::SimpleTmaMma(BlueprintStrategy::Inferred(SimpleArgs { multi_rows: false, tile_matmul: mma })),
+        "tma-simple-multirow-mma" => S::SimpleTmaMma(BlueprintStrategy::Inferred(SimpleArgs { multi_rows: true, tile_matmul: mma })),
+        "tma-specialized-cmma" => S::SpecializedTmaCmma(BlueprintStrategy::Inferred(().into())),
+        "tma-specialized-mma" => S::SpecializedTmaMma(BlueprintStrategy::Inferred(().into())),
+        _ => return None,
+    };
+    Some(Strategy::MultiLevel(s))
+}
+
+/// The routine for f16/bf16 GEMMs: `SANA_HALF_MATMUL` if set to one of [`HALF_ROUTINES`],
+/// else this one, the fastest on the DiT's linear layers in `matmul-bench` on an H200
+/// (2026-11-28: 205-238 TFLOP/s against 79-90 for burn's default `simple-cmma`). It needs
+/// TMA (Hopper and later) and aligned shapes; where it cannot run, [`FALLBACK_HALF_ROUTINE`]
+/// (the fastest routine that ran every DiT shape there), then burn's own choice.
+pub const DEFAULT_HALF_ROUTINE: &str = "tma-specialized-mma";
+pub const FALLBACK_HALF_ROUTINE: &str = "double-mma";
+
+fn chosen_half_routine() -> &'static str {
+    use std::sync::OnceLock;
+    static CHOICE: OnceLock<&'static str> = OnceLock::new();
+    CHOICE.get_or_init(|| {
+        std::env::var("SANA_HALF_MATMUL")
+            .ok()
+            .and_then(|v| HALF_ROUTINES.iter().copied().find(|r| *r == v))
+            .unwrap_or(DEFAULT_HALF_ROUTINE)
+    })
+}
+
+/// Launches `routine` on half-precision operands; `Err` when the device lacks what it needs
+/// (no tensor cores, no TMA) or the problem does not fit its tiling.
+fn launch_half(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType, routine: &str) -> Result<CubeTensor, String> {
+    assert!(lhs.dtype == rhs.dtype && matches!(lhs.dtype, DType::F16 | DType::BF16), "half matmul: f16 or bf16 operands of one dtype");
+    let strategy = half_strategy(routine).ok_or_else(|| format!("unknown matmul routine {routine}"))?;
+    let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
+    let ls = lhs.meta.shape().clone();
+    let rs = rhs.meta.shape().clone();
+    let rank = ls.num_dims();
+    assert_eq!(rank, rs.num_dims(), "half matmul: ranks differ");
+    assert_eq!(ls[rank - 1], rs[rank - 2], "half matmul: inner dims differ");
+    let mut out_dims: Vec<usize> = ls.iter().copied().collect();
+    out_dims[rank - 1] = rs[rank - 1];
+    let client = lhs.client.clone();
+    let out = empty_device_dtype(client.clone(), lhs.device.clone(), Shape::from(out_dims), out_dtype);
+    let in_ty = dtype_to_storage_type(lhs.dtype);
+    let out_ty = dtype_to_storage_type(out_dtype);
+    let mut elems = MatmulElems::from_globals(&MatmulGlobalElems { lhs: in_ty, rhs: in_ty, out: out_ty });
+    launch_ref(&strategy, &client, InputBinding::new(lhs.binding(), in_ty), InputBinding::new(rhs.binding(), in_ty), out.clone().binding(), &mut elems)
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(out)
+}
+
+/// The chosen routine, then the fallback, then cubek's own choice (`Strategy::Auto`: tensor cores
+/// where present, else a unit routine) when it cannot run here.
+fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTensor {
+    for routine in [chosen_half_routine(), FALLBACK_HALF_ROUTINE] {
+        if let Ok(out) = launch_half(lhs.clone(), rhs.clone(), out_dtype, routine) {
+            return out;
+        }
+    }
+    burn_cubecl::kernel::matmul::matmul(lhs, rhs, None, Default::default(), out_dtype)
+        .unwrap_or_else(|e| panic!("half-precision matmul could not launch: {e:?}"))
+}
+
+#[backend_extension(Cube)]
+pub trait HalfMatmul: Backend {
+    /// f16/bf16 operands, result in `out_f32 ? f32 : the operands' dtype`, f32 accumulation.
+    fn matmul_half(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, out_f32: bool) -> FloatTensor<Self>;
+    /// One named routine, no fallback (benchmarks); `None` when it cannot run here.
+    fn matmul_half_routine(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, routine: usize) -> Option<FloatTensor<Self>>;
+}
+
+impl HalfMatmul for CubeBackend {
+    fn matmul_half(lhs: CubeTensor, rhs: CubeTensor, out_f32: bool) -> CubeTensor {
+        let out_dtype = if out_f32 { DType::F32 } else { lhs.dtype };
+        matmul_half_any(lhs, rhs, out_dtype)
+    }
+
+    fn matmul_half_routine(lhs: CubeTensor, rhs: CubeTensor, routine: usize) -> Option<CubeTensor> {
+        let dtype = lhs.dtype;
+        launch_half(lhs, rhs, dtype, HALF_ROUTINES.get(routine)?).ok()
+    }
+}
+
+pub fn matmul_half<const D: usize>(a: BTensor<D>, b: BTensor<D>, out_f32: bool) -> BTensor<D> {
+    BTensor::from_dispatch(<Dispatch as HalfMatmul>::matmul_half(a.into_dispatch(), b.into_dispatch(), out_f32))
+}
+
+/// Runs routine `HALF_ROUTINES[routine]` alone; `None` if it cannot run on this device/problem.
+pub fn matmul_half_routine<const D: usize>(a: BTensor<D>, b: BTensor<D>, routine: usize) -> Option<BTensor<D>> {
+    <Dispatch as HalfMatmul>::matmul_half_routine(a.into_dispatch(), b.into_dispatch(), routine).map(BTensor::from_dispatch)
 }

@@ -10,6 +10,8 @@
 
 #[cfg(feature = "cube")]
 pub mod cube;
+#[cfg(feature = "cube")]
+pub use cube::{matmul_half_routine, DEFAULT_HALF_ROUTINE, HALF_ROUTINES};
 
 #[cfg(feature = "cube")]
 use burn::tensor::DType;
@@ -17,11 +19,31 @@ use burn::tensor::Tensor;
 
 use crate::Impl;
 
+/// `a · b` of f16/bf16 operands with f32 accumulation and an f32 result (what flash
+/// attention does for its logits): tensor cores without rounding the products' sum to the
+/// operands' 8- or 11-bit mantissa. f32 operands go to [`matmul`].
+pub fn matmul_to_f32<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
+    use burn::tensor::FloatDType;
+    if a.dtype() == burn::tensor::DType::F32 && b.dtype() == burn::tensor::DType::F32 {
+        return matmul(a, b, which);
+    }
+    #[cfg(feature = "cube")]
+    if which == Impl::Auto && crate::is_cube_device(&a.device()) {
+        return cube::matmul_to_f32(a, b);
+    }
+    // Reference: the operands are exact in f32, so this differs only in summation order.
+    matmul(a.cast(FloatDType::F32), b.cast(FloatDType::F32), which)
+}
+
 /// `a · b` for same-rank tensors with equal batch dims (`[.., M, K] · [.., K, N]`).
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
     #[cfg(feature = "cube")]
     if which == Impl::Auto && a.dtype() == DType::F32 && b.dtype() == DType::F32 && crate::is_cube_device(&a.device()) {
         return cube::matmul_f32(a, b);
+    }
+    #[cfg(feature = "cube")]
+    if which == Impl::Auto && a.dtype() == b.dtype() && matches!(a.dtype(), DType::F16 | DType::BF16) && crate::is_cube_device(&a.device()) {
+        return cube::matmul_half(a, b, false);
     }
     let _ = which;
     a.matmul(b)

@@ -9,6 +9,7 @@ use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
 use crate::kernels::glu_conv;
 use crate::kernels::linear_attention::{self, KvSums};
+use crate::kernels::matmul::matmul_to_f32;
 use crate::kernels::Impl;
 use crate::nn::{layer_norm, matmul, rms_norm, to_dtype, to_f32, transpose_host, Linear};
 use crate::profile;
@@ -228,14 +229,18 @@ impl Attention {
         let q = rms_norm(self.to_q.forward(x), &self.norm_q, QK_NORM_EPS);
         let k = rms_norm(self.to_k.forward(ctx.caption.clone()), &self.norm_k, QK_NORM_EPS);
         let v = self.to_v.forward(ctx.caption.clone());
-        let q = to_f32(q).reshape([b, n, h, dh]).swap_dims(1, 2); // [B, H, N, dh]
-        let k = to_f32(k).reshape([b, l, h, dh]).permute([0, 2, 3, 1]); // [B, H, dh, L]
-        let v = to_f32(v).reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, dh]
-        let mut logits = matmul(q, k) * (1.0 / (dh as f64).sqrt());
+        // f32 models: f32 throughout. f16/bf16 models: operands in the model dtype with f32
+        // accumulation and f32 logits/softmax, and the probabilities rounded to the model
+        // dtype for the product with v, as PyTorch's fused attention does.
+        let q = q.reshape([b, n, h, dh]).swap_dims(1, 2); // [B, H, N, dh]
+        let k = k.reshape([b, l, h, dh]).permute([0, 2, 3, 1]); // [B, H, dh, L]
+        let v = v.reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, dh]
+        // Products stay `Auto` under `Impl::Reference` too: only our fused ops switch.
+        let mut logits = matmul_to_f32(q, k, Impl::Auto) * (1.0 / (dh as f64).sqrt());
         if let Some(bias) = ctx.caption_bias {
             logits = logits + bias.clone();
         }
-        let o = matmul(softmax(logits, 3), v); // [B, H, N, dh]
+        let o = matmul_to_f32(to_dtype(softmax(logits, 3), dtype), v, Impl::Auto); // [B, H, N, dh]
         let o = o.swap_dims(1, 2).reshape([b, n, h * dh]);
         self.to_out.forward(to_dtype(o, dtype))
     }
