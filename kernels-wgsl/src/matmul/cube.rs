@@ -124,8 +124,8 @@ fn half_strategy(name: &str) -> Option<Strategy> {
     Some(Strategy::MultiLevel(s))
 }
 
-/// The routine for f16/bf16 GEMMs: `SANA_HALF_MATMUL` if set to one of [`HALF_ROUTINES`],
-/// else this one, the fastest on the DiT's linear layers in `matmul-bench` on an H200
+/// The routine for f16/bf16 GEMMs: `SANA_HALF_MATMUL` if set to one of [`HALF_ROUTINES`]
+/// (another value is reported and ignored), else this one, the fastest on the DiT's linear layers in `matmul-bench` on an H200
 /// (2026-11-28: 205-238 TFLOP/s against 79-90 for burn's default `simple-cmma`). It needs
 /// TMA (Hopper and later) and aligned shapes; where it cannot run, [`FALLBACK_HALF_ROUTINE`]
 /// (the fastest routine that ran every DiT shape there), then burn's own choice.
@@ -135,11 +135,15 @@ pub const FALLBACK_HALF_ROUTINE: &str = "double-mma";
 fn chosen_half_routine() -> &'static str {
     use std::sync::OnceLock;
     static CHOICE: OnceLock<&'static str> = OnceLock::new();
-    CHOICE.get_or_init(|| {
-        std::env::var("SANA_HALF_MATMUL")
-            .ok()
-            .and_then(|v| HALF_ROUTINES.iter().copied().find(|r| *r == v))
-            .unwrap_or(DEFAULT_HALF_ROUTINE)
+    CHOICE.get_or_init(|| match std::env::var("SANA_HALF_MATMUL") {
+        Ok(v) => HALF_ROUTINES.iter().copied().find(|r| *r == v).unwrap_or_else(|| {
+            eprintln!(
+                "warning: SANA_HALF_MATMUL={v} is not a matmul routine (one of: {}); using {DEFAULT_HALF_ROUTINE}",
+                HALF_ROUTINES.join(", ")
+            );
+            DEFAULT_HALF_ROUTINE
+        }),
+        Err(_) => DEFAULT_HALF_ROUTINE,
     })
 }
 
