@@ -19,6 +19,7 @@ pub mod models;
 pub mod nn;
 pub mod pipelines;
 pub mod profile;
+pub mod quant;
 pub mod samplers;
 
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@ mod builtin;
 mod debug;
 mod evaluate;
 mod generate;
+mod quantize;
 mod fmp4;
 mod video;
 
@@ -18,6 +19,7 @@ USAGE:
     sana-video evaluate --prompts FILE [--model DIR] [--seeds 1,2,3] [--steps N] [--cfg-scale S]
                         [--frames N] [--sampler S] [--backend B] [--dtype D] [--report FILE]
     sana-video inspect DIR|builtin|builtin-long
+    sana-video quantize --format fp8|nvfp4 --model DIR|builtin|builtin-long --output NEW_DIR
     sana-video debug transformer --model DIR --inputs IN.safetensors --output OUT.safetensors
                                  [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--reference-kernels]
     sana-video debug text-encoder --model DIR --inputs IN.safetensors --output OUT.safetensors
@@ -89,6 +91,14 @@ COMMANDS:
     inspect              Components, config summary, parameter count, stored dtypes and memory
                          of a diffusers folder (pipeline or component, or a Hugging Face cache
                          entry models--ORG--NAME, or a repo id ORG/NAME found in the HF cache).
+    quantize             Writes a copy of a model folder whose DiT and text-encoder linear and
+                         1x1-conv weights are FP8 (e4m3, one scale per output channel) or NVFP4
+                         (e2m1, an e4m3 scale per 16 values, one f32 scale per tensor). The
+                         first and last DiT layers, the embedders and embedding tables stay as
+                         they were; the VAE and tokenizer are copied. `--model` and
+                         `generate` read the result (and ComfyUI float8_e4m3fn files); values
+                         are dequantised when loaded. NEW_DIR must not exist; it appears only
+                         when complete.
     debug transformer    Runs the DiT (SanaVideoTransformer3DModel) once. DIR is a diffusers
                          transformer/ folder (or a pipeline folder). IN holds f32 tensors named
                          like diffusers' forward arguments: hidden_states [B,C,F,H,W],
@@ -139,6 +149,7 @@ fn main() -> ExitCode {
         "generate" => generate::run(&argv[1..]),
         "evaluate" => evaluate::run(&argv[1..]),
         "inspect" => debug::inspect(&argv[1..]),
+        "quantize" => quantize::run(&argv[1..]),
         "debug" => match argv.get(1).map(String::as_str) {
             Some("transformer") => debug::transformer(&argv[2..]),
             Some("text-encoder") => debug::text_encoder(&argv[2..]),

@@ -191,3 +191,78 @@ fn inspect_finds_hugging_face_cache_entries() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("SanaVideoTransformer3DModel"));
 }
+
+/// `quantize`: a pipeline folder in, a complete FP8 / NVFP4 folder out that `debug
+/// transformer` runs close to the f32 reference; bad requests refused with nothing written.
+#[test]
+fn quantize_writes_a_loadable_folder_and_refuses_bad_requests() {
+    let dir = scratch("quantize");
+    let case = fixture("p122_b2_mask");
+    let expected = read_sample(&case.join("outputs.safetensors"));
+    for (format, bound) in [("fp8", 0.04), ("nvfp4", 0.12)] {
+        let out = dir.join(format);
+        let o = bin().args(["quantize", "--format", format, "--model"]).arg(&case).arg("--output").arg(&out).output().unwrap();
+        assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("in {format}")));
+        assert!(out.join("model_index.json").exists() && out.join("transformer/config.json").exists());
+        let res = dir.join(format!("{format}.safetensors"));
+        let o = bin()
+            .args(["debug", "transformer", "--backend", "cpu", "--model"])
+            .arg(out.join("transformer"))
+            .arg("--inputs")
+            .arg(case.join("inputs.safetensors"))
+            .arg("--output")
+            .arg(&res)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
+        let rel = rel_l2(&read_sample(&res), &expected);
+        assert!(rel < bound, "{format}: rel L2 {rel:.3e}");
+    }
+    let refuse = |args: &[&str], model: &Path, output: &Path, needle: &str| {
+        let o = bin().args(args).arg("--model").arg(model).arg("--output").arg(output).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success() && err.contains(needle), "{args:?}: {err}");
+    };
+    // Output exists; unknown format; input already quantised; not a model folder.
+    refuse(&["quantize", "--format", "fp8"], &case, &dir.join("fp8"), "already exists");
+    refuse(&["quantize", "--format", "int3"], &case, &dir.join("x1"), "--format int3");
+    refuse(&["quantize", "--format", "fp8"], &dir.join("fp8"), &dir.join("x2"), "already quantised");
+    refuse(&["quantize", "--format", "fp8"], &dir, &dir.join("x3"), "not a diffusers folder");
+    for x in ["x1", "x2", "x3"] {
+        assert!(!dir.join(x).exists(), "{x}: partial output left behind");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    assert!(leftovers.is_empty(), "temporary folders left: {leftovers:?}");
+}
+
+/// A ComfyUI NVFP4 checkpoint (swizzled block scales) is refused by name, not misread.
+#[test]
+fn comfyui_nvfp4_is_refused_with_a_clear_message() {
+    let dir = scratch("comfy-nvfp4").join("transformer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture("p122_b2_mask").join("transformer");
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    let bytes = std::fs::read(src.join("diffusion_pytorch_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
+    let meta = std::collections::HashMap::from([(
+        "_quantization_metadata".to_string(),
+        r#"{"format_version": "1.0", "layers": {"transformer_blocks.0.attn1.to_q": {"format": "nvfp4"}}}"#.to_string(),
+    )]);
+    std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+    let out = dir.join("out.safetensors");
+    let case = fixture("p122_b2_mask");
+    let o = bin()
+        .args(["debug", "transformer", "--backend", "cpu", "--model"])
+        .arg(&dir)
+        .arg("--inputs")
+        .arg(case.join("inputs.safetensors"))
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("nvfp4") && err.contains("not ComfyUI's swizzled NVFP4"), "{err}");
+    assert!(!out.exists());
+}

@@ -11,6 +11,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use safetensors::{tensor::Metadata, Dtype, SafeTensors};
 
 use super::{join, Blob, FileSource, RangeRead};
+use crate::quant::{self, Format, QuantInfo};
 use crate::{Error, Result};
 
 struct WeightFile {
@@ -18,6 +19,15 @@ struct WeightFile {
     data: Data,
     data_start: usize,
     meta: Metadata,
+    /// Quantised tensors the file's `__metadata__` declares (`crate::quant`).
+    quant: HashMap<String, (quant::Format, Option<Vec<usize>>)>,
+}
+
+fn with_quant(mut f: WeightFile) -> Result<WeightFile> {
+    if let Some(m) = f.meta.metadata() {
+        f.quant = quant::layers_from_metadata(m, &f.path).map_err(Error::Input)?;
+    }
+    Ok(f)
 }
 
 /// A file's bytes: whole (mapped, compiled in, or in memory), or read per tensor.
@@ -62,7 +72,7 @@ fn open_file(source: &dyn FileSource, path: &str) -> Result<WeightFile> {
     }
     let blob = source.read(path)?;
     let (n, meta) = SafeTensors::read_metadata(&blob).map_err(|e| Error::file(path, describe_error(e)))?;
-    Ok(WeightFile { path: path.to_string(), data: Data::Whole(blob), data_start: 8 + n, meta })
+    with_quant(WeightFile { path: path.to_string(), data: Data::Whole(blob), data_start: 8 + n, meta, quant: HashMap::new() })
 }
 
 /// Reads only the header (the same checks as `SafeTensors::read_metadata` on a whole file);
@@ -88,7 +98,7 @@ fn open_ranged(reader: Arc<dyn RangeRead>, path: &str) -> Result<WeightFile> {
     if meta.data_len() as u64 + 8 + n != size {
         return Err(bad(E::MetadataIncompleteBuffer));
     }
-    Ok(WeightFile { path: path.to_string(), data: Data::Ranged(reader), data_start: 8 + n as usize, meta })
+    with_quant(WeightFile { path: path.to_string(), data: Data::Ranged(reader), data_start: 8 + n as usize, meta, quant: HashMap::new() })
 }
 
 fn describe_error(e: safetensors::SafeTensorError) -> String {
@@ -220,6 +230,20 @@ impl Weights {
     pub fn check(&self, expected: &[(String, Vec<usize>)]) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         for (name, shape) in expected {
+            match self.quant_info(name) {
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+                Ok(Some(q)) => {
+                    if &q.shape != shape {
+                        let file = self.meta(name).map(|m| m.file).unwrap_or_default();
+                        problems.push(Error::tensor(file, name, format!("({}) has shape {:?}, expected {:?}", q.format.name(), q.shape, shape)));
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+            }
             match self.meta(name) {
                 None => problems.push(Error::tensor(self.location(), name, format!("missing (expected shape {shape:?})"))),
                 Some(m) if &m.shape != shape => problems.push(Error::tensor(
@@ -239,11 +263,21 @@ impl Weights {
             return Err(Error::Input(msg));
         }
         let wanted: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-        Ok(self.names().into_iter().filter(|n| !wanted.contains(n.as_str())).collect())
+        // A quantised weight's companions (scales, ComfyUI's per-layer records) are expected too.
+        let companion = |n: &str| {
+            let owner = ["_scale_2", "_scale"].iter().find_map(|suf| n.strip_suffix(suf).map(str::to_string)).or_else(|| {
+                [".input_scale", ".comfy_quant"].iter().find_map(|suf| n.strip_suffix(suf).map(|p| format!("{p}.weight")))
+            });
+            owner.is_some_and(|w| wanted.contains(w.as_str()) && matches!(self.quant_info(&w), Ok(Some(_))))
+        };
+        Ok(self.names().into_iter().filter(|n| !wanted.contains(n.as_str()) && !companion(n)).collect())
     }
 
-    /// Values of a tensor as f32 on the host.
+    /// Values of a tensor as f32 on the host (quantised ones dequantised).
     pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        if let Some(q) = self.quant_info(name)? {
+            return self.dequantize(name, &q);
+        }
         let &i = self.index.get(name).ok_or_else(|| Error::tensor(self.location(), name, "missing"))?;
         let f = &self.files[i];
         let info = f.meta.info(name).ok_or_else(|| Error::tensor(&f.path, name, "missing"))?;
@@ -253,6 +287,97 @@ impl Weights {
             Error::tensor(&f.path, name, format!("has dtype {:?}; only F32, F16, BF16 and F64 are supported", info.dtype))
         })?;
         Ok((values, info.shape.clone()))
+    }
+
+    /// How `name` is quantised, if it is: declared in the file's metadata, or stored as
+    /// F8_E4M3, or described by a ComfyUI `*.comfy_quant` record.
+    pub fn quant_info(&self, name: &str) -> Result<Option<QuantInfo>> {
+        let Some(&i) = self.index.get(name) else { return Ok(None) };
+        let f = &self.files[i];
+        let Some(info) = f.meta.info(name) else { return Ok(None) };
+        let stored = info.shape.clone();
+        let declared = f.quant.get(name).cloned();
+        let format = match (&declared, info.dtype) {
+            (Some((fmt, _)), _) => *fmt,
+            (None, Dtype::F8_E4M3) => Format::Fp8,
+            (None, _) => match name.strip_suffix(".weight").map(|p| format!("{p}.comfy_quant")) {
+                Some(rec) if self.index.contains_key(&rec) => {
+                    let (bytes, _, _, file) = self.raw(&rec)?;
+                    let v: serde_json::Value = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::tensor(file, &rec, format!("is not a ComfyUI quantisation record: {e}")))?;
+                    match v.get("format").and_then(|f| f.as_str()) {
+                        Some("float8_e4m3fn") => Format::Fp8,
+                        other => {
+                            return Err(Error::tensor(
+                                file,
+                                &rec,
+                                format!("ComfyUI quantisation {other:?} is not supported (this build reads float8_e4m3fn)"),
+                            ))
+                        }
+                    }
+                }
+                _ => return Ok(None),
+            },
+        };
+        let shape = match format {
+            Format::Fp8 => stored,
+            Format::Nvfp4 => match declared.and_then(|(_, s)| s) {
+                Some(s) => s,
+                None if stored.len() == 2 => vec![stored[0], stored[1] * 2],
+                None => return Err(Error::tensor(&f.path, name, format!("nvfp4 tensor of stored shape {stored:?} has no declared shape"))),
+            },
+        };
+        Ok(Some(QuantInfo { format, shape }))
+    }
+
+    fn dequantize(&self, name: &str, q: &QuantInfo) -> Result<(Vec<f32>, Vec<usize>)> {
+        let (codes, dtype, stored, file) = self.raw(name)?;
+        let rows = q.shape.first().copied().unwrap_or(1);
+        let cols = q.shape.iter().skip(1).product::<usize>();
+        let scale_name = format!("{name}_scale");
+        let values = match q.format {
+            Format::Fp8 => {
+                if dtype != Dtype::F8_E4M3 {
+                    return Err(Error::tensor(file, name, format!("is declared fp8 but stored as {dtype:?}")));
+                }
+                let scales = if self.index.contains_key(&scale_name) { self.read_f32(&scale_name)?.0 } else { vec![1.0] };
+                if scales.len() != 1 && scales.len() != rows {
+                    return Err(Error::tensor(
+                        file,
+                        &scale_name,
+                        format!("has {} values; expected 1 (per tensor) or {rows} (per output channel)", scales.len()),
+                    ));
+                }
+                quant::dequantize_fp8(&codes, &scales, rows, cols)
+            }
+            Format::Nvfp4 => {
+                let ok = dtype == Dtype::U8 && cols % quant::NVFP4_BLOCK == 0 && codes.len() * 2 == rows * cols;
+                if !ok {
+                    return Err(Error::tensor(
+                        file,
+                        name,
+                        format!("nvfp4: stored {dtype:?} {stored:?} does not pack a {:?} tensor (U8, two values per byte, 16-value blocks)", q.shape),
+                    ));
+                }
+                let (blocks, bdtype, _, bfile) = self.raw(&scale_name)?;
+                if bdtype != Dtype::F8_E4M3 || blocks.len() * quant::NVFP4_BLOCK != rows * cols {
+                    return Err(Error::tensor(bfile, &scale_name, format!("expected F8_E4M3 block scales [{rows}, {}]", cols / quant::NVFP4_BLOCK)));
+                }
+                let global_name = format!("{name}_scale_2");
+                let global = self.read_f32(&global_name)?.0;
+                let [g] = global[..] else {
+                    return Err(Error::tensor(file, &global_name, format!("has {} values, expected one", global.len())));
+                };
+                quant::dequantize_nvfp4(&codes, &blocks, g, rows, cols)
+            }
+        };
+        Ok((values, q.shape.clone()))
+    }
+
+    /// The stored bytes, dtype and shape of a tensor, as they are in the file.
+    pub fn stored(&self, name: &str) -> Result<(Vec<u8>, Dtype, Vec<usize>)> {
+        let (bytes, dtype, shape, _) = self.raw(name)?;
+        Ok((bytes.into_owned(), dtype, shape))
     }
 
     /// The stored bytes of a tensor with its dtype, shape and file.
@@ -271,6 +396,9 @@ impl Weights {
         let f = &self.files[i];
         let info = f.meta.info(name).ok_or_else(|| Error::tensor(&f.path, name, "missing"))?;
         let (file, dtype) = (f.path.as_str(), info.dtype);
+        if self.quant_info(name)?.is_some() {
+            return Err(Error::tensor(file, name, "is quantised; embedding tables must stay in f32, f16 or bf16"));
+        }
         let [n, width] = info.shape[..] else {
             return Err(Error::tensor(file, name, format!("has shape {:?}, expected 2 dimensions", info.shape)));
         };
