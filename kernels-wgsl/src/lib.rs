@@ -33,3 +33,16 @@ pub fn is_cube_device(device: &burn::tensor::Device) -> bool {
         false
     }
 }
+
+/// The CubeCL element type of a float dtype our kernels take (f32, f16, bf16).
+#[cfg(feature = "cube")]
+pub(crate) fn elem_type(dtype: burn::tensor::DType) -> burn_cubecl::cubecl::ir::ElemType {
+    use burn::tensor::DType;
+    use burn_cubecl::cubecl::ir::{ElemType, FloatKind};
+    match dtype {
+        DType::F32 => ElemType::Float(FloatKind::F32),
+        DType::F16 => ElemType::Float(FloatKind::F16),
+        DType::BF16 => ElemType::Float(FloatKind::BF16),
+        other => panic!("kernel: unsupported dtype {other:?} (f32, f16 or bf16)"),
+    }
+}

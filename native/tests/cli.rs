@@ -33,19 +33,23 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
-fn run_transformer(case: &str, backend: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    let dir = fixture(case);
+/// `debug transformer` with `--model model` on the inputs of fixture `case`.
+fn debug_transformer(model: &Path, case: &str, backend: &str, out: &Path, extra: &[&str]) -> std::process::Output {
     bin()
         .args(["debug", "transformer", "--model"])
-        .arg(dir.join("transformer"))
+        .arg(model)
         .arg("--inputs")
-        .arg(dir.join("inputs.safetensors"))
+        .arg(fixture(case).join("inputs.safetensors"))
         .arg("--output")
         .arg(out)
         .args(["--backend", backend])
         .args(extra)
         .output()
         .unwrap()
+}
+
+fn run_transformer(case: &str, backend: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    debug_transformer(&fixture(case).join("transformer"), case, backend, out, extra)
 }
 
 #[test]
@@ -63,16 +67,7 @@ fn debug_transformer_matches_diffusers_on_cpu_and_wgpu() {
     }
     // A pipeline folder works as --model too (the runner finds transformer/).
     let out = dir.join("pipeline.safetensors");
-    let case = fixture("p122_b2_mask");
-    let o = bin()
-        .args(["debug", "transformer", "--backend", "cpu", "--model"])
-        .arg(&case)
-        .arg("--inputs")
-        .arg(case.join("inputs.safetensors"))
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = debug_transformer(&fixture("p122_b2_mask"), "p122_b2_mask", "cpu", &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -206,15 +201,7 @@ fn quantize_writes_a_loadable_folder_and_refuses_bad_requests() {
         assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("in {format}")));
         assert!(out.join("model_index.json").exists() && out.join("transformer/config.json").exists());
         let res = dir.join(format!("{format}.safetensors"));
-        let o = bin()
-            .args(["debug", "transformer", "--backend", "cpu", "--model"])
-            .arg(out.join("transformer"))
-            .arg("--inputs")
-            .arg(case.join("inputs.safetensors"))
-            .arg("--output")
-            .arg(&res)
-            .output()
-            .unwrap();
+        let o = debug_transformer(&out.join("transformer"), "p122_b2_mask", "cpu", &res, &[]);
         assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
         let rel = rel_l2(&read_sample(&res), &expected);
         assert!(rel < bound, "{format}: rel L2 {rel:.3e}");
@@ -252,16 +239,7 @@ fn comfyui_nvfp4_is_refused_with_a_clear_message() {
     )]);
     std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
     let out = dir.join("out.safetensors");
-    let case = fixture("p122_b2_mask");
-    let o = bin()
-        .args(["debug", "transformer", "--backend", "cpu", "--model"])
-        .arg(&dir)
-        .arg("--inputs")
-        .arg(case.join("inputs.safetensors"))
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = debug_transformer(&dir, "p122_b2_mask", "cpu", &out, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("nvfp4") && err.contains("not ComfyUI's swizzled NVFP4"), "{err}");
     assert!(!out.exists());

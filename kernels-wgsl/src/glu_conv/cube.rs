@@ -5,9 +5,11 @@
 //! neighbours straight from the un-padded input (out-of-image taps skipped).
 
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
-use burn::tensor::{DType, Shape, Tensor as BTensor};
+use burn::tensor::{Shape, Tensor as BTensor};
 use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeBackend};
-use cubecl::ir::{ElemType, FloatKind};
+use cubecl::ir::ElemType;
+
+use crate::elem_type;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 #[cube]
@@ -80,14 +82,6 @@ pub trait GluConvKernels: Backend {
     fn glu_depthwise3x3(h: FloatTensor<Self>, taps: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-fn elem_type(dtype: DType) -> ElemType {
-    match dtype {
-        DType::F32 => ElemType::Float(FloatKind::F32),
-        DType::F16 => ElemType::Float(FloatKind::F16),
-        DType::BF16 => ElemType::Float(FloatKind::BF16),
-        other => panic!("glu_depthwise3x3: unsupported dtype {other:?} (f32, f16 or bf16)"),
-    }
-}
 
 impl GluConvKernels for CubeBackend {
     fn glu_depthwise3x3(h: CubeTensor, taps: CubeTensor, bias: CubeTensor) -> CubeTensor {

@@ -10,7 +10,9 @@
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
 use burn::tensor::{DType, Shape, Tensor as BTensor};
 use burn_cubecl::{cubecl, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeBackend};
-use cubecl::ir::{ElemType, FloatKind};
+use cubecl::ir::ElemType;
+
+use crate::elem_type;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::KvSums;
@@ -58,14 +60,6 @@ pub trait LinearAttentionKernels: Backend {
     fn la_relu_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
-fn elem_type(dtype: DType) -> ElemType {
-    match dtype {
-        DType::F32 => ElemType::Float(FloatKind::F32),
-        DType::F16 => ElemType::Float(FloatKind::F16),
-        DType::BF16 => ElemType::Float(FloatKind::BF16),
-        other => panic!("linear attention kernel: unsupported dtype {other:?} (f32, f16 or bf16)"),
-    }
-}
 
 impl LinearAttentionKernels for CubeBackend {
     fn la_relu_rope(x: CubeTensor, cos: CubeTensor, sin: CubeTensor) -> (CubeTensor, CubeTensor) {

@@ -21,29 +21,8 @@ pub trait ExactMatmul: Backend {
 impl ExactMatmul for CubeBackend {
     fn matmul_f32_exact(lhs: CubeTensor, rhs: CubeTensor) -> CubeTensor {
         assert!(lhs.dtype == DType::F32 && rhs.dtype == DType::F32, "matmul_f32_exact: f32 operands only");
-        let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
-        let ls = lhs.meta.shape().clone();
-        let rs = rhs.meta.shape().clone();
-        let rank = ls.num_dims();
-        assert_eq!(rank, rs.num_dims(), "matmul_f32_exact: ranks differ");
-        assert_eq!(ls[rank - 1], rs[rank - 2], "matmul_f32_exact: inner dims differ");
-        let mut out_dims: Vec<usize> = ls.iter().copied().collect();
-        out_dims[rank - 1] = rs[rank - 1];
-        let client = lhs.client.clone();
-        let out = empty_device_dtype(client.clone(), lhs.device.clone(), Shape::from(out_dims), DType::F32);
-        let f32_ty = dtype_to_storage_type(DType::F32);
-        let mut elems = MatmulElems::from_globals(&MatmulGlobalElems { lhs: f32_ty, rhs: f32_ty, out: f32_ty });
         let strategy = Strategy::MultiLevel(multi_level::Strategy::SimpleUnit(Default::default()));
-        launch_ref(
-            &strategy,
-            &client,
-            InputBinding::new(lhs.binding(), f32_ty),
-            InputBinding::new(rhs.binding(), f32_ty),
-            out.clone().binding(),
-            &mut elems,
-        )
-        .unwrap_or_else(|e| panic!("f32 unit matmul could not launch: {e:?}"));
-        out
+        launch_with(&strategy, lhs, rhs, DType::F32).unwrap_or_else(|e| panic!("f32 unit matmul could not launch: {e}"))
     }
 
     fn matmul_half_to_f32(lhs: CubeTensor, rhs: CubeTensor) -> CubeTensor {
@@ -152,12 +131,18 @@ fn chosen_half_routine() -> &'static str {
 fn launch_half(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType, routine: &str) -> Result<CubeTensor, String> {
     assert!(lhs.dtype == rhs.dtype && matches!(lhs.dtype, DType::F16 | DType::BF16), "half matmul: f16 or bf16 operands of one dtype");
     let strategy = half_strategy(routine).ok_or_else(|| format!("unknown matmul routine {routine}"))?;
+    launch_with(&strategy, lhs, rhs, out_dtype)
+}
+
+/// `lhs · rhs` (same rank, equal batch dims, operands of one dtype) by one cubek strategy,
+/// into a new `out_dtype` tensor.
+fn launch_with(strategy: &Strategy, lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> Result<CubeTensor, String> {
     let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
     let ls = lhs.meta.shape().clone();
     let rs = rhs.meta.shape().clone();
     let rank = ls.num_dims();
-    assert_eq!(rank, rs.num_dims(), "half matmul: ranks differ");
-    assert_eq!(ls[rank - 1], rs[rank - 2], "half matmul: inner dims differ");
+    assert_eq!(rank, rs.num_dims(), "matmul: ranks differ");
+    assert_eq!(ls[rank - 1], rs[rank - 2], "matmul: inner dims differ");
     let mut out_dims: Vec<usize> = ls.iter().copied().collect();
     out_dims[rank - 1] = rs[rank - 1];
     let client = lhs.client.clone();
@@ -165,7 +150,7 @@ fn launch_half(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType, routine: &str
     let in_ty = dtype_to_storage_type(lhs.dtype);
     let out_ty = dtype_to_storage_type(out_dtype);
     let mut elems = MatmulElems::from_globals(&MatmulGlobalElems { lhs: in_ty, rhs: in_ty, out: out_ty });
-    launch_ref(&strategy, &client, InputBinding::new(lhs.binding(), in_ty), InputBinding::new(rhs.binding(), in_ty), out.clone().binding(), &mut elems)
+    launch_ref(strategy, &client, InputBinding::new(lhs.binding(), in_ty), InputBinding::new(rhs.binding(), in_ty), out.clone().binding(), &mut elems)
         .map_err(|e| format!("{e:?}"))?;
     Ok(out)
 }
