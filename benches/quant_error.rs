@@ -3,8 +3,8 @@
 //! ```text
 //! quant-error --model DIR [--tokens 64] [--latent BxFxHxW]
 //! ```
-//! For every weight `sana-video quantize` would quantise (DIR's `transformer/` and, if
-//! present, `text_encoder/`): the relative L2 error of `W·x` for random activations
+//! For every weight `sana-video quantize` would quantise (a pipeline DIR's `transformer/`
+//! and `text_encoder/`, or a component DIR's DiT): the relative L2 error of `W·x` for random activations
 //! (`--tokens` Gaussian rows) with FP8 and with NVFP4 weights against the stored weights.
 //! Then, for the DiT, one forward (f32 compute, CPU) at `--latent` with the stored, FP8 and
 //! NVFP4 weights, and the output's relative error against the stored weights'.
@@ -12,7 +12,7 @@
 use burn::tensor::{DType, Tensor};
 use sana_video_core::device::{self, BackendKind};
 use sana_video_core::io::safetensors::{tensor_from_f32, Weights};
-use sana_video_core::io::{diffusers, FsSource};
+use sana_video_core::io::{diffusers, FileSource, FsSource};
 use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
 use sana_video_core::quant::{self, convert::matrix_of, Format};
 
@@ -64,7 +64,12 @@ fn main() -> Result<(), String> {
         ((-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos()) as f32
     };
     println!("# quant-error: {model}, {tokens} random activation rows per layer");
+    // A pipeline folder: both components; a component folder: the DiT alone.
+    let pipeline = FsSource.exists(&sana_video_core::io::join(&model, "model_index.json"));
     for (comp, stem) in [("transformer", "diffusion_pytorch_model"), ("text_encoder", "model")] {
+        if !pipeline && comp != "transformer" {
+            continue;
+        }
         let Ok(dir) = diffusers::component_dir(&FsSource, &model, comp) else { continue };
         let w = Weights::open_dir(&FsSource, &dir, stem).map_err(|e| e.to_string())?;
         let mut errs: Vec<(String, f64, f64)> = Vec::new();
