@@ -158,6 +158,8 @@ fn launch_with(strategy: &Strategy, lhs: CubeTensor, rhs: CubeTensor, out_dtype:
 /// The chosen routine, then the fallback, then cubek's own choice (`Strategy::Auto`: tensor cores
 /// where present, else a unit routine) when it cannot run here.
 fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTensor {
+    // Once, before the attempts: a routine that cannot run must not cost a copy each.
+    let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
     for routine in [chosen_half_routine(), FALLBACK_HALF_ROUTINE] {
         if let Ok(out) = launch_half(lhs.clone(), rhs.clone(), out_dtype, routine) {
             return out;
