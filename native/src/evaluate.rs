@@ -72,7 +72,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         .map(|s| s.trim().parse::<u64>().map_err(|_| format!("--seeds: `{s}` is not a whole number")))
         .collect::<Result<_, _>>()?;
     let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(defaults.steps);
-    let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(6.0);
+    let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(defaults.cfg_scale);
     let frames: usize = parse(&args, "frames", "a whole number")?.unwrap_or(defaults.frames);
     let sampler = args.get("sampler").map(SamplerKind::parse).transpose().map_err(|e| e.to_string())?;
     let negative = args.get("negative-prompt").unwrap_or(defaults.negative_prompt).to_string();

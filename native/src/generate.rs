@@ -170,8 +170,12 @@ impl Events for Cli<'_> {
     fn chunk(&mut self, c: ChunkInfo) {
         if !self.quiet {
             let fps = c.video_frames as f64 / c.seconds.max(1e-9);
+            let split = match c.dit_seconds {
+                Some(d) => format!(" [DiT {d:.2} s, decode and write {:.2} s]", (c.seconds - d).max(0.0)),
+                None => String::new(),
+            };
             let line = format!(
-                "chunk {}/{}: {} latent frames -> {} frames in {:.2} s ({fps:.1} frames/s), prompt {}",
+                "chunk {}/{}: {} latent frames -> {} frames in {:.2} s ({fps:.1} frames/s){split}, prompt {}",
                 c.index + 1,
                 c.total,
                 c.latent_frames,
@@ -307,7 +311,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         (None, None) => defaults.frames,
     };
     let steps: usize = parse(&args, "steps", "a whole number")?.unwrap_or(defaults.steps);
-    let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(6.0);
+    let cfg_scale: f32 = parse(&args, "cfg-scale", "a number")?.unwrap_or(defaults.cfg_scale);
     let seed: u64 = parse(&args, "seed", "a whole number ≥ 0")?.unwrap_or(42);
     let sampler = args.get("sampler").map(SamplerKind::parse).transpose().map_err(|e| e.to_string())?;
     let motion_score: Option<u32> = parse(&args, "motion-score", "a whole number ≥ 0")?.or(defaults.motion_score);

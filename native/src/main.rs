@@ -54,7 +54,7 @@ COMMANDS:
                          --resolution-binning on|off|auto (on: generate at the nearest trained
                                                 aspect bin, resize and crop back; auto: on
                                                 for the released 480p/720p models)
-                         --steps N (50; builtin 20)  --cfg-scale S (6.0)  --seed N (42)
+                         --steps N (50; builtin 20)  --cfg-scale S (6; builtin 5)  --seed N (42)
                          --sampler dpm++|euler|unipc (default: the model's scheduler)
                          --motion-score N       --instruction video|image|none  --no-lowercase
                          --init-noise FILE      safetensors with `latents` [1,C,F,h,w]
@@ -82,8 +82,9 @@ COMMANDS:
                          motion dataset's words: tools/dataset) and seed, finds the named
                          objects by colour, tracks them and checks their motion; prints a line
                          per clip and a JSON summary (colour accuracy, motion accuracy,
-                         frame-to-frame consistency). Defaults: seeds 1,2,3, cfg 6, and the
-                         model's size, frames, steps and negative prompt, as generate.
+                         frame-to-frame consistency). Defaults: seeds 1,2,3, and the
+                         model's size, frames, steps, guidance and negative prompt, as
+                         generate.
                          A block-causal model (builtin-long) makes each video with LongLive
                          (--chunk-frames, --cached-blocks as generate) and every 17-frame
                          window, one per second, is scored; the summary adds per-window

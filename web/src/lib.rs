@@ -48,7 +48,7 @@ pub fn model_defaults(source: &dyn FileSource, model_dir: &str) -> Result<String
         "frames": d.frames,
         "steps": d.steps,
         "negative_prompt": d.negative_prompt,
-        "cfg_scale": 6.0,
+        "cfg_scale": d.cfg_scale,
         "seed": 42,
         "fps": 16,
     })
@@ -83,7 +83,7 @@ pub fn parse_request(source: &dyn FileSource, model_dir: &str, json_text: &str) 
         Some(x) => x.as_u64().ok_or_else(|| format!("seed: expected a whole number ≥ 0, got {x}"))?,
     };
     let cfg_scale = match v.get("cfg_scale") {
-        None | Some(Value::Null) => 6.0,
+        None | Some(Value::Null) => d.cfg_scale,
         Some(x) => x.as_f64().ok_or_else(|| format!("cfg_scale: expected a number, got {x}"))? as f32,
     };
     let sampler = match v.get("sampler").and_then(Value::as_str) {

@@ -16,6 +16,9 @@ pub struct ModelDefaults {
     pub width: usize,
     pub frames: usize,
     pub steps: usize,
+    /// Classifier-free guidance scale: 6 for the released checkpoints; 5 for the built-in
+    /// model, chosen on validation prompts (tools/dataset/validation_prompts.txt, BENCHMARKS.md).
+    pub cfg_scale: f32,
     pub negative_prompt: &'static str,
     /// Resolution binning: on for the released sample sizes, which have aspect bins.
     pub binning: bool,
@@ -31,7 +34,7 @@ pub struct ModelDefaults {
 /// The released checkpoints: their sizes, 81 frames, 50 steps, the official negative
 /// prompt. The built-in model (`builtin`): what it was trained for, 17 frames (1 s at 16 fps)
 /// of 128x128 and the empty prompt as the unconditional branch (its caption dropout); being
-/// small, it needs only 20 steps. Other models: their trained size (sample_size latent
+/// small, it needs only 20 steps, and guidance 5. Other models: their trained size (sample_size latent
 /// positions) and the released settings.
 pub fn defaults(source: &dyn FileSource, model_dir: &str, builtin: bool) -> Result<ModelDefaults> {
     let tdir = component_dir(source, model_dir, "transformer")?;
@@ -50,6 +53,7 @@ pub fn defaults(source: &dyn FileSource, model_dir: &str, builtin: bool) -> Resu
         width,
         frames: if builtin { 17 } else { 81 },
         steps: if builtin { 20 } else { 50 },
+        cfg_scale: if builtin { 5.0 } else { 6.0 },
         negative_prompt: if builtin { "" } else { DEFAULT_NEGATIVE_PROMPT },
         binning: bins_for(dit.sample_size).is_some(),
         motion_score: (dit.kind == DitKind::BlockCausal && !builtin && bins_for(dit.sample_size).is_some()).then_some(10),

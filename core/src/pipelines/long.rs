@@ -105,6 +105,9 @@ pub struct ChunkInfo {
     pub latent_frames: usize,
     pub video_frames: usize,
     pub seconds: f64,
+    /// Of `seconds`, the DiT's part (4 steps and the state pass), measured after a device
+    /// sync; the rest is decoding and handing frames on. `None` in the browser (no sync).
+    pub dit_seconds: Option<f64>,
     pub prompt_index: usize,
 }
 
@@ -671,6 +674,11 @@ pub async fn run_long_async(
         let shape = [1, c_lat, n, lat_h, lat_w];
         let x0 = denoise_chunk(&dit, &state, &text, &longlive::TIMESTEPS, |k| Ok(seeded_draw(seed, chunk, k, shape, device)), |_| {})?;
         commit_chunk(&dit, &mut state, x0.clone(), &text)?;
+        // The decode below waits for the DiT anyway, so this sync costs nothing.
+        #[cfg(not(target_arch = "wasm32"))]
+        let dit_seconds = device.sync().ok().map(|_| web_time_now() - t0);
+        #[cfg(target_arch = "wasm32")]
+        let dit_seconds = None;
         if opts.keep_latents {
             kept.push(read_f32(x0.clone()).await?);
         }
@@ -688,6 +696,7 @@ pub async fn run_long_async(
             latent_frames: n,
             video_frames: emitted - before,
             seconds: web_time_now() - t0,
+            dit_seconds,
             prompt_index: pi,
         });
         events.advance(j + 1);
