@@ -1,7 +1,7 @@
 //! Small building blocks shared by the models: linear layers with pre-transposed weights,
 //! norms with f32 statistics, activations.
 
-use burn::tensor::{activation, DType, Device, FloatDType, Tensor};
+use burn::tensor::{activation, DType, Device, FloatDType, Int, Tensor, TensorData};
 
 use crate::io::safetensors::Weights;
 use crate::Result;
@@ -9,27 +9,91 @@ use crate::Result;
 /// `y = x·Wᵀ + b`, the weight stored transposed (`[in, out]`) once at load.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    pub weight_t: Tensor<2>,
+    weight: LinearWeight,
     pub bias: Option<Tensor<1>>,
+}
+
+#[derive(Clone, Debug)]
+enum LinearWeight {
+    /// `[in, out]` in the compute dtype.
+    Dense(Tensor<2>),
+    /// An FP8 (e4m3) weight kept as its codes on the device, one byte a weight: four codes
+    /// per i32 along `out` (`[in, out/4]`, code `o` in bits `8·(o mod 4)`), f32 scales
+    /// `[1, out]` (per output channel, or one repeated). Dequantised just before each
+    /// product (W8A16), so the resident weights take a quarter of f32's memory and half of
+    /// bf16's, and the values multiplied are exactly those a dequantise-at-load gives.
+    Fp8 { packed: Tensor<2, Int>, scale: Tensor<2>, lut: Tensor<1>, out: usize, dtype: DType },
+}
+
+/// Whether FP8 weights stay FP8 on the device (the default) or are dequantised at load
+/// (`SANA_FP8_RESIDENT=0`, for comparisons). Read once.
+fn fp8_resident() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| !matches!(std::env::var("SANA_FP8_RESIDENT").as_deref(), Ok("0") | Ok("off") | Ok("false")))
 }
 
 impl Linear {
     /// Loads `{prefix}.weight` (`[out, in]`, or a 1x1 conv `[out, in, 1, 1]`) and, if asked, `{prefix}.bias`.
+    /// An FP8 weight whose `out` is a multiple of 4 stays FP8 on the device; other quantised
+    /// weights are dequantised here.
     pub fn load(w: &Weights, prefix: &str, bias: bool, device: &Device, dtype: DType) -> Result<Linear> {
         let name = format!("{prefix}.weight");
+        let bias = if bias { Some(w.load::<1>(&format!("{prefix}.bias"), device, dtype)?) } else { None };
+        if let Some(q) = w.quant_info(&name)? {
+            let (out, inp) = (q.shape.first().copied().unwrap_or(0), q.shape.iter().skip(1).product::<usize>());
+            if q.format == crate::quant::Format::Fp8 && fp8_resident() && out % 4 == 0 && out > 0 {
+                let (codes, scales) = w.fp8_codes(&name, &q)?;
+                return Ok(Linear { weight: fp8_weight(&codes, &scales, out, inp, device, dtype), bias });
+            }
+        }
         let (values, shape) = w.read_f32(&name)?;
         let (out, inp) = (shape[0], shape[1..].iter().product::<usize>());
         let weight_t = crate::io::safetensors::tensor_from_f32(transpose_host(&values, out, inp), vec![inp, out], device, dtype);
-        let bias = if bias { Some(w.load::<1>(&format!("{prefix}.bias"), device, dtype)?) } else { None };
-        Ok(Linear { weight_t, bias })
+        Ok(Linear { weight: LinearWeight::Dense(weight_t), bias })
+    }
+
+    /// A linear layer from an `[in, out]` weight in the compute dtype.
+    pub fn from_dense(weight_t: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
+        Linear { weight: LinearWeight::Dense(weight_t), bias }
+    }
+
+    /// Bytes the weight occupies on the device (codes and scales for FP8).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            LinearWeight::Dense(t) => t.shape().num_elements() * t.dtype().size(),
+            LinearWeight::Fp8 { packed, out, .. } => packed.shape().num_elements() * 4 + out * 4,
+        }
+    }
+
+    /// Whether the weight is held as FP8 codes.
+    pub fn is_fp8_resident(&self) -> bool {
+        matches!(self.weight, LinearWeight::Fp8 { .. })
+    }
+
+    /// The `[in, out]` weight in the compute dtype (dequantised now if held as FP8).
+    pub fn weight_t(&self) -> Tensor<2> {
+        match &self.weight {
+            LinearWeight::Dense(t) => t.clone(),
+            LinearWeight::Fp8 { packed, scale, lut, out, dtype } => {
+                let [inp, groups] = packed.dims();
+                // Unpack the four codes of each i32 (an arithmetic shift may bring in sign
+                // bits; the mask drops them), look each code up, scale per output channel.
+                let bytes: Vec<Tensor<2, Int>> =
+                    (0..4).map(|k| packed.clone().bitwise_right_shift_scalar(8 * k as i64).bitwise_and_scalar(255)).collect();
+                let codes = Tensor::stack::<3>(bytes, 2).reshape([inp * groups * 4]);
+                let values = lut.clone().select(0, codes).reshape([inp, *out]) * scale.clone();
+                to_dtype(values, *dtype)
+            }
+        }
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dims = x.dims();
         let inp = dims[D - 1];
         let rows = x.shape().num_elements() / inp.max(1);
-        let [_, out] = self.weight_t.dims();
-        let mut y = matmul(x.reshape([rows, inp]), self.weight_t.clone());
+        let weight_t = self.weight_t();
+        let [_, out] = weight_t.dims();
+        let mut y = matmul(x.reshape([rows, inp]), weight_t);
         if let Some(b) = &self.bias {
             y = y + b.clone().unsqueeze::<2>();
         }
@@ -37,6 +101,27 @@ impl Linear {
         out_dims[D - 1] = out;
         y.reshape(out_dims)
     }
+}
+
+/// Packs `[out, inp]` row-major e4m3 codes as the transposed `[inp, out/4]` i32 layout of
+/// [`LinearWeight::Fp8`].
+fn fp8_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Device, dtype: DType) -> LinearWeight {
+    let groups = out / 4;
+    let mut packed = vec![0u32; inp * groups];
+    for o in 0..out {
+        let row = &codes[o * inp..(o + 1) * inp];
+        let shift = 8 * (o % 4);
+        for (i, &c) in row.iter().enumerate() {
+            packed[i * groups + o / 4] |= (c as u32) << shift;
+        }
+    }
+    let packed: Vec<i32> = packed.into_iter().map(|v| v as i32).collect();
+    let packed = Tensor::<2, Int>::from_data(TensorData::new(packed, [inp, groups]), (device, DType::I32));
+    let scale: Vec<f32> = if scales.len() == 1 { vec![scales[0]; out] } else { scales.to_vec() };
+    let scale = Tensor::<2>::from_data(TensorData::new(scale, [1, out]), (device, DType::F32));
+    let lut: Vec<f32> = (0..=255u8).map(crate::quant::e4m3_to_f32).collect();
+    let lut = Tensor::<1>::from_data(TensorData::new(lut, [256]), (device, DType::F32));
+    LinearWeight::Fp8 { packed, scale, lut, out, dtype }
 }
 
 /// Matrix product that stays IEEE f32 for f32 operands on every backend (no TF32 on tensor

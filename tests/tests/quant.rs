@@ -109,3 +109,48 @@ fn own_fp8_and_nvfp4_files_load_back_within_bounds() {
         assert!(rel < bound, "{format:?}: rel L2 {rel:.3e} >= {bound}");
     }
 }
+
+/// FP8 weights stay FP8 on the device (one byte a weight, dequantised just before each
+/// product) and give exactly what dequantising at load gives: the same file written back
+/// dense in f32 by the host dequantiser runs to the identical output, on every backend.
+#[test]
+fn fp8_weights_stay_fp8_on_the_device_and_match_dequantised_ones() {
+    let case = fixtures().join("dit/p122_b2_mask");
+    let w = Weights::open_dir(&FsSource, &case.join("transformer").to_string_lossy(), "diffusion_pytorch_model").unwrap();
+    let (bytes, _) = quant::quantize_weights(&w, Format::Fp8).unwrap();
+    let fp8 = sana_video_tests::scratch("fp8-resident");
+    let dense = sana_video_tests::scratch("fp8-dequantised");
+    for dir in [&fp8, &dense] {
+        std::fs::copy(case.join("transformer/config.json"), dir.join("config.json")).unwrap();
+    }
+    std::fs::write(fp8.join("diffusion_pytorch_model.safetensors"), bytes).unwrap();
+    let q = Weights::open_dir(&FsSource, &fp8.to_string_lossy(), "diffusion_pytorch_model").unwrap();
+    let tensors: Vec<(String, Vec<f32>, Vec<usize>)> = q
+        .names()
+        .into_iter()
+        .filter(|n| !n.ends_with("_scale"))
+        .map(|n| {
+            let (v, s) = q.read_f32(&n).unwrap();
+            (n, v, s)
+        })
+        .collect();
+    let refs: Vec<(&str, &[f32], &[usize])> = tensors.iter().map(|(n, v, s)| (n.as_str(), v.as_slice(), s.as_slice())).collect();
+    std::fs::write(dense.join("diffusion_pytorch_model.safetensors"), sana_video_core::io::safetensors::serialize_f32(&refs).unwrap()).unwrap();
+    for (kind, device) in backends() {
+        // The resident form is what a quantised layer loads as, at a quarter of f32's bytes.
+        let name = "transformer_blocks.0.ff.conv_inverted";
+        let lin = sana_video_core::nn::Linear::load(&q, name, false, &device, DType::F32).unwrap();
+        let d = Weights::open_dir(&FsSource, &dense.to_string_lossy(), "diffusion_pytorch_model").unwrap();
+        let full = sana_video_core::nn::Linear::load(&d, name, false, &device, DType::F32).unwrap();
+        assert!(lin.is_fp8_resident() && !full.is_fp8_resident());
+        assert!(lin.weight_bytes() * 3 < full.weight_bytes(), "{} vs {} bytes", lin.weight_bytes(), full.weight_bytes());
+        let (a, b) = (lin.weight_t().into_data().try_to_vec::<f32>().unwrap(), full.weight_t().into_data().try_to_vec::<f32>().unwrap());
+        assert!(a == b, "{}: the dequantised weights differ", device::name(kind));
+        let (got, unexpected) = dit_output(&fp8.to_string_lossy(), &device);
+        assert!(unexpected.is_empty(), "{unexpected:?}");
+        let (want, _) = dit_output(&dense.to_string_lossy(), &device);
+        let (rel, max_abs) = rel_l2(&got, &want);
+        println!("fp8 resident vs dequantised at load on {}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
+        assert!(max_abs == 0.0, "{}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
+    }
+}

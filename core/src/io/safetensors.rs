@@ -330,6 +330,26 @@ impl Weights {
         Ok(Some(QuantInfo { format, shape }))
     }
 
+    /// An FP8 tensor's e4m3 codes as stored (`[rows, cols]` row-major, `rows` the first
+    /// dimension of `q.shape`) and its scales: one (per tensor) or one per row.
+    pub fn fp8_codes(&self, name: &str, q: &QuantInfo) -> Result<(Vec<u8>, Vec<f32>)> {
+        let (codes, dtype, _, file) = self.raw(name)?;
+        let rows = q.shape.first().copied().unwrap_or(1);
+        let scale_name = format!("{name}_scale");
+        if q.format != Format::Fp8 || dtype != Dtype::F8_E4M3 {
+            return Err(Error::tensor(file, name, format!("is declared {} but stored as {dtype:?}", q.format.name())));
+        }
+        let scales = if self.index.contains_key(&scale_name) { self.read_f32(&scale_name)?.0 } else { vec![1.0] };
+        if scales.len() != 1 && scales.len() != rows {
+            return Err(Error::tensor(
+                file,
+                &scale_name,
+                format!("has {} values; expected 1 (per tensor) or {rows} (per output channel)", scales.len()),
+            ));
+        }
+        Ok((codes.into_owned(), scales))
+    }
+
     fn dequantize(&self, name: &str, q: &QuantInfo) -> Result<(Vec<f32>, Vec<usize>)> {
         let (codes, dtype, stored, file) = self.raw(name)?;
         let rows = q.shape.first().copied().unwrap_or(1);
@@ -337,17 +357,7 @@ impl Weights {
         let scale_name = format!("{name}_scale");
         let values = match q.format {
             Format::Fp8 => {
-                if dtype != Dtype::F8_E4M3 {
-                    return Err(Error::tensor(file, name, format!("is declared fp8 but stored as {dtype:?}")));
-                }
-                let scales = if self.index.contains_key(&scale_name) { self.read_f32(&scale_name)?.0 } else { vec![1.0] };
-                if scales.len() != 1 && scales.len() != rows {
-                    return Err(Error::tensor(
-                        file,
-                        &scale_name,
-                        format!("has {} values; expected 1 (per tensor) or {rows} (per output channel)", scales.len()),
-                    ));
-                }
+                let (codes, scales) = self.fp8_codes(name, q)?;
                 quant::dequantize_fp8(&codes, &scales, rows, cols)
             }
             Format::Nvfp4 => {
