@@ -101,11 +101,37 @@ fn relu_rope(x: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> (BTensor<4>, BT
     (BTensor::from_dispatch(phi), BTensor::from_dispatch(rot))
 }
 
+/// Token splits for the `vᵀ·R·φ(k)` reduction: its output is only `B·H` tiles of `d x d`
+/// while the reduction runs over every token, so one GEMM leaves most of a large GPU idle.
+/// Splitting the tokens into `S` batches of partial sums (then adding them) multiplies the
+/// parallel work by `S`; about 1k tokens a split, at most 32.
+fn token_splits(n: usize) -> usize {
+    (n / 1024).clamp(1, 32)
+}
+
 pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> KvSums {
-    let [b, _, h, d] = k.dims();
+    let [b, n, h, d] = k.dims();
     let (phi, rot) = relu_rope(k, cos, sin);
-    // [B, H, d, N] x [B, H, N, d] -> [B, H, d, d]
-    let kv = matmul(v.permute([0, 2, 3, 1]), rot, Impl::Auto);
+    let vt = v.permute([0, 2, 3, 1]); // [B, H, d, N]
+    let splits = token_splits(n);
+    let kv = if splits == 1 {
+        // [B, H, d, N] x [B, H, N, d] -> [B, H, d, d]
+        matmul(vt, rot.clone(), Impl::Auto)
+    } else {
+        // Zero tokens add nothing to the sums: pad N to a multiple of the splits.
+        let per = n.div_ceil(splits);
+        let pad = per * splits - n;
+        let (mut vt, mut r) = (vt, rot.clone());
+        if pad > 0 {
+            let dev = r.device();
+            vt = BTensor::cat(vec![vt.clone(), BTensor::zeros([b, h, d, pad], (&dev, vt.dtype()))], 3);
+            r = BTensor::cat(vec![r, BTensor::zeros([b, h, pad, d], (&dev, DType::F32))], 2);
+        }
+        // [B, H, S, d, N/S] x [B, H, S, N/S, d] -> [B, H, S, d, d], summed over S.
+        let vt: BTensor<5> = vt.reshape([b, h, d, splits, per]).swap_dims(2, 3);
+        let r: BTensor<5> = r.reshape([b, h, splits, per, d]);
+        matmul(vt, r, Impl::Auto).sum_dim(2).reshape([b, h, d, d])
+    };
     let ksum = phi.sum_dim(2).reshape([b, h, d]);
     KvSums { kv, ksum }
 }
