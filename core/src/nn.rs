@@ -38,23 +38,24 @@ impl Linear {
     /// weights are dequantised here.
     pub fn load(w: &Weights, prefix: &str, bias: bool, device: &Device, dtype: DType) -> Result<Linear> {
         let name = format!("{prefix}.weight");
-        let bias = if bias { Some(w.load::<1>(&format!("{prefix}.bias"), device, dtype)?) } else { None };
-        if let Some(q) = w.quant_info(&name)? {
-            let (out, inp) = (q.shape.first().copied().unwrap_or(0), q.shape.iter().skip(1).product::<usize>());
-            if q.format == crate::quant::Format::Fp8 && fp8_resident() && out % 4 == 0 && out > 0 {
+        let resident = match w.quant_info(&name)? {
+            Some(q) if q.format == crate::quant::Format::Fp8 && fp8_resident() && q.shape.first().is_some_and(|&o| o > 0 && o % 4 == 0) => {
+                let (out, inp) = (q.shape[0], q.shape[1..].iter().product::<usize>());
                 let (codes, scales) = w.fp8_codes(&name, &q)?;
-                return Ok(Linear { weight: fp8_weight(&codes, &scales, out, inp, device, dtype), bias });
+                Some(fp8_weight(&codes, &scales, out, inp, device, dtype))
             }
-        }
-        let (values, shape) = w.read_f32(&name)?;
-        let (out, inp) = (shape[0], shape[1..].iter().product::<usize>());
-        let weight_t = crate::io::safetensors::tensor_from_f32(transpose_host(&values, out, inp), vec![inp, out], device, dtype);
-        Ok(Linear { weight: LinearWeight::Dense(weight_t), bias })
-    }
-
-    /// A linear layer from an `[in, out]` weight in the compute dtype.
-    pub fn from_dense(weight_t: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
-        Linear { weight: LinearWeight::Dense(weight_t), bias }
+            _ => None,
+        };
+        let weight = match resident {
+            Some(fp8) => fp8,
+            None => {
+                let (values, shape) = w.read_f32(&name)?;
+                let (out, inp) = (shape[0], shape[1..].iter().product::<usize>());
+                LinearWeight::Dense(crate::io::safetensors::tensor_from_f32(transpose_host(&values, out, inp), vec![inp, out], device, dtype))
+            }
+        };
+        let bias = if bias { Some(w.load::<1>(&format!("{prefix}.bias"), device, dtype)?) } else { None };
+        Ok(Linear { weight, bias })
     }
 
     /// Bytes the weight occupies on the device (codes and scales for FP8).
