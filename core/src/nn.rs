@@ -22,7 +22,7 @@ enum LinearWeight {
     /// `[1, out]` (per output channel, or one repeated). Dequantised just before each
     /// product (W8A16), so the resident weights take a quarter of f32's memory and half of
     /// bf16's, and the values multiplied are exactly those a dequantise-at-load gives.
-    Fp8 { packed: Tensor<2, Int>, scale: Tensor<2>, lut: Tensor<1>, out: usize, dtype: DType },
+    Fp8 { packed: Tensor<2, Int>, scale: Tensor<2>, lut: Tensor<1>, dtype: DType },
 }
 
 /// Whether FP8 weights stay FP8 on the device (the default) or are dequantised at load
@@ -62,7 +62,7 @@ impl Linear {
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             LinearWeight::Dense(t) => t.shape().num_elements() * t.dtype().size(),
-            LinearWeight::Fp8 { packed, out, .. } => packed.shape().num_elements() * 4 + out * 4,
+            LinearWeight::Fp8 { packed, scale, .. } => (packed.shape().num_elements() + scale.shape().num_elements()) * 4,
         }
     }
 
@@ -75,14 +75,14 @@ impl Linear {
     pub fn weight_t(&self) -> Tensor<2> {
         match &self.weight {
             LinearWeight::Dense(t) => t.clone(),
-            LinearWeight::Fp8 { packed, scale, lut, out, dtype } => {
+            LinearWeight::Fp8 { packed, scale, lut, dtype } => {
                 let [inp, groups] = packed.dims();
                 // Unpack the four codes of each i32 (an arithmetic shift may bring in sign
                 // bits; the mask drops them), look each code up, scale per output channel.
                 let bytes: Vec<Tensor<2, Int>> =
                     (0..4).map(|k| packed.clone().bitwise_right_shift_scalar(8 * k as i64).bitwise_and_scalar(255)).collect();
                 let codes = Tensor::stack::<3>(bytes, 2).reshape([inp * groups * 4]);
-                let values = lut.clone().select(0, codes).reshape([inp, *out]) * scale.clone();
+                let values = lut.clone().select(0, codes).reshape([inp, groups * 4]) * scale.clone();
                 to_dtype(values, *dtype)
             }
         }
@@ -122,7 +122,7 @@ fn fp8_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Dev
     let scale = Tensor::<2>::from_data(TensorData::new(scale, [1, out]), (device, DType::F32));
     let lut: Vec<f32> = (0..=255u8).map(crate::quant::e4m3_to_f32).collect();
     let lut = Tensor::<1>::from_data(TensorData::new(lut, [256]), (device, DType::F32));
-    LinearWeight::Fp8 { packed, scale, lut, out, dtype }
+    LinearWeight::Fp8 { packed, scale, lut, dtype }
 }
 
 /// Matrix product that stays IEEE f32 for f32 operands on every backend (no TF32 on tensor

@@ -332,7 +332,7 @@ impl Weights {
 
     /// An FP8 tensor's e4m3 codes as stored (`[rows, cols]` row-major, `rows` the first
     /// dimension of `q.shape`) and its scales: one (per tensor) or one per row.
-    pub fn fp8_codes(&self, name: &str, q: &QuantInfo) -> Result<(Vec<u8>, Vec<f32>)> {
+    pub fn fp8_codes(&self, name: &str, q: &QuantInfo) -> Result<(Cow<'_, [u8]>, Vec<f32>)> {
         let (codes, dtype, _, file) = self.raw(name)?;
         let rows = q.shape.first().copied().unwrap_or(1);
         let scale_name = format!("{name}_scale");
@@ -347,20 +347,20 @@ impl Weights {
                 format!("has {} values; expected 1 (per tensor) or {rows} (per output channel)", scales.len()),
             ));
         }
-        Ok((codes.into_owned(), scales))
+        Ok((codes, scales))
     }
 
     fn dequantize(&self, name: &str, q: &QuantInfo) -> Result<(Vec<f32>, Vec<usize>)> {
-        let (codes, dtype, stored, file) = self.raw(name)?;
         let rows = q.shape.first().copied().unwrap_or(1);
         let cols = q.shape.iter().skip(1).product::<usize>();
-        let scale_name = format!("{name}_scale");
         let values = match q.format {
             Format::Fp8 => {
                 let (codes, scales) = self.fp8_codes(name, q)?;
                 quant::dequantize_fp8(&codes, &scales, rows, cols)
             }
             Format::Nvfp4 => {
+                let (codes, dtype, stored, file) = self.raw(name)?;
+                let scale_name = format!("{name}_scale");
                 let ok = dtype == Dtype::U8 && cols % quant::NVFP4_BLOCK == 0 && codes.len() * 2 == rows * cols;
                 if !ok {
                     return Err(Error::tensor(
