@@ -9,8 +9,8 @@ use sana_video_core::io::{FileSource, FsSource, StaticSource};
 /// `--model builtin` (the default) names it.
 pub const NAME: &str = "builtin";
 /// `--model builtin-long`: the built-in model's block-causal variant (builtin-model-long/, a
-/// transformer fine-tuned by tools/train/train_causal.py) with the built-in text encoder,
-/// tokenizer, VAE and scheduler. `generate` picks it when no `--model` is given and the
+/// transformer fine-tuned by tools/train/train_causal.py, and a VAE whose decoder was
+/// fine-tuned on long clips) with the built-in tokenizer and scheduler. `generate` picks it when no `--model` is given and the
 /// video is longer than the built-in model's 17 frames, or a LongSANA flag is used.
 pub const LONG_NAME: &str = "builtin-long";
 
@@ -47,8 +47,10 @@ pub static LONG_SOURCE: StaticSource = StaticSource {
         ("tokenizer/tokenizer_config.json", include_bytes!("../../builtin-model/tokenizer/tokenizer_config.json")),
         ("transformer/config.json", include_bytes!("../../builtin-model-long/transformer/config.json")),
         ("transformer/diffusion_pytorch_model.safetensors", include_bytes!("../../builtin-model-long/transformer/diffusion_pytorch_model.safetensors")),
-        ("vae/config.json", include_bytes!("../../builtin-model/vae/config.json")),
-        ("vae/diffusion_pytorch_model.safetensors", include_bytes!("../../builtin-model/vae/diffusion_pytorch_model.safetensors")),
+        // Its own VAE: the built-in encoder, the decoder fine-tuned on long clips
+        // (tools/train/device_vae_long.sh); the built-in decoder darkens past ~20 frames.
+        ("vae/config.json", include_bytes!("../../builtin-model-long/vae/config.json")),
+        ("vae/diffusion_pytorch_model.safetensors", include_bytes!("../../builtin-model-long/vae/diffusion_pytorch_model.safetensors")),
     ],
 };
 

@@ -87,10 +87,18 @@ def describe(spec, rng):
     return t.format(n=ORDINAL[len(parts)], body=body, where=where, where_cap=where[0].upper() + where[1:])
 
 
-def trajectory(o, t, frames):
-    """Centre (x, y) in [0, 1] and radius scale at frame t."""
+# A long clip moves at a short clip's per-frame rate (its 17 frames span u = 0..1).
+LONG_SPAN = 16
+
+
+def trajectory(o, t, frames, long=False):
+    """Centre (x, y) in [0, 1] and radius scale at frame t. A short clip spreads each motion
+    over its frames; a long clip (`long`) keeps the 17-frame clip's per-frame rate for as long
+    as it lasts, so it starts exactly like the short clip: periodic motions repeat, growing
+    and shrinking stop at their limits, and straight motions leave the frame and come back
+    in on the opposite side (the caption stays true for the whole clip)."""
     s = SPEEDS[o["speed"]]
-    u = t / max(frames - 1, 1)
+    u = t / LONG_SPAN if long else t / max(frames - 1, 1)
     x, y = o["start"]
     d = 0.35 * s * u
     dirs = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "up-left": (-0.7, -0.7),
@@ -105,10 +113,15 @@ def trajectory(o, t, frames):
         a = o["phase"] + 2 * math.pi * 0.8 * s * u
         x, y = x + 0.18 * math.cos(a), y + 0.18 * math.sin(a)
     elif m == "grow":
-        scale = 0.6 + 0.8 * s * u
+        scale = min(0.6 + 0.8 * s * u, 2.0) if long else 0.6 + 0.8 * s * u
     elif m == "shrink":
         scale = 1.4 - 0.8 * s * u
-    return x, y, max(scale, 0.3)
+    scale = max(scale, 0.3)
+    if long and m in dirs:
+        # Wrap once the shape (within 1.2 radii of its centre) is wholly outside.
+        e = 1.2 * SIZES[o["size"]] * scale
+        x, y = (x + e) % (1 + 2 * e) - e, (y + e) % (1 + 2 * e) - e
+    return x, y, scale
 
 
 def shape_mask(shape, xx, yy, cx, cy, r):
@@ -145,7 +158,7 @@ def background_image(spec, size, ss=4):
     return base, base.reshape(size, ss, size, ss, 3).mean(axis=(1, 3)).round().astype(np.uint8)
 
 
-def render(spec, frames, size, ss=4):
+def render(spec, frames, size, ss=4, long=False):
     n = size * ss
     ys, xs = np.mgrid[0:n, 0:n].astype(np.float32) / n
     base, small = background_image(spec, size, ss)
@@ -156,7 +169,7 @@ def render(spec, frames, size, ss=4):
         # objects' boxes (whole output pixels), which is where the frame differs from `small`.
         placed = []
         for o in spec["objects"]:
-            cx, cy, sc = trajectory(o, t, frames)
+            cx, cy, sc = trajectory(o, t, frames, long)
             placed.append((o, cx, cy, SIZES[o["size"]] * sc))
         x0 = max(0, min(int(math.floor((cx - 1.2 * r) * size)) for _, cx, _, r in placed))
         x1 = min(size, max(int(math.ceil((cx + 1.2 * r) * size)) + 1 for _, cx, _, r in placed))
@@ -183,6 +196,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", choices=["train", "eval"], default="train")
     ap.add_argument("--shard", type=int, default=500)
+    ap.add_argument("--long", action="store_true",
+                    help="motion at the 17-frame clip's per-frame rate however many frames (see trajectory)")
     ap.add_argument("--prompts", type=int, help="print this many captions (no rendering) and exit")
     ap.add_argument("--safetensors", action="store_true",
                     help="write one OUT/clips.safetensors (`videos` uint8 [n, T, H, W, 3]) instead of npz shards")
@@ -200,7 +215,7 @@ def main():
         with open(os.path.join(a.out, "captions.jsonl"), "w") as cap:
             for spec in specs:
                 cap.write(json.dumps({"caption": describe(spec, rng), **spec}) + "\n")
-        save_file({"videos": np.stack([render(s, a.frames, a.size) for s in specs])}, os.path.join(a.out, "clips.safetensors"))
+        save_file({"videos": np.stack([render(s, a.frames, a.size, long=a.long) for s in specs])}, os.path.join(a.out, "clips.safetensors"))
         return
     with open(os.path.join(a.out, "captions.jsonl"), "w") as cap:
         for s0 in range(0, a.clips, a.shard):
@@ -208,7 +223,7 @@ def main():
             for _ in range(min(a.shard, a.clips - s0)):
                 spec = clip_spec(rng, a.split)
                 cap.write(json.dumps({"caption": describe(spec, rng), **spec}) + "\n")
-                vids.append(render(spec, a.frames, a.size))
+                vids.append(render(spec, a.frames, a.size, long=a.long))
                 bgs.append(background_image(spec, a.size)[1])
             # The backgrounds let the VAE's loss find the object pixels (train_vae.py --object-weight).
             np.savez(os.path.join(a.out, f"clips-{s0 // a.shard:05d}.npz"), videos=np.stack(vids),

@@ -43,11 +43,14 @@ CHUNK = 2
 
 
 class Chunks:
-    """Latent frames per chunk of the current forward; shared by every patched layer."""
+    """Latent frames per chunk of the current forward and the attention window (None: every
+    earlier chunk; K: the last K finished chunks, as `--cached-blocks K`); shared by every
+    patched layer."""
 
     def __init__(self):
         self.sizes = [5]
         self.tokens_per_frame = 64
+        self.window = None
 
 
 class BlockCausalAttn:
@@ -71,12 +74,15 @@ class BlockCausalAttn:
             return torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], -1).flatten(-2)
 
         qr, kr = rot(q), rot(k)
-        outs, kv, ksum, at = [], 0, 0, 0
+        outs, kvs, ksums, at = [], [], [], 0
+        win = self.chunks.window
         for n in self.chunks.sizes:
             sl = slice(at, at + n * self.chunks.tokens_per_frame)
             at = sl.stop
-            kv = kv + torch.einsum("bnhc,bnhd->bhcd", kr[:, sl], v[:, sl])  # Σ R φk ⊗ v
-            ksum = ksum + k[:, sl].sum(1)  # [B, H, C]
+            kvs.append(torch.einsum("bnhc,bnhd->bhcd", kr[:, sl], v[:, sl]))  # Σ R φk ⊗ v
+            ksums.append(k[:, sl].sum(1))  # [B, H, C]
+            keep = len(kvs) if win is None else win + 1  # this chunk and the window's finished ones
+            kv, ksum = sum(kvs[-keep:]), sum(ksums[-keep:])
             num = torch.einsum("bnhc,bhcd->bnhd", qr[:, sl], kv)
             den = torch.einsum("bnhc,bhc->bnh", q[:, sl], ksum)
             outs.append(num / (den[..., None] + 1e-15))
@@ -147,12 +153,27 @@ def self_check(transformer, c, h, w, device):
     want = ref(x, encoder_hidden_states=y, timestep=t_tok, return_dict=False)[0]
     chunks.sizes = [3, 2]
     got = ours(x, encoder_hidden_states=y, timestep=t_tok, return_dict=False)[0]
+    # The long-clip window: chunks [3, 2, 2, 2], each reading itself and the chunk before.
+    x9 = torch.randn(2, c, 9, h, w, generator=gen).to(device)
+    t9 = torch.cat([torch.zeros(2, 7 * tpf), torch.full((2, 2 * tpf), 889.0)], 1).to(device)
+    ref9 = copy.deepcopy(transformer).eval()
+    bc9 = BlockCausal([0, 0, 0, 1, 1, 2, 2, 3, 3], tpf, window=1)
+    bc9.frame_chunk, bc9.tok_chunk = bc9.frame_chunk.to(device), bc9.tok_chunk.to(device)
+    for blk in ref9.transformer_blocks:
+        blk.attn1.processor = BlockCausalLinearAttn(bc9)
+        blk.ff.forward = ff_forward(blk.ff, bc9)
+    want9 = ref9(x9, encoder_hidden_states=y, timestep=t9, return_dict=False)[0]
+    chunks.sizes, chunks.window = [3, 2, 2, 2], 1
+    got9 = ours(x9, encoder_hidden_states=y, timestep=t9, return_dict=False)[0]
+    chunks.window = None
     transformer.train()
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     e1 = ((one - plain).norm() / plain.norm()).item()
     e2 = ((got - want).norm() / want.norm()).item()
-    print(f"self-check: one chunk vs diffusers rel {e1:.1e}; [3, 2] vs the dense block-masked reference rel {e2:.1e}")
-    if e1 > 1e-5 or e2 > 1e-5:
+    e3 = ((got9 - want9).norm() / want9.norm()).item()
+    print(f"self-check: one chunk vs diffusers rel {e1:.1e}; [3, 2] vs the dense block-masked reference rel {e2:.1e}; "
+          f"[3, 2, 2, 2] window 1 vs the reference rel {e3:.1e}")
+    if e1 > 1e-5 or e2 > 1e-5 or e3 > 1e-5:
         raise SystemExit("the block-causal training forward disagrees with its references")
 
 
@@ -188,6 +209,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--teacher", type=int, default=4096, help="teacher (noise, sample) pairs for the first step")
+    ap.add_argument("--self-rollout", type=float, default=0.5,
+                    help="long clips: share of continuation rows whose context chunk is the model's own "
+                         "4-step LongLive sample (what inference feeds it) instead of the real one")
     ap.add_argument("--general", type=float, default=0.2,
                     help="share of rows trained at a random timestep instead of LongLive's four")
     ap.add_argument("--seed", type=int, default=0)
@@ -234,8 +258,9 @@ def main():
     t0 = time.time()
     with torch.no_grad():
         parts = []
-        for i in range(0, len(videos), 128):
-            x = torch.from_numpy(videos[i:i + 128]).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        eb = max(16, 128 * 17 // videos.shape[1])  # clips per VAE batch, fewer for long clips
+        for i in range(0, len(videos), eb):
+            x = torch.from_numpy(videos[i:i + eb]).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
             parts.append(((vae.encode(x).latent_dist.mean - mean) / std).half())
         latents = torch.cat(parts)
         # The frozen text encoder: every caption's embedding once (diffusers' encode_prompt layout).
@@ -257,11 +282,23 @@ def main():
     n_clips = len(captions)
     print(f"latents {tuple(latents.shape)}, {n_clips} captions embedded in {time.time() - t0:.0f} s", flush=True)
     b_, c, f, h, w = latents.shape
-    assert f == 5, f"expected 17-frame clips (5 latent frames), got {f}"
+    # 17-frame clips train the first boundary, chunks [3, 2], every earlier chunk in view.
+    # Long clips (>= 33 frames) train windows [3, 2, 2, 2] read as `--cached-blocks 1` reads
+    # them (each chunk sees itself and the one before, through the chain of earlier chunks),
+    # at even latent offsets: offset 0 is a video's start, later ones its middle.
+    if f == 5:
+        sizes_c, offsets, window = [3, 2], [0], None
+    elif f >= 9:
+        sizes_c, offsets, window = [3, 2, 2, 2], list(range(0, f - 9 + 1, 2)), 1
+    else:
+        raise SystemExit(f"expected 17-frame clips (5 latent frames) or at least 33 frames (9), got {f} latent frames")
+    nf = sum(sizes_c)
+    ctx0, ctx1 = nf - sizes_c[-1] - sizes_c[-2], nf - sizes_c[-1]  # the chunk before the trained one
+    print(f"continuation windows {sizes_c} at latent offsets {offsets}, window {window}", flush=True)
     gen = torch.Generator(device=device).manual_seed(a.seed + step)
     t0 = time.time()
     teach_rows = torch.randint(0, n_clips, (a.teacher,), generator=gen, device=device).tolist()
-    t_noise, t_sample = teacher_pairs(a.pipeline, captions, teach_rows, (c, f, h, w), device, a.seed + step)
+    t_noise, t_sample = teacher_pairs(a.pipeline, captions, teach_rows, (c, 5, h, w), device, a.seed + step)
     teach_rows = torch.tensor(teach_rows, device=device)
     print(f"{a.teacher} teacher pairs in {time.time() - t0:.0f} s", flush=True)
     del videos
@@ -287,9 +324,29 @@ def main():
         general = 3 * s / (1 + 2 * s)
         return torch.where(torch.rand(n, device=device, generator=gen) < a.general, general, pick)
 
-    def run(x, t_tok, emb, mask, sizes):
+    @torch.no_grad()
+    def rollout(x, emb, mask):
+        """LongLive's four steps on the chunk at [ctx0, ctx1) after the real chunks before it
+        (eager: other shapes than the compiled step's)."""
+        chunks.sizes, chunks.window = sizes_c[:-1], window
+        x = x[:, :, :ctx1].clone()
+        cur = torch.randn(x[:, :, ctx0:].shape, device=device, generator=gen)
+        for i, t in enumerate(TIMESTEPS):
+            x[:, :, ctx0:] = cur
+            t_tok = torch.zeros(x.shape[0], 1, ctx1, h // 2, w // 2, device=device)
+            t_tok[:, :, ctx0:] = t
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                v = transformer(x, encoder_hidden_states=emb, encoder_attention_mask=mask, timestep=t_tok,
+                                return_dict=False)[0].float()
+            x0 = cur - t / 1000 * v[:, :, ctx0:]
+            if i + 1 < len(TIMESTEPS):
+                s = TIMESTEPS[i + 1] / 1000
+                cur = (1 - s) * x0 + s * torch.randn(x0.shape, device=device, generator=gen)
+        return x0
+
+    def run(x, t_tok, emb, mask, sizes, win=None):
         nonlocal model
-        chunks.sizes = sizes
+        chunks.sizes, chunks.window = sizes, win
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
             try:
                 return model(x, encoder_hidden_states=emb, encoder_attention_mask=mask, timestep=t_tok, return_dict=False)[0].float()
@@ -308,24 +365,30 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         tpf = (h // 2, w // 2)
-        # Continuation: [3 clean | 2 noisy], loss on the noisy chunk.
+        # Continuation: clean context chunks, the last one noisy, loss on it.
         idx = torch.randint(0, n_clips, (B,), device=device, generator=gen)
         drop = torch.rand(B, device=device, generator=gen) < 0.1
         rows = torch.where(drop, n_clips, idx)
-        x0 = latents[idx].float()
+        off = offsets[step % len(offsets)]
+        x0 = latents[idx, :, off:off + nf].float()
+        n_roll = int(B * a.self_rollout) if len(sizes_c) > 2 else 0
+        if n_roll:
+            # Exposure bias: at inference the context is generated. The target stays the real
+            # continuation, so the model learns to carry its own samples back to the data.
+            x0[:n_roll, :, ctx0:ctx1] = rollout(x0[:n_roll], emb_all[idx[:n_roll]].float(), mask_all[idx[:n_roll]])
         sig = draw_sigma(B).view(-1, 1, 1, 1, 1)
         noise = torch.randn(x0.shape, device=device, generator=gen)
-        late = torch.arange(f, device=device).view(1, 1, -1, 1, 1) >= 3
+        late = torch.arange(nf, device=device).view(1, 1, -1, 1, 1) >= ctx1
         xt = torch.where(late, (1 - sig) * x0 + sig * noise, x0)
-        t_tok = torch.where(late, sig * 1000, 0.0).expand(B, 1, f, *tpf)
-        pred = run(xt, t_tok, emb_all[rows].float(), mask_all[rows], [3, 2])
-        loss_c = ((pred - (noise - x0)) ** 2)[:, :, 3:].mean()
+        t_tok = torch.where(late, sig * 1000, 0.0).expand(B, 1, nf, *tpf)
+        pred = run(xt, t_tok, emb_all[rows].float(), mask_all[rows], sizes_c, window)
+        loss_c = ((pred - (noise - x0)) ** 2)[:, :, ctx1:].mean()
         # The first chunk alone: teacher pairs at t = 1000, real clips elsewhere.
         j = torch.randint(0, a.teacher, (B,), device=device, generator=gen)
         idx = torch.randint(0, n_clips, (B,), device=device, generator=gen)
         use_teacher = torch.rand(B, device=device, generator=gen) < 0.5
         rows = torch.where(use_teacher, teach_rows[j], idx)
-        x0 = torch.where(use_teacher.view(-1, 1, 1, 1, 1), t_sample[j], latents[idx].float())[:, :, :3]
+        x0 = torch.where(use_teacher.view(-1, 1, 1, 1, 1), t_sample[j][:, :, :3], latents[idx, :, :3].float())
         noise = torch.where(use_teacher.view(-1, 1, 1, 1, 1), t_noise[j][:, :, :3],
                             torch.randn(x0.shape, device=device, generator=gen))
         sig = torch.where(use_teacher, 1.0, draw_sigma(B, allow_one=False)).view(-1, 1, 1, 1, 1)
