@@ -164,8 +164,10 @@ fn long_video_without_model_uses_the_builtin_causal_model() {
 #[test]
 fn builtin_long_quality_regression() {
     const PROMPTS: usize = 6;
-    const MIN_COLOUR: f64 = 0.70; // measured 50 / 65 = 0.77 (call 2 of tools/train/runs/2026-11-28-causal)
-    const MIN_MOTION: f64 = 0.50; // measured 30 / 50 = 0.60
+    // Measured 48 / 65 = 0.74 and 33 / 48 = 0.69 (tools/train/runs/2026-11-28-causal-long; the
+    // first causal model: 0.77 and 0.60).
+    const MIN_COLOUR: f64 = 0.70;
+    const MIN_MOTION: f64 = 0.60;
     let dir = scratch("builtin-long-quality");
     let all = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/dataset/heldout_prompts.txt")).unwrap();
     let first: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).take(PROMPTS).collect();
@@ -180,4 +182,50 @@ fn builtin_long_quality_regression() {
     eprintln!("built-in causal model, {PROMPTS} held-out prompts x 5 windows: colour {colour:.3}, motion {motion:.3}");
     assert!(colour >= MIN_COLOUR, "colour accuracy {colour:.3} < {MIN_COLOUR} (summary {summary})");
     assert!(motion >= MIN_MOTION, "motion accuracy {motion:.3} < {MIN_MOTION} (summary {summary})");
+}
+
+/// Issue 8's coherence over chunk boundaries, on the built-in causal model: over 81 frames
+/// (ten chunks) the background keeps its colour and a circle asked to move right keeps
+/// moving: it leaves at the right edge and comes back in from the left, as the long-clip
+/// training data does (motion_dataset.py --long). The first causal model failed both: its
+/// dark blue (15, 25, 80) fell to (9, 9, 32) by frame 40 (the VAE's decoder, never trained
+/// past 17 frames) and the circle stopped at x = 0.89. Measured here: background within
+/// 3/255 of frame 0's, the circle back at x = 0.05 by frame 64.
+#[test]
+fn builtin_long_keeps_the_background_and_the_motion_across_chunks() {
+    let dir = scratch("builtin-long-coherence");
+    let out = dir.join("long.safetensors");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--quiet", "--model", "builtin-long", "--frames", "81", "--prompt", "a large red circle moves slowly to the right on a dark blue background", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generate failed: {}", String::from_utf8_lossy(&o.stderr));
+    let frames = read(&out, "frames");
+    let px = 128 * 128;
+    assert_eq!(frames.len(), 81 * px * 3, "81 frames of 128x128 RGB");
+    let frame = |t: usize| &frames[t * px * 3..(t + 1) * px * 3];
+    let median = |t: usize, c: usize| {
+        let mut v: Vec<f64> = frame(t).iter().skip(c).step_by(3).copied().collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2] * 255.0
+    };
+    // The red circle's centre (x in 0..1), if at least 20 red pixels are in view.
+    let red_x = |t: usize| {
+        let f = frame(t);
+        let xs: Vec<usize> = (0..px).filter(|&i| f[3 * i] > 150.0 / 255.0 && f[3 * i + 1] < 100.0 / 255.0 && f[3 * i + 2] < 120.0 / 255.0).map(|i| i % 128).collect();
+        (xs.len() >= 20).then(|| xs.iter().sum::<usize>() as f64 / xs.len() as f64 / 128.0)
+    };
+    let first: Vec<f64> = (0..3).map(|c| median(0, c)).collect();
+    for t in (8..81).step_by(8) {
+        let now: Vec<f64> = (0..3).map(|c| median(t, c)).collect();
+        let off = first.iter().zip(&now).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(off <= 8.0, "frame {t}: background {now:?} drifted {off:.1}/255 from frame 0's {first:?}");
+    }
+    let xs: Vec<Option<f64>> = (0..81).step_by(8).map(red_x).collect();
+    eprintln!("background {first:?}; circle x every 8 frames {xs:?}");
+    let start = xs[0].expect("the circle is in the first frame");
+    let right = xs.iter().take(6).flatten().fold(0.0, |a: f64, &b| a.max(b));
+    assert!(right >= start + 0.3, "moves right in the first 40 frames: {xs:?}");
+    assert!(xs[6..].iter().flatten().any(|&x| x < 0.3), "after leaving at the right it comes back in from the left: {xs:?}");
 }
