@@ -191,6 +191,26 @@ fn rope_table_layout() {
     assert!((row[0] - 1f32.cos()).abs() < 1e-7 && (srow[0] - 1f32.sin()).abs() < 1e-7);
     assert!(row[20..].iter().all(|&v| v == 1.0), "height/width pairs must be unrotated at i = j = 0");
     assert_eq!(rope::axis_dims(112), [40, 36, 36]);
+    // The tables are assembled from per-axis rows: bit-identical to evaluating every token's
+    // angles directly (MODEL-SPEC §3.3: angle = position x theta^(-2j/dim) in f64, then f32).
+    for (d, grid, offset) in [(112, [3, 4, 5], 7), (64, [2, 3, 2], 0), (112, [1, 2, 3], 1000)] {
+        let [td, hd, wd] = rope::axis_dims(d);
+        let mut want = (Vec::new(), Vec::new());
+        for f in 0..grid[0] {
+            for i in 0..grid[1] {
+                for j in 0..grid[2] {
+                    for (pos, dim) in [((f + offset) as f64, td), (i as f64, hd), (j as f64, wd)] {
+                        for k in 0..dim / 2 {
+                            let a = pos * (1.0 / 10000f64.powf((2 * k) as f64 / dim as f64));
+                            want.0.push(a.cos() as f32);
+                            want.1.push(a.sin() as f32);
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(rope::tables(d, grid, offset), want, "head dim {d}, grid {grid:?}, offset {offset}");
+    }
 }
 
 /// The f32 matmul (cubek unit routine on CubeCL devices, burn's matmul elsewhere) against

@@ -57,6 +57,15 @@ pub struct SanaVideoTransformer3DModel {
     pub proj_out: Linear,
     /// Which implementation the fused ops use (kernels where available by default).
     pub kernels: Impl,
+    /// The last RoPE tables on the device, keyed by (grid, first frame): every step of a
+    /// video, and all five forwards of a LongSANA chunk, share them.
+    rope_cache: std::sync::Mutex<Option<RopeTables>>,
+}
+
+struct RopeTables {
+    key: ([usize; 3], usize),
+    cos: Tensor<2>,
+    sin: Tensor<2>,
 }
 
 /// What a loaded DiT found in its files, for `inspect` and warnings.
@@ -106,7 +115,22 @@ impl SanaVideoTransformer3DModel {
             dtype,
             device: device.clone(),
             kernels: Impl::Auto,
+            rope_cache: std::sync::Mutex::new(None),
         })
+    }
+
+    /// RoPE tables for `grid` with frames numbered from `frame_offset`, from the cache when
+    /// the last forward used the same ones.
+    fn rope_tables(&self, grid: [usize; 3], frame_offset: usize) -> (Tensor<2>, Tensor<2>) {
+        let key = (grid, frame_offset);
+        // A poisoned lock only means another thread panicked mid-update: rebuild the entry.
+        let mut cache = self.rope_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = cache.as_ref().filter(|t| t.key == key) {
+            return (t.cos.clone(), t.sin.clone());
+        }
+        let (cos, sin) = rope::table_tensors(self.config.head_dim, grid, frame_offset, &self.device);
+        *cache = Some(RopeTables { key, cos: cos.clone(), sin: sin.clone() });
+        (cos, sin)
     }
 
     /// Token grid (F', H', W') for latents `[.., F, H, W]`, refusing sizes the patch does not divide.
@@ -210,7 +234,7 @@ impl SanaVideoTransformer3DModel {
         // RoPE tables for this grid (f32, shared by all blocks).
         // Absolute frame positions: a LongSANA chunk starts where the state ends.
         let frame_offset = long.map_or(0, |(st, _)| st.frames_done / pt);
-        let (rope_cos, rope_sin) = rope::table_tensors(cfg.head_dim, grid, frame_offset, device);
+        let (rope_cos, rope_sin) = self.rope_tables(grid, frame_offset);
 
         // Patch embedding: [B, C, F', pt, H', ph, W', pw] -> [B, F', H', W', C, pt, ph, pw] -> tokens.
         let x = to_dtype(hidden_states, dtype)

@@ -24,18 +24,34 @@ pub fn tables(head_dim: usize, grid: [usize; 3], frame_offset: usize) -> (Vec<f3
     let pairs = head_dim / 2;
     let [gf, gh, gw] = grid;
     let n = gf * gh * gw;
+    // Each channel pair's angle depends on one axis only: the (few) per-axis rows are
+    // computed once and copied into place (a 480p chunk has 15,600 tokens x 56 pairs, and
+    // evaluating sin/cos per token took tens of milliseconds of host time per forward).
+    let axis = |len: usize, offset: usize, fr: &[f64]| -> (Vec<f32>, Vec<f32>) {
+        let mut c = Vec::with_capacity(len * fr.len());
+        let mut s = Vec::with_capacity(len * fr.len());
+        for p in 0..len {
+            for w in fr {
+                let a = (p + offset) as f64 * w;
+                c.push(a.cos() as f32);
+                s.push(a.sin() as f32);
+            }
+        }
+        (c, s)
+    };
+    let (tc, ts) = axis(gf, frame_offset, &ft);
+    let (hc, hs) = axis(gh, 0, &fh);
+    let (wc, ws) = axis(gw, 0, &fw);
+    let (nt, nh, nw) = (ft.len(), fh.len(), fw.len());
     let mut cos = Vec::with_capacity(n * pairs);
     let mut sin = Vec::with_capacity(n * pairs);
     for f in 0..gf {
         for i in 0..gh {
             for j in 0..gw {
-                let pos = [(f + frame_offset) as f64, i as f64, j as f64];
-                for (axis, fr) in [&ft, &fh, &fw].into_iter().enumerate() {
-                    for w in fr.iter() {
-                        let a = pos[axis] * w;
-                        cos.push(a.cos() as f32);
-                        sin.push(a.sin() as f32);
-                    }
+                for (out, (t, h, w)) in [(&mut cos, (&tc, &hc, &wc)), (&mut sin, (&ts, &hs, &ws))] {
+                    out.extend_from_slice(&t[f * nt..(f + 1) * nt]);
+                    out.extend_from_slice(&h[i * nh..(i + 1) * nh]);
+                    out.extend_from_slice(&w[j * nw..(j + 1) * nw]);
                 }
             }
         }
