@@ -75,15 +75,9 @@ impl Linear {
     pub fn weight_t(&self) -> Tensor<2> {
         match &self.weight {
             LinearWeight::Dense(t) => t.clone(),
+            // One fused kernel on CubeCL devices, tensor ops elsewhere (kernels::fp8_dequant).
             LinearWeight::Fp8 { packed, scale, lut, dtype } => {
-                let [inp, groups] = packed.dims();
-                // Unpack the four codes of each i32 (an arithmetic shift may bring in sign
-                // bits; the mask drops them), look each code up, scale per output channel.
-                let bytes: Vec<Tensor<2, Int>> =
-                    (0..4).map(|k| packed.clone().bitwise_right_shift_scalar(8 * k as i64).bitwise_and_scalar(255)).collect();
-                let codes = Tensor::stack::<3>(bytes, 2).reshape([inp * groups * 4]);
-                let values = lut.clone().select(0, codes).reshape([inp, groups * 4]) * scale.clone();
-                to_dtype(values, *dtype)
+                crate::kernels::fp8_dequant::dequant_fp8(packed.clone(), scale.clone(), lut.clone(), *dtype, crate::kernels::Impl::Auto)
             }
         }
     }

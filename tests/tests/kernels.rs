@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use sana_video_core::device;
-use sana_video_core::kernels::{glu_conv, linear_attention, Impl};
+use sana_video_core::kernels::{fp8_dequant, glu_conv, linear_attention, Impl};
 use sana_video_core::models::dit::rope;
 use sana_video_tests::{backends, rel_l2, random_vec};
 
@@ -365,6 +365,53 @@ fn matmul_half_to_f32_accumulates_in_f32() {
                 let (rel, _) = rel_l2(&got, &expected);
                 println!("{} {which:?} {dtype:?} -> f32: rel {rel:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} {dtype:?}: rel L2 {rel:.3e}", device::name(kind));
+            }
+        }
+    }
+}
+
+/// FP8 dequantisation: the kernel against the tensor-op reference and a host loop, every
+/// code (NaNs excepted: e4m3 0x7F and 0xFF) and every storage dtype; bit-identical, since
+/// both scale in f32 before the one rounding to the storage dtype.
+#[test]
+fn fp8_dequant_matches_reference_and_host() {
+    use burn::tensor::{DType, FloatDType, Int};
+    let lut: Vec<f32> = (0..=255u8).map(sana_video_core::quant::e4m3_to_f32).collect();
+    for (kind, device) in backends() {
+        for (inp, out) in [(3usize, 4usize), (37, 64), (130, 260)] {
+            let groups = out / 4;
+            // Codes 0..=255 cycled with a stride, NaN codes replaced by zero.
+            let codes: Vec<u8> = (0..inp * out).map(|i| ((i * 37 + 11) % 256) as u8).map(|c| if c & 0x7F == 0x7F { 0 } else { c }).collect();
+            let mut packed = vec![0u32; inp * groups];
+            for i in 0..inp {
+                for o in 0..out {
+                    packed[i * groups + o / 4] |= (codes[i * out + o] as u32) << (8 * (o % 4));
+                }
+            }
+            let scale = random_vec(out, 500 + inp as u64).iter().map(|v| 0.01 + v.abs()).collect::<Vec<f32>>();
+            let want: Vec<f32> = (0..inp * out).map(|j| lut[codes[j] as usize] * scale[j % out]).collect();
+            let packed: Vec<i32> = packed.into_iter().map(|v| v as i32).collect();
+            // CubeCL: f16 too, and bf16 where the device has it (WGSL does not).
+            let dtypes: &[DType] = match kind {
+                _ if !sana_video_core::kernels::is_cube_device(&device) => &[DType::F32],
+                device::BackendKind::Wgpu => &[DType::F32, DType::F16],
+                _ => &[DType::F32, DType::F16, DType::BF16],
+            };
+            for &dtype in dtypes {
+                let mut results = Vec::new();
+                for which in [Impl::Auto, Impl::Reference] {
+                    let p = Tensor::<2, Int>::from_data(TensorData::new(packed.clone(), [inp, groups]), (&device, DType::I32));
+                    let s = Tensor::<2>::from_data(TensorData::new(scale.clone(), [1, out]), (&device, DType::F32));
+                    let l = Tensor::<1>::from_data(TensorData::new(lut.clone(), [256]), (&device, DType::F32));
+                    let w = fp8_dequant::dequant_fp8(p, s, l, dtype, which);
+                    assert_eq!((w.dims(), w.dtype()), ([inp, out], dtype), "{} {which:?}", device::name(kind));
+                    results.push(w.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap());
+                }
+                assert_eq!(results[0], results[1], "{} {dtype:?} [{inp}, {out}]: kernel and reference differ", device::name(kind));
+                if dtype == DType::F32 {
+                    assert_eq!(results[0], want, "{} [{inp}, {out}]: differs from the host dequantisation", device::name(kind));
+                }
+                println!("{} {dtype:?} [{inp}, {out}]: kernel = reference{}", device::name(kind), if dtype == DType::F32 { " = host" } else { "" });
             }
         }
     }
