@@ -23,13 +23,29 @@ enum LinearWeight {
     /// product (W8A16), so the resident weights take a quarter of f32's memory and half of
     /// bf16's, and the values multiplied are exactly those a dequantise-at-load gives.
     Fp8 { packed: Tensor<2, Int>, scale: Tensor<2>, lut: Tensor<1>, dtype: DType },
+    /// An NVFP4 weight kept as its codes, half a byte a weight: eight e2m1 codes per i32
+    /// along `out` (`[in, out/8]`, code `o` in bits `4·(o mod 8)`), the e4m3 code of each
+    /// 16-value block along `in` four per i32 (`[in/16, out/4]`), the global scale `[1]`, and
+    /// the two decode tables. Dequantised just before each product (W4A16) to exactly the
+    /// values a dequantise-at-load gives.
+    Nvfp4 { codes: Tensor<2, Int>, blocks: Tensor<2, Int>, global: Tensor<1>, e2m1: Tensor<1>, e4m3: Tensor<1>, dtype: DType },
 }
 
 /// Whether FP8 weights stay FP8 on the device (the default) or are dequantised at load
 /// (`SANA_FP8_RESIDENT=0`, for comparisons). Read once.
 fn fp8_resident() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| !matches!(std::env::var("SANA_FP8_RESIDENT").as_deref(), Ok("0") | Ok("off") | Ok("false")))
+    *ON.get_or_init(|| env_on("SANA_FP8_RESIDENT"))
+}
+
+/// The same for NVFP4 weights (`SANA_NVFP4_RESIDENT=0`).
+fn nvfp4_resident() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| env_on("SANA_NVFP4_RESIDENT"))
+}
+
+fn env_on(var: &str) -> bool {
+    !matches!(std::env::var(var).as_deref(), Ok("0") | Ok("off") | Ok("false"))
 }
 
 impl Linear {
@@ -43,6 +59,11 @@ impl Linear {
                 let (out, inp) = (q.shape[0], q.shape[1..].iter().product::<usize>());
                 let (codes, scales) = w.fp8_codes(&name, &q)?;
                 Some(fp8_weight(&codes, &scales, out, inp, device, dtype))
+            }
+            Some(q) if q.format == crate::quant::Format::Nvfp4 && nvfp4_resident() && q.shape.first().is_some_and(|&o| o > 0 && o % 8 == 0) => {
+                let (out, inp) = (q.shape[0], q.shape[1..].iter().product::<usize>());
+                let (codes, blocks, global) = w.nvfp4_codes(&name, &q)?;
+                Some(nvfp4_weight(&codes, &blocks, global, out, inp, device, dtype))
             }
             _ => None,
         };
@@ -63,6 +84,7 @@ impl Linear {
         match &self.weight {
             LinearWeight::Dense(t) => t.shape().num_elements() * t.dtype().size(),
             LinearWeight::Fp8 { packed, scale, .. } => (packed.shape().num_elements() + scale.shape().num_elements()) * 4,
+            LinearWeight::Nvfp4 { codes, blocks, .. } => (codes.shape().num_elements() + blocks.shape().num_elements() + 1) * 4,
         }
     }
 
@@ -71,14 +93,28 @@ impl Linear {
         matches!(self.weight, LinearWeight::Fp8 { .. })
     }
 
+    /// Whether the weight is held as NVFP4 codes.
+    pub fn is_nvfp4_resident(&self) -> bool {
+        matches!(self.weight, LinearWeight::Nvfp4 { .. })
+    }
+
     /// The `[in, out]` weight in the compute dtype (dequantised now if held as FP8).
     pub fn weight_t(&self) -> Tensor<2> {
         match &self.weight {
             LinearWeight::Dense(t) => t.clone(),
-            // One fused kernel on CubeCL devices, tensor ops elsewhere (kernels::fp8_dequant).
+            // One fused kernel on CubeCL devices, tensor ops elsewhere (kernels::dequant).
             LinearWeight::Fp8 { packed, scale, lut, dtype } => {
-                crate::kernels::fp8_dequant::dequant_fp8(packed.clone(), scale.clone(), lut.clone(), *dtype, crate::kernels::Impl::Auto)
+                crate::kernels::dequant::dequant_fp8(packed.clone(), scale.clone(), lut.clone(), *dtype, crate::kernels::Impl::Auto)
             }
+            LinearWeight::Nvfp4 { codes, blocks, global, e2m1, e4m3, dtype } => crate::kernels::dequant::dequant_nvfp4(
+                codes.clone(),
+                blocks.clone(),
+                global.clone(),
+                e2m1.clone(),
+                e4m3.clone(),
+                *dtype,
+                crate::kernels::Impl::Auto,
+            ),
         }
     }
 
@@ -117,6 +153,40 @@ fn fp8_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Dev
     let lut: Vec<f32> = (0..=255u8).map(crate::quant::e4m3_to_f32).collect();
     let lut = Tensor::<1>::from_data(TensorData::new(lut, [256]), (device, DType::F32));
     LinearWeight::Fp8 { packed, scale, lut, dtype }
+}
+
+/// Packs an `[out, inp]` NVFP4 tensor (codes two per byte, even index low; block codes
+/// `[out, inp/16]`) as the transposed layouts of [`LinearWeight::Nvfp4`].
+fn nvfp4_weight(codes: &[u8], blocks: &[u8], global: f32, out: usize, inp: usize, device: &Device, dtype: DType) -> LinearWeight {
+    let nb = inp / crate::quant::NVFP4_BLOCK;
+    let mut packed = vec![0u32; inp * (out / 8)];
+    let mut bpacked = vec![0u32; nb * (out / 4)];
+    for o in 0..out {
+        for i in 0..inp {
+            let idx = o * inp + i;
+            let byte = codes[idx / 2];
+            let code = if idx % 2 == 0 { byte & 0x0F } else { byte >> 4 };
+            packed[i * (out / 8) + o / 8] |= (code as u32) << (4 * (o % 8));
+        }
+        for b in 0..nb {
+            bpacked[b * (out / 4) + o / 4] |= (blocks[o * nb + b] as u32) << (8 * (o % 4));
+        }
+    }
+    let int = |v: Vec<u32>, shape: [usize; 2]| {
+        Tensor::<2, Int>::from_data(TensorData::new(v.into_iter().map(|x| x as i32).collect::<Vec<i32>>(), shape), (device, DType::I32))
+    };
+    let table = |v: Vec<f32>| {
+        let n = v.len();
+        Tensor::<1>::from_data(TensorData::new(v, [n]), (device, DType::F32))
+    };
+    LinearWeight::Nvfp4 {
+        codes: int(packed, [inp, out / 8]),
+        blocks: int(bpacked, [nb, out / 4]),
+        global: table(vec![global]),
+        e2m1: table((0..16u8).map(crate::quant::e2m1_to_f32).collect()),
+        e4m3: table((0..=255u8).map(crate::quant::e4m3_to_f32).collect()),
+        dtype,
+    }
 }
 
 /// Matrix product that stays IEEE f32 for f32 operands on every backend (no TF32 on tensor

@@ -8,7 +8,7 @@
 //! The public functions pick the kernel on CubeCL devices and the reference elsewhere
 //! (the CPU backend, burn-flex). `tests/` runs both on every compiled backend.
 
-pub mod fp8_dequant;
+pub mod dequant;
 pub mod glu_conv;
 pub mod linear_attention;
 pub mod matmul;

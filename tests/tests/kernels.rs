@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use sana_video_core::device;
-use sana_video_core::kernels::{fp8_dequant, glu_conv, linear_attention, Impl};
+use sana_video_core::kernels::{dequant, glu_conv, linear_attention, Impl};
 use sana_video_core::models::dit::rope;
 use sana_video_tests::{backends, rel_l2, random_vec};
 
@@ -403,7 +403,71 @@ fn fp8_dequant_matches_reference_and_host() {
                     let p = Tensor::<2, Int>::from_data(TensorData::new(packed.clone(), [inp, groups]), (&device, DType::I32));
                     let s = Tensor::<2>::from_data(TensorData::new(scale.clone(), [1, out]), (&device, DType::F32));
                     let l = Tensor::<1>::from_data(TensorData::new(lut.clone(), [256]), (&device, DType::F32));
-                    let w = fp8_dequant::dequant_fp8(p, s, l, dtype, which);
+                    let w = dequant::dequant_fp8(p, s, l, dtype, which);
+                    assert_eq!((w.dims(), w.dtype()), ([inp, out], dtype), "{} {which:?}", device::name(kind));
+                    results.push(w.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap());
+                }
+                assert_eq!(results[0], results[1], "{} {dtype:?} [{inp}, {out}]: kernel and reference differ", device::name(kind));
+                if dtype == DType::F32 {
+                    assert_eq!(results[0], want, "{} [{inp}, {out}]: differs from the host dequantisation", device::name(kind));
+                }
+                println!("{} {dtype:?} [{inp}, {out}]: kernel = reference{}", device::name(kind), if dtype == DType::F32 { " = host" } else { "" });
+            }
+        }
+    }
+}
+
+/// NVFP4 dequantisation: the kernel against the tensor-op reference and the host dequantiser
+/// (`quant::dequantize_nvfp4`, transposed), every e2m1 code and block codes cycled, every
+/// storage dtype the device has; bit-identical.
+#[test]
+fn nvfp4_dequant_matches_reference_and_host() {
+    use burn::tensor::{DType, FloatDType, Int};
+    use sana_video_core::quant;
+    for (kind, device) in backends() {
+        for (out, inp) in [(8usize, 16usize), (24, 48), (136, 272)] {
+            let values: Vec<f32> = random_vec(out * inp, 700 + out as u64).iter().map(|v| v * (1.0 + (out % 7) as f32)).collect();
+            let (codes, blocks, global) = quant::quantize_nvfp4(&values, out, inp);
+            let host = quant::dequantize_nvfp4(&codes, &blocks, global, out, inp); // [out, inp]
+            let want: Vec<f32> = (0..inp * out).map(|j| host[(j % out) * inp + j / out]).collect(); // [inp, out]
+            // The device layouts (nn::Linear's): e2m1 codes [inp, out/8], block codes [inp/16, out/4].
+            let nb = inp / 16;
+            let mut packed = vec![0u32; inp * out / 8];
+            let mut bpacked = vec![0u32; nb * out / 4];
+            for o in 0..out {
+                for i in 0..inp {
+                    let idx = o * inp + i;
+                    let c = if idx % 2 == 0 { codes[idx / 2] & 15 } else { codes[idx / 2] >> 4 };
+                    packed[i * (out / 8) + o / 8] |= (c as u32) << (4 * (o % 8));
+                }
+                for b in 0..nb {
+                    bpacked[b * (out / 4) + o / 4] |= (blocks[o * nb + b] as u32) << (8 * (o % 4));
+                }
+            }
+            let dtypes: &[DType] = match kind {
+                _ if !sana_video_core::kernels::is_cube_device(&device) => &[DType::F32],
+                device::BackendKind::Wgpu => &[DType::F32, DType::F16],
+                _ => &[DType::F32, DType::F16, DType::BF16],
+            };
+            for &dtype in dtypes {
+                let mut results = Vec::new();
+                for which in [Impl::Auto, Impl::Reference] {
+                    let int = |v: &Vec<u32>, shape: [usize; 2]| {
+                        Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i32).collect::<Vec<i32>>(), shape), (&device, DType::I32))
+                    };
+                    let table = |v: Vec<f32>| {
+                        let n = v.len();
+                        Tensor::<1>::from_data(TensorData::new(v, [n]), (&device, DType::F32))
+                    };
+                    let w = dequant::dequant_nvfp4(
+                        int(&packed, [inp, out / 8]),
+                        int(&bpacked, [nb, out / 4]),
+                        table(vec![global]),
+                        table((0..16u8).map(quant::e2m1_to_f32).collect()),
+                        table((0..=255u8).map(quant::e4m3_to_f32).collect()),
+                        dtype,
+                        which,
+                    );
                     assert_eq!((w.dims(), w.dtype()), ([inp, out], dtype), "{} {which:?}", device::name(kind));
                     results.push(w.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap());
                 }

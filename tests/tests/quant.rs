@@ -115,20 +115,35 @@ fn own_fp8_and_nvfp4_files_load_back_within_bounds() {
 /// dense in f32 by the host dequantiser runs to the identical output, on every backend.
 #[test]
 fn fp8_weights_stay_fp8_on_the_device_and_match_dequantised_ones() {
+    resident_weights_match_dequantised_ones(Format::Fp8, 3);
+}
+
+/// NVFP4 likewise: resident as codes (eight e2m1 and the block codes per i32 pair), bit for
+/// bit the weights and DiT output of the same file dequantised at load, at under a sixth of
+/// f32's bytes.
+#[test]
+fn nvfp4_weights_stay_nvfp4_on_the_device_and_match_dequantised_ones() {
+    resident_weights_match_dequantised_ones(Format::Nvfp4, 6);
+}
+
+/// Quantises the DiT fixture to `format`, writes the same weights back dense through the
+/// host dequantiser, and compares a resident layer and the whole DiT output on every backend.
+fn resident_weights_match_dequantised_ones(format: Format, smaller: usize) {
     let case = fixtures().join("dit/p122_b2_mask");
     let w = Weights::open_dir(&FsSource, &case.join("transformer").to_string_lossy(), "diffusion_pytorch_model").unwrap();
-    let (bytes, _) = quant::quantize_weights(&w, Format::Fp8).unwrap();
-    let fp8 = sana_video_tests::scratch("fp8-resident");
-    let dense = sana_video_tests::scratch("fp8-dequantised");
-    for dir in [&fp8, &dense] {
+    let (bytes, _) = quant::quantize_weights(&w, format).unwrap();
+    let tag = format.name();
+    let resident = sana_video_tests::scratch(&format!("{tag}-resident"));
+    let dense = sana_video_tests::scratch(&format!("{tag}-dequantised"));
+    for dir in [&resident, &dense] {
         std::fs::copy(case.join("transformer/config.json"), dir.join("config.json")).unwrap();
     }
-    std::fs::write(fp8.join("diffusion_pytorch_model.safetensors"), bytes).unwrap();
-    let q = Weights::open_dir(&FsSource, &fp8.to_string_lossy(), "diffusion_pytorch_model").unwrap();
+    std::fs::write(resident.join("diffusion_pytorch_model.safetensors"), bytes).unwrap();
+    let q = Weights::open_dir(&FsSource, &resident.to_string_lossy(), "diffusion_pytorch_model").unwrap();
     let tensors: Vec<(String, Vec<f32>, Vec<usize>)> = q
         .names()
         .into_iter()
-        .filter(|n| !n.ends_with("_scale"))
+        .filter(|n| !n.ends_with("_scale") && !n.ends_with("_scale_2"))
         .map(|n| {
             let (v, s) = q.read_f32(&n).unwrap();
             (n, v, s)
@@ -136,21 +151,22 @@ fn fp8_weights_stay_fp8_on_the_device_and_match_dequantised_ones() {
         .collect();
     let refs: Vec<(&str, &[f32], &[usize])> = tensors.iter().map(|(n, v, s)| (n.as_str(), v.as_slice(), s.as_slice())).collect();
     std::fs::write(dense.join("diffusion_pytorch_model.safetensors"), sana_video_core::io::safetensors::serialize_f32(&refs).unwrap()).unwrap();
+    let is_resident = |l: &sana_video_core::nn::Linear| if format == Format::Fp8 { l.is_fp8_resident() } else { l.is_nvfp4_resident() };
     for (kind, device) in backends() {
-        // The resident form is what a quantised layer loads as, at a quarter of f32's bytes.
+        // The resident form is what a quantised layer loads as.
         let name = "transformer_blocks.0.ff.conv_inverted";
         let lin = sana_video_core::nn::Linear::load(&q, name, false, &device, DType::F32).unwrap();
         let d = Weights::open_dir(&FsSource, &dense.to_string_lossy(), "diffusion_pytorch_model").unwrap();
         let full = sana_video_core::nn::Linear::load(&d, name, false, &device, DType::F32).unwrap();
-        assert!(lin.is_fp8_resident() && !full.is_fp8_resident());
-        assert!(lin.weight_bytes() * 3 < full.weight_bytes(), "{} vs {} bytes", lin.weight_bytes(), full.weight_bytes());
+        assert!(is_resident(&lin) && !full.is_fp8_resident() && !full.is_nvfp4_resident(), "{tag}: {name} is not resident");
+        assert!(lin.weight_bytes() * smaller < full.weight_bytes(), "{tag}: {} vs {} bytes", lin.weight_bytes(), full.weight_bytes());
         let (a, b) = (lin.weight_t().into_data().try_to_vec::<f32>().unwrap(), full.weight_t().into_data().try_to_vec::<f32>().unwrap());
-        assert!(a == b, "{}: the dequantised weights differ", device::name(kind));
-        let (got, unexpected) = dit_output(&fp8.to_string_lossy(), &device);
+        assert!(a == b, "{} {tag}: the dequantised weights differ", device::name(kind));
+        let (got, unexpected) = dit_output(&resident.to_string_lossy(), &device);
         assert!(unexpected.is_empty(), "{unexpected:?}");
         let (want, _) = dit_output(&dense.to_string_lossy(), &device);
         let (rel, max_abs) = rel_l2(&got, &want);
-        println!("fp8 resident vs dequantised at load on {}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
-        assert!(max_abs == 0.0, "{}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
+        println!("{tag} resident vs dequantised at load on {}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
+        assert!(max_abs == 0.0, "{} {tag}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
     }
 }

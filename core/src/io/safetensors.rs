@@ -350,6 +350,33 @@ impl Weights {
         Ok((codes, scales))
     }
 
+    /// An NVFP4 tensor as stored: e2m1 codes two per byte (`[rows, cols/2]`, the even index in
+    /// the low nibble), e4m3 block-scale codes (`[rows, cols/16]`), the global f32 scale.
+    pub fn nvfp4_codes(&self, name: &str, q: &QuantInfo) -> Result<(Cow<'_, [u8]>, Cow<'_, [u8]>, f32)> {
+        let rows = q.shape.first().copied().unwrap_or(1);
+        let cols = q.shape.iter().skip(1).product::<usize>();
+        let (codes, dtype, stored, file) = self.raw(name)?;
+        let scale_name = format!("{name}_scale");
+        let ok = q.format == Format::Nvfp4 && dtype == Dtype::U8 && cols % quant::NVFP4_BLOCK == 0 && codes.len() * 2 == rows * cols;
+        if !ok {
+            return Err(Error::tensor(
+                file,
+                name,
+                format!("nvfp4: stored {dtype:?} {stored:?} does not pack a {:?} tensor (U8, two values per byte, 16-value blocks)", q.shape),
+            ));
+        }
+        let (blocks, bdtype, _, bfile) = self.raw(&scale_name)?;
+        if bdtype != Dtype::F8_E4M3 || blocks.len() * quant::NVFP4_BLOCK != rows * cols {
+            return Err(Error::tensor(bfile, &scale_name, format!("expected F8_E4M3 block scales [{rows}, {}]", cols / quant::NVFP4_BLOCK)));
+        }
+        let global_name = format!("{name}_scale_2");
+        let global = self.read_f32(&global_name)?.0;
+        let [g] = global[..] else {
+            return Err(Error::tensor(file, &global_name, format!("has {} values, expected one", global.len())));
+        };
+        Ok((codes, blocks, g))
+    }
+
     fn dequantize(&self, name: &str, q: &QuantInfo) -> Result<(Vec<f32>, Vec<usize>)> {
         let rows = q.shape.first().copied().unwrap_or(1);
         let cols = q.shape.iter().skip(1).product::<usize>();
@@ -359,25 +386,7 @@ impl Weights {
                 quant::dequantize_fp8(&codes, &scales, rows, cols)
             }
             Format::Nvfp4 => {
-                let (codes, dtype, stored, file) = self.raw(name)?;
-                let scale_name = format!("{name}_scale");
-                let ok = dtype == Dtype::U8 && cols % quant::NVFP4_BLOCK == 0 && codes.len() * 2 == rows * cols;
-                if !ok {
-                    return Err(Error::tensor(
-                        file,
-                        name,
-                        format!("nvfp4: stored {dtype:?} {stored:?} does not pack a {:?} tensor (U8, two values per byte, 16-value blocks)", q.shape),
-                    ));
-                }
-                let (blocks, bdtype, _, bfile) = self.raw(&scale_name)?;
-                if bdtype != Dtype::F8_E4M3 || blocks.len() * quant::NVFP4_BLOCK != rows * cols {
-                    return Err(Error::tensor(bfile, &scale_name, format!("expected F8_E4M3 block scales [{rows}, {}]", cols / quant::NVFP4_BLOCK)));
-                }
-                let global_name = format!("{name}_scale_2");
-                let global = self.read_f32(&global_name)?.0;
-                let [g] = global[..] else {
-                    return Err(Error::tensor(file, &global_name, format!("has {} values, expected one", global.len())));
-                };
+                let (codes, blocks, g) = self.nvfp4_codes(name, q)?;
                 quant::dequantize_nvfp4(&codes, &blocks, g, rows, cols)
             }
         };
