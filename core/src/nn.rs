@@ -134,20 +134,26 @@ impl Linear {
     }
 }
 
-/// Packs `[out, inp]` row-major e4m3 codes as the transposed `[inp, out/4]` i32 layout of
-/// [`LinearWeight::Fp8`].
-fn fp8_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Device, dtype: DType) -> LinearWeight {
-    let groups = out / 4;
+/// Packs the `bits`-wide codes `code(o, i)` of an `[out, inp]` matrix, transposed, into
+/// i32s along `out`: `[inp, out·bits/32]`, code `o` in bits `bits·(o mod 32/bits)` of word
+/// `(i, o / (32/bits))` (the device layout of [`LinearWeight::Fp8`] and `::Nvfp4`).
+pub fn pack_transposed(out: usize, inp: usize, bits: usize, code: impl Fn(usize, usize) -> u8) -> Vec<i32> {
+    let per = 32 / bits;
+    let groups = out / per;
     let mut packed = vec![0u32; inp * groups];
     for o in 0..out {
-        let row = &codes[o * inp..(o + 1) * inp];
-        let shift = 8 * (o % 4);
-        for (i, &c) in row.iter().enumerate() {
-            packed[i * groups + o / 4] |= (c as u32) << shift;
+        let shift = bits * (o % per);
+        for i in 0..inp {
+            packed[i * groups + o / per] |= (code(o, i) as u32) << shift;
         }
     }
-    let packed: Vec<i32> = packed.into_iter().map(|v| v as i32).collect();
-    let packed = Tensor::<2, Int>::from_data(TensorData::new(packed, [inp, groups]), (device, DType::I32));
+    packed.into_iter().map(|v| v as i32).collect()
+}
+
+/// `[out, inp]` row-major e4m3 codes as [`LinearWeight::Fp8`].
+fn fp8_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Device, dtype: DType) -> LinearWeight {
+    let packed = pack_transposed(out, inp, 8, |o, i| codes[o * inp + i]);
+    let packed = Tensor::<2, Int>::from_data(TensorData::new(packed, [inp, out / 4]), (device, DType::I32));
     let scale: Vec<f32> = if scales.len() == 1 { vec![scales[0]; out] } else { scales.to_vec() };
     let scale = Tensor::<2>::from_data(TensorData::new(scale, [1, out]), (device, DType::F32));
     let lut: Vec<f32> = (0..=255u8).map(crate::quant::e4m3_to_f32).collect();
@@ -155,33 +161,22 @@ fn fp8_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Dev
     LinearWeight::Fp8 { packed, scale, lut, dtype }
 }
 
-/// Packs an `[out, inp]` NVFP4 tensor (codes two per byte, even index low; block codes
-/// `[out, inp/16]`) as the transposed layouts of [`LinearWeight::Nvfp4`].
+/// An `[out, inp]` NVFP4 tensor (codes two per byte, even index low; block codes
+/// `[out, inp/16]`) as [`LinearWeight::Nvfp4`].
 fn nvfp4_weight(codes: &[u8], blocks: &[u8], global: f32, out: usize, inp: usize, device: &Device, dtype: DType) -> LinearWeight {
     let nb = inp / crate::quant::NVFP4_BLOCK;
-    let mut packed = vec![0u32; inp * (out / 8)];
-    let mut bpacked = vec![0u32; nb * (out / 4)];
-    for o in 0..out {
-        for i in 0..inp {
-            let idx = o * inp + i;
-            let byte = codes[idx / 2];
-            let code = if idx % 2 == 0 { byte & 0x0F } else { byte >> 4 };
-            packed[i * (out / 8) + o / 8] |= (code as u32) << (4 * (o % 8));
-        }
-        for b in 0..nb {
-            bpacked[b * (out / 4) + o / 4] |= (blocks[o * nb + b] as u32) << (8 * (o % 4));
-        }
-    }
-    let int = |v: Vec<u32>, shape: [usize; 2]| {
-        Tensor::<2, Int>::from_data(TensorData::new(v.into_iter().map(|x| x as i32).collect::<Vec<i32>>(), shape), (device, DType::I32))
+    let nibble = |o: usize, i: usize| {
+        let idx = o * inp + i;
+        if idx % 2 == 0 { codes[idx / 2] & 0x0F } else { codes[idx / 2] >> 4 }
     };
+    let int = |v: Vec<i32>, shape: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, shape), (device, DType::I32));
     let table = |v: Vec<f32>| {
         let n = v.len();
         Tensor::<1>::from_data(TensorData::new(v, [n]), (device, DType::F32))
     };
     LinearWeight::Nvfp4 {
-        codes: int(packed, [inp, out / 8]),
-        blocks: int(bpacked, [nb, out / 4]),
+        codes: int(pack_transposed(out, inp, 4, nibble), [inp, out / 8]),
+        blocks: int(pack_transposed(out, nb, 8, |o, b| blocks[o * nb + b]), [nb, out / 4]),
         global: table(vec![global]),
         e2m1: table((0..16u8).map(crate::quant::e2m1_to_f32).collect()),
         e4m3: table((0..=255u8).map(crate::quant::e4m3_to_f32).collect()),

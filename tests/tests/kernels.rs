@@ -370,6 +370,17 @@ fn matmul_half_to_f32_accumulates_in_f32() {
     }
 }
 
+/// The storage dtypes the dequantisation kernels are checked in: f32 everywhere, f16 on
+/// CubeCL devices, bf16 where the device has it (WGSL does not).
+fn dequant_dtypes(kind: device::BackendKind, device: &burn::tensor::Device) -> &'static [burn::tensor::DType] {
+    use burn::tensor::DType;
+    match kind {
+        _ if !sana_video_core::kernels::is_cube_device(device) => &[DType::F32],
+        device::BackendKind::Wgpu => &[DType::F32, DType::F16],
+        _ => &[DType::F32, DType::F16, DType::BF16],
+    }
+}
+
 /// FP8 dequantisation: the kernel against the tensor-op reference and a host loop, every
 /// code (NaNs excepted: e4m3 0x7F and 0xFF) and every storage dtype; bit-identical, since
 /// both scale in f32 before the one rounding to the storage dtype.
@@ -382,21 +393,11 @@ fn fp8_dequant_matches_reference_and_host() {
             let groups = out / 4;
             // Codes 0..=255 cycled with a stride, NaN codes replaced by zero.
             let codes: Vec<u8> = (0..inp * out).map(|i| ((i * 37 + 11) % 256) as u8).map(|c| if c & 0x7F == 0x7F { 0 } else { c }).collect();
-            let mut packed = vec![0u32; inp * groups];
-            for i in 0..inp {
-                for o in 0..out {
-                    packed[i * groups + o / 4] |= (codes[i * out + o] as u32) << (8 * (o % 4));
-                }
-            }
+            // codes[i * out + o] is weight (o, i): nn::Linear's packing of the [out, in] matrix.
+            let packed = sana_video_core::nn::pack_transposed(out, inp, 8, |o, i| codes[i * out + o]);
             let scale = random_vec(out, 500 + inp as u64).iter().map(|v| 0.01 + v.abs()).collect::<Vec<f32>>();
             let want: Vec<f32> = (0..inp * out).map(|j| lut[codes[j] as usize] * scale[j % out]).collect();
-            let packed: Vec<i32> = packed.into_iter().map(|v| v as i32).collect();
-            // CubeCL: f16 too, and bf16 where the device has it (WGSL does not).
-            let dtypes: &[DType] = match kind {
-                _ if !sana_video_core::kernels::is_cube_device(&device) => &[DType::F32],
-                device::BackendKind::Wgpu => &[DType::F32, DType::F16],
-                _ => &[DType::F32, DType::F16, DType::BF16],
-            };
+            let dtypes = dequant_dtypes(kind, &device);
             for &dtype in dtypes {
                 let mut results = Vec::new();
                 for which in [Impl::Auto, Impl::Reference] {
@@ -432,29 +433,14 @@ fn nvfp4_dequant_matches_reference_and_host() {
             let want: Vec<f32> = (0..inp * out).map(|j| host[(j % out) * inp + j / out]).collect(); // [inp, out]
             // The device layouts (nn::Linear's): e2m1 codes [inp, out/8], block codes [inp/16, out/4].
             let nb = inp / 16;
-            let mut packed = vec![0u32; inp * out / 8];
-            let mut bpacked = vec![0u32; nb * out / 4];
-            for o in 0..out {
-                for i in 0..inp {
-                    let idx = o * inp + i;
-                    let c = if idx % 2 == 0 { codes[idx / 2] & 15 } else { codes[idx / 2] >> 4 };
-                    packed[i * (out / 8) + o / 8] |= (c as u32) << (4 * (o % 8));
-                }
-                for b in 0..nb {
-                    bpacked[b * (out / 4) + o / 4] |= (blocks[o * nb + b] as u32) << (8 * (o % 4));
-                }
-            }
-            let dtypes: &[DType] = match kind {
-                _ if !sana_video_core::kernels::is_cube_device(&device) => &[DType::F32],
-                device::BackendKind::Wgpu => &[DType::F32, DType::F16],
-                _ => &[DType::F32, DType::F16, DType::BF16],
-            };
+            let nibble = |o: usize, i: usize| if (o * inp + i) % 2 == 0 { codes[(o * inp + i) / 2] & 15 } else { codes[(o * inp + i) / 2] >> 4 };
+            let packed = sana_video_core::nn::pack_transposed(out, inp, 4, nibble);
+            let bpacked = sana_video_core::nn::pack_transposed(out, nb, 8, |o, b| blocks[o * nb + b]);
+            let dtypes = dequant_dtypes(kind, &device);
             for &dtype in dtypes {
                 let mut results = Vec::new();
                 for which in [Impl::Auto, Impl::Reference] {
-                    let int = |v: &Vec<u32>, shape: [usize; 2]| {
-                        Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i32).collect::<Vec<i32>>(), shape), (&device, DType::I32))
-                    };
+                    let int = |v: &Vec<i32>, shape: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), shape), (&device, DType::I32));
                     let table = |v: Vec<f32>| {
                         let n = v.len();
                         Tensor::<1>::from_data(TensorData::new(v, [n]), (&device, DType::F32))
