@@ -381,12 +381,31 @@ fn dequant_dtypes(kind: device::BackendKind, device: &burn::tensor::Device) -> &
     }
 }
 
+/// A dequantised weight from the kernel and from the reference: `shape`, `dtype`, bit for
+/// bit equal, and in f32 equal to the host's values.
+fn check_dequant(kind: device::BackendKind, dtype: burn::tensor::DType, shape: [usize; 2], w: Vec<Tensor<2>>, host: &[f32]) {
+    let name = device::name(kind);
+    let got: Vec<Vec<f32>> = w
+        .into_iter()
+        .map(|w| {
+            assert_eq!((w.dims(), w.dtype()), (shape, dtype), "{name}");
+            w.cast(burn::tensor::FloatDType::F32).into_data().try_to_vec::<f32>().unwrap()
+        })
+        .collect();
+    assert_eq!(got[0], got[1], "{name} {dtype:?} {shape:?}: kernel and reference differ");
+    let f32 = dtype == burn::tensor::DType::F32;
+    if f32 {
+        assert_eq!(got[0], host, "{name} {shape:?}: differs from the host dequantisation");
+    }
+    println!("{name} {dtype:?} {shape:?}: kernel = reference{}", if f32 { " = host" } else { "" });
+}
+
 /// FP8 dequantisation: the kernel against the tensor-op reference and a host loop, every
 /// code (NaNs excepted: e4m3 0x7F and 0xFF) and every storage dtype; bit-identical, since
 /// both scale in f32 before the one rounding to the storage dtype.
 #[test]
 fn fp8_dequant_matches_reference_and_host() {
-    use burn::tensor::{DType, FloatDType, Int};
+    use burn::tensor::{DType, Int};
     let lut: Vec<f32> = (0..=255u8).map(sana_video_core::quant::e4m3_to_f32).collect();
     for (kind, device) in backends() {
         for (inp, out) in [(3usize, 4usize), (37, 64), (130, 260)] {
@@ -405,14 +424,9 @@ fn fp8_dequant_matches_reference_and_host() {
                     let s = Tensor::<2>::from_data(TensorData::new(scale.clone(), [1, out]), (&device, DType::F32));
                     let l = Tensor::<1>::from_data(TensorData::new(lut.clone(), [256]), (&device, DType::F32));
                     let w = dequant::dequant_fp8(p, s, l, dtype, which);
-                    assert_eq!((w.dims(), w.dtype()), ([inp, out], dtype), "{} {which:?}", device::name(kind));
-                    results.push(w.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap());
+                    results.push(w);
                 }
-                assert_eq!(results[0], results[1], "{} {dtype:?} [{inp}, {out}]: kernel and reference differ", device::name(kind));
-                if dtype == DType::F32 {
-                    assert_eq!(results[0], want, "{} [{inp}, {out}]: differs from the host dequantisation", device::name(kind));
-                }
-                println!("{} {dtype:?} [{inp}, {out}]: kernel = reference{}", device::name(kind), if dtype == DType::F32 { " = host" } else { "" });
+                check_dequant(kind, dtype, [inp, out], results, &want);
             }
         }
     }
@@ -423,7 +437,7 @@ fn fp8_dequant_matches_reference_and_host() {
 /// storage dtype the device has; bit-identical.
 #[test]
 fn nvfp4_dequant_matches_reference_and_host() {
-    use burn::tensor::{DType, FloatDType, Int};
+    use burn::tensor::{DType, Int};
     use sana_video_core::quant;
     for (kind, device) in backends() {
         for (out, inp) in [(8usize, 16usize), (24, 48), (136, 272)] {
@@ -454,14 +468,9 @@ fn nvfp4_dequant_matches_reference_and_host() {
                         dtype,
                         which,
                     );
-                    assert_eq!((w.dims(), w.dtype()), ([inp, out], dtype), "{} {which:?}", device::name(kind));
-                    results.push(w.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap());
+                    results.push(w);
                 }
-                assert_eq!(results[0], results[1], "{} {dtype:?} [{inp}, {out}]: kernel and reference differ", device::name(kind));
-                if dtype == DType::F32 {
-                    assert_eq!(results[0], want, "{} [{inp}, {out}]: differs from the host dequantisation", device::name(kind));
-                }
-                println!("{} {dtype:?} [{inp}, {out}]: kernel = reference{}", device::name(kind), if dtype == DType::F32 { " = host" } else { "" });
+                check_dequant(kind, dtype, [inp, out], results, &want);
             }
         }
     }
