@@ -98,7 +98,7 @@ impl Linear {
         matches!(self.weight, LinearWeight::Nvfp4 { .. })
     }
 
-    /// The `[in, out]` weight in the compute dtype (dequantised now if held as FP8).
+    /// The `[in, out]` weight in the compute dtype (dequantised now if held as FP8 or NVFP4).
     pub fn weight_t(&self) -> Tensor<2> {
         match &self.weight {
             LinearWeight::Dense(t) => t.clone(),

@@ -17,8 +17,11 @@ Each step trains two things:
   on the built-in model, 20 steps, CFG 6): a deterministic map, hence a sharp first chunk.
   At the other three timesteps it learns plain flow matching on real clips.
 
-Later chunks run with `--cached-blocks 1` (the engine's default for this model): they see
-exactly the one previous chunk that training showed them, however long the video.
+Later chunks run with `--cached-blocks 1` (the engine's default for this model). With long
+clips (>= 33 frames, `motion_dataset.py --long`) the continuation trains windows of four
+chunks [3, 2, 2, 2] read exactly that way (each chunk sees itself and the one before), and
+for `--self-rollout` of the rows the chunk before the trained one is the model's own 4-step
+LongLive sample, as at inference.
 
     python3 tools/train/train_causal.py --data DATA --pipeline builtin-model --out RUN \
         --max-minutes 8 --compile
