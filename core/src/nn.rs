@@ -50,25 +50,31 @@ fn env_on(var: &str) -> bool {
 
 impl Linear {
     /// Loads `{prefix}.weight` (`[out, in]`, or a 1x1 conv `[out, in, 1, 1]`) and, if asked, `{prefix}.bias`.
-    /// An FP8 weight whose `out` is a multiple of 4 stays FP8 on the device; other quantised
-    /// weights are dequantised here.
+    /// An FP8 weight whose `out` is a multiple of 4, or an NVFP4 one whose `out` is a multiple
+    /// of 8, stays quantised on the device; other quantised weights are dequantised here.
     pub fn load(w: &Weights, prefix: &str, bias: bool, device: &Device, dtype: DType) -> Result<Linear> {
+        use crate::quant::Format;
         let name = format!("{prefix}.weight");
         let resident = match w.quant_info(&name)? {
-            Some(q) if q.format == crate::quant::Format::Fp8 && fp8_resident() && q.shape.first().is_some_and(|&o| o > 0 && o % 4 == 0) => {
-                let (out, inp) = (q.shape[0], q.shape[1..].iter().product::<usize>());
-                let (codes, scales) = w.fp8_codes(&name, &q)?;
-                Some(fp8_weight(&codes, &scales, out, inp, device, dtype))
+            Some(q) => {
+                let (out, inp) = q.rows_cols();
+                let fits = |per: usize| !q.shape.is_empty() && out > 0 && out % per == 0;
+                match q.format {
+                    Format::Fp8 if fp8_resident() && fits(4) => {
+                        let (codes, scales) = w.fp8_codes(&name, &q)?;
+                        Some(fp8_weight(&codes, &scales, out, inp, device, dtype))
+                    }
+                    Format::Nvfp4 if nvfp4_resident() && fits(8) => {
+                        let (codes, blocks, global) = w.nvfp4_codes(&name, &q)?;
+                        Some(nvfp4_weight(&codes, &blocks, global, out, inp, device, dtype))
+                    }
+                    _ => None,
+                }
             }
-            Some(q) if q.format == crate::quant::Format::Nvfp4 && nvfp4_resident() && q.shape.first().is_some_and(|&o| o > 0 && o % 8 == 0) => {
-                let (out, inp) = (q.shape[0], q.shape[1..].iter().product::<usize>());
-                let (codes, blocks, global) = w.nvfp4_codes(&name, &q)?;
-                Some(nvfp4_weight(&codes, &blocks, global, out, inp, device, dtype))
-            }
-            _ => None,
+            None => None,
         };
         let weight = match resident {
-            Some(fp8) => fp8,
+            Some(quantised) => quantised,
             None => {
                 let (values, shape) = w.read_f32(&name)?;
                 let (out, inp) = (shape[0], shape[1..].iter().product::<usize>());
@@ -156,9 +162,7 @@ fn fp8_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Dev
     let packed = Tensor::<2, Int>::from_data(TensorData::new(packed, [inp, out / 4]), (device, DType::I32));
     let scale: Vec<f32> = if scales.len() == 1 { vec![scales[0]; out] } else { scales.to_vec() };
     let scale = Tensor::<2>::from_data(TensorData::new(scale, [1, out]), (device, DType::F32));
-    let lut: Vec<f32> = (0..=255u8).map(crate::quant::e4m3_to_f32).collect();
-    let lut = Tensor::<1>::from_data(TensorData::new(lut, [256]), (device, DType::F32));
-    LinearWeight::Fp8 { packed, scale, lut, dtype }
+    LinearWeight::Fp8 { packed, scale, lut: f32_table((0..=255u8).map(crate::quant::e4m3_to_f32).collect(), device), dtype }
 }
 
 /// An `[out, inp]` NVFP4 tensor (codes two per byte, even index low; block codes
@@ -170,18 +174,20 @@ fn nvfp4_weight(codes: &[u8], blocks: &[u8], global: f32, out: usize, inp: usize
         if idx % 2 == 0 { codes[idx / 2] & 0x0F } else { codes[idx / 2] >> 4 }
     };
     let int = |v: Vec<i32>, shape: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, shape), (device, DType::I32));
-    let table = |v: Vec<f32>| {
-        let n = v.len();
-        Tensor::<1>::from_data(TensorData::new(v, [n]), (device, DType::F32))
-    };
     LinearWeight::Nvfp4 {
         codes: int(pack_transposed(out, inp, 4, nibble), [inp, out / 8]),
         blocks: int(pack_transposed(out, nb, 8, |o, b| blocks[o * nb + b]), [nb, out / 4]),
-        global: table(vec![global]),
-        e2m1: table((0..16u8).map(crate::quant::e2m1_to_f32).collect()),
-        e4m3: table((0..=255u8).map(crate::quant::e4m3_to_f32).collect()),
+        global: f32_table(vec![global], device),
+        e2m1: f32_table((0..16u8).map(crate::quant::e2m1_to_f32).collect(), device),
+        e4m3: f32_table((0..=255u8).map(crate::quant::e4m3_to_f32).collect(), device),
         dtype,
     }
+}
+
+/// A 1-D f32 tensor (decode tables, the NVFP4 global scale).
+fn f32_table(v: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = v.len();
+    Tensor::<1>::from_data(TensorData::new(v, [n]), (device, DType::F32))
 }
 
 /// Matrix product that stays IEEE f32 for f32 operands on every backend (no TF32 on tensor

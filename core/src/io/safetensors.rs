@@ -334,7 +334,7 @@ impl Weights {
     /// dimension of `q.shape`) and its scales: one (per tensor) or one per row.
     pub fn fp8_codes(&self, name: &str, q: &QuantInfo) -> Result<(Cow<'_, [u8]>, Vec<f32>)> {
         let (codes, dtype, _, file) = self.raw(name)?;
-        let rows = q.shape.first().copied().unwrap_or(1);
+        let (rows, _) = q.rows_cols();
         let scale_name = format!("{name}_scale");
         if q.format != Format::Fp8 || dtype != Dtype::F8_E4M3 {
             return Err(Error::tensor(file, name, format!("is declared {} but stored as {dtype:?}", q.format.name())));
@@ -353,8 +353,7 @@ impl Weights {
     /// An NVFP4 tensor as stored: e2m1 codes two per byte (`[rows, cols/2]`, the even index in
     /// the low nibble), e4m3 block-scale codes (`[rows, cols/16]`), the global f32 scale.
     pub fn nvfp4_codes(&self, name: &str, q: &QuantInfo) -> Result<(Cow<'_, [u8]>, Cow<'_, [u8]>, f32)> {
-        let rows = q.shape.first().copied().unwrap_or(1);
-        let cols = q.shape.iter().skip(1).product::<usize>();
+        let (rows, cols) = q.rows_cols();
         let (codes, dtype, stored, file) = self.raw(name)?;
         let scale_name = format!("{name}_scale");
         let ok = q.format == Format::Nvfp4 && dtype == Dtype::U8 && cols % quant::NVFP4_BLOCK == 0 && codes.len() * 2 == rows * cols;
@@ -378,8 +377,7 @@ impl Weights {
     }
 
     fn dequantize(&self, name: &str, q: &QuantInfo) -> Result<(Vec<f32>, Vec<usize>)> {
-        let rows = q.shape.first().copied().unwrap_or(1);
-        let cols = q.shape.iter().skip(1).product::<usize>();
+        let (rows, cols) = q.rows_cols();
         let values = match q.format {
             Format::Fp8 => {
                 let (codes, scales) = self.fp8_codes(name, q)?;

@@ -66,6 +66,14 @@ pub struct QuantInfo {
     pub shape: Vec<usize>,
 }
 
+impl QuantInfo {
+    /// The tensor as the `[rows, cols]` matrix it is quantised as: rows the first dimension
+    /// (output channels), cols the rest.
+    pub fn rows_cols(&self) -> (usize, usize) {
+        (self.shape.first().copied().unwrap_or(1), self.shape.iter().skip(1).product())
+    }
+}
+
 /// Decodes an e4m3fn byte (bias 7, 3 mantissa bits, `S.1111.111` is NaN).
 pub fn e4m3_to_f32(b: u8) -> f32 {
     let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };

@@ -74,18 +74,19 @@ pub trait DequantKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
+/// The output dtypes, indexed by the code that crosses the dispatch.
+const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
 fn dtype_code(dtype: DType) -> u8 {
-    match dtype {
-        DType::F32 => 0,
-        DType::F16 => 1,
-        DType::BF16 => 2,
-        other => panic!("dequant_fp8: unsupported dtype {other:?} (f32, f16 or bf16)"),
+    match DTYPES.iter().position(|&d| d == dtype) {
+        Some(i) => i as u8,
+        None => panic!("dequant: unsupported dtype {dtype:?} (f32, f16 or bf16)"),
     }
 }
 
 impl DequantKernels for CubeBackend {
     fn dequant_fp8(packed: CubeTensor, scale: CubeTensor, lut: CubeTensor, dtype: u8) -> CubeTensor {
-        let dtype = [DType::F32, DType::F16, DType::BF16][dtype as usize];
+        let dtype = DTYPES[dtype as usize];
         assert!(packed.dtype == DType::I32, "dequant_fp8: codes must be i32, got {:?}", packed.dtype);
         assert!(scale.dtype == DType::F32 && lut.dtype == DType::F32, "dequant_fp8: scale and lut must be f32");
         let (packed, scale, lut) = (into_contiguous(packed), into_contiguous(scale), into_contiguous(lut));
@@ -112,7 +113,7 @@ impl DequantKernels for CubeBackend {
     }
 
     fn dequant_nvfp4(codes: CubeTensor, blocks: CubeTensor, global: CubeTensor, e2m1: CubeTensor, e4m3: CubeTensor, dtype: u8) -> CubeTensor {
-        let dtype = [DType::F32, DType::F16, DType::BF16][dtype as usize];
+        let dtype = DTYPES[dtype as usize];
         assert!(codes.dtype == DType::I32 && blocks.dtype == DType::I32, "dequant_nvfp4: codes must be i32");
         let [codes, blocks, global, e2m1, e4m3] = [codes, blocks, global, e2m1, e4m3].map(into_contiguous);
         let dims = codes.meta.shape().clone();
