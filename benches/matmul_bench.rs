@@ -2,9 +2,10 @@
 //! 480p, 81 frames, CFG batch 2, and checks each result against an exact f32 product.
 //!
 //! ```text
-//! matmul-bench [--backend cuda|wgpu] [--dtype bf16|f16] [--tokens 65520] [--iters 5]
+//! matmul-bench [--backend cuda|wgpu] [--dtype bf16|f16] [--tokens 65520] [--iters 5] [--routine NAME]...
 //! ```
-//! Prints one row per routine and shape (mean ms over back-to-back launches, TFLOP/s, rel L2 error) and, last, the
+//! `--routine` (repeatable) times only the routines named (`cublas` is cuBLASLt, CUDA builds
+//! only; each of its products ends with a wait, as in the engine). Prints one row per routine and shape (mean ms over back-to-back launches, TFLOP/s, rel L2 error) and, last, the
 //! routine with the least GEMM time per DiT forward (`best-routine NAME`), weighting each
 //! shape by how often a forward runs it; routines that fail a shape or miss the exact
 //! product by more than 1e-2 are left out.
@@ -19,6 +20,7 @@ use sana_video_core::kernels::Impl;
 fn main() -> Result<(), String> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let (mut backend, mut dtype, mut tokens, mut iters) = (BackendKind::Cuda, FloatDType::BF16, 65_520usize, 5usize);
+    let mut only: Vec<String> = Vec::new();
     let mut i = 0;
     while i < argv.len() {
         let val = argv.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", argv[i]))?;
@@ -33,6 +35,8 @@ fn main() -> Result<(), String> {
             }
             "--tokens" => tokens = val.parse().map_err(|_| "--tokens: integer")?,
             "--iters" => iters = val.parse().map_err(|_| "--iters: integer")?,
+            "--routine" if HALF_ROUTINES.contains(&val.as_str()) => only.push(val),
+            "--routine" => return Err(format!("--routine {val}: one of {}", HALF_ROUTINES.join(", "))),
             other => return Err(format!("unknown flag {other}")),
         }
         i += 2;
@@ -59,6 +63,10 @@ fn main() -> Result<(), String> {
         let exact_norm = exact.clone().square().sum().into_scalar::<f32>().sqrt();
         let flops = 2.0 * (batch * m * k * n) as f64;
         for (r, routine) in HALF_ROUTINES.iter().enumerate() {
+            if !only.is_empty() && !only.iter().any(|o| o == routine) {
+                ran[r] = false;
+                continue;
+            }
             let Some(out) = matmul_half_routine(a.clone(), b.clone(), r) else {
                 println!("| {name} | {routine} | unavailable | | |");
                 ran[r] = false;

@@ -21,6 +21,11 @@ pub trait ExactMatmul: Backend {
 impl ExactMatmul for CubeBackend {
     fn matmul_f32_exact(lhs: CubeTensor, rhs: CubeTensor) -> CubeTensor {
         assert!(lhs.dtype == DType::F32 && rhs.dtype == DType::F32, "matmul_f32_exact: f32 operands only");
+        let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
+        #[cfg(feature = "cuda")]
+        if let Some(out) = super::cublas::matmul(&lhs, &rhs, DType::F32) {
+            return out;
+        }
         let strategy = Strategy::MultiLevel(multi_level::Strategy::SimpleUnit(Default::default()));
         launch_with(&strategy, lhs, rhs, DType::F32).unwrap_or_else(|e| panic!("f32 unit matmul could not launch: {e}"))
     }
@@ -65,6 +70,7 @@ pub const HALF_ROUTINES: &[&str] = &[
     "tma-simple-mma",
     "tma-simple-multirow-mma",
     "tma-specialized-mma",
+    "cublas",
 ];
 // Not listed: `tma-specialized-cmma`, which on an H200 (2026-11-28) returned results it
 // cannot have computed (faster than the card's peak, error exactly zero), and the
@@ -107,7 +113,8 @@ fn half_strategy(name: &str) -> Option<Strategy> {
 /// (another value is reported and ignored), else this one, the fastest on the DiT's linear layers in `matmul-bench` on an H200
 /// (2026-11-28: 205-238 TFLOP/s against 79-90 for burn's default `simple-cmma`). It needs
 /// TMA (Hopper and later) and aligned shapes; where it cannot run, [`FALLBACK_HALF_ROUTINE`]
-/// (the fastest routine that ran every DiT shape there), then burn's own choice.
+/// (the fastest routine that ran every DiT shape there), then burn's own choice. On CUDA
+/// devices `SANA_HALF_MATMUL=cublas` or `SANA_CUBLAS=all` puts cuBLASLt first (`cublas.rs`).
 pub const DEFAULT_HALF_ROUTINE: &str = "tma-specialized-mma";
 pub const FALLBACK_HALF_ROUTINE: &str = "double-mma";
 
@@ -160,7 +167,23 @@ fn launch_with(strategy: &Strategy, lhs: CubeTensor, rhs: CubeTensor, out_dtype:
 fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTensor {
     // Once, before the attempts: a routine that cannot run must not cost a copy each.
     let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
-    for routine in [chosen_half_routine(), FALLBACK_HALF_ROUTINE] {
+    // On CUDA devices, cuBLASLt when asked for by name, or with `SANA_CUBLAS=all` (cublas.rs).
+    #[cfg(feature = "cuda")]
+    {
+        let out = match std::env::var("SANA_HALF_MATMUL").as_deref() {
+            Ok("cublas") => super::cublas::matmul_any(&lhs, &rhs, out_dtype),
+            Ok(_) => None,
+            Err(_) => super::cublas::matmul(&lhs, &rhs, out_dtype),
+        };
+        if let Some(out) = out {
+            return out;
+        }
+    }
+    let first = match chosen_half_routine() {
+        "cublas" => DEFAULT_HALF_ROUTINE,
+        r => r,
+    };
+    for routine in [first, FALLBACK_HALF_ROUTINE] {
         if let Ok(out) = launch_half(lhs.clone(), rhs.clone(), out_dtype, routine) {
             return out;
         }
@@ -185,6 +208,12 @@ impl HalfMatmul for CubeBackend {
 
     fn matmul_half_routine(lhs: CubeTensor, rhs: CubeTensor, routine: usize) -> Option<CubeTensor> {
         let dtype = lhs.dtype;
+        if HALF_ROUTINES.get(routine) == Some(&"cublas") {
+            #[cfg(feature = "cuda")]
+            return super::cublas::matmul_any(&into_contiguous(lhs), &into_contiguous(rhs), dtype);
+            #[cfg(not(feature = "cuda"))]
+            return None;
+        }
         launch_half(lhs, rhs, dtype, HALF_ROUTINES.get(routine)?).ok()
     }
 }

@@ -8,6 +8,8 @@
 //!
 //! The reference is burn's own `Tensor::matmul`, exact on the CPU backend.
 
+#[cfg(feature = "cuda")]
+pub mod cublas;
 #[cfg(feature = "cube")]
 pub mod cube;
 #[cfg(feature = "cube")]
