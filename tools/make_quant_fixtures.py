@@ -17,8 +17,14 @@ Writes:
     for odd ones (both forms exist in the wild). First/last layers and embedders stay f32.
   comfy_fp8/outputs.safetensors   diffusers' float64 forward of the dequantised weights on
     ../dit/p122_b2_mask/inputs.safetensors.
+  comfy_nvfp4/transformer/, comfy_nvfp4/outputs.safetensors   the same as ComfyUI NVFP4,
+    quantised by comfy-kitchen's own (eager) `quantize_nvfp4` (high nibble first, block
+    scales in cuBLAS's blocked layout, `weight_scale_2` = amax / (448 * 6)), 1x1-conv weights
+    stored 2-D as ComfyUI does; outputs from the weights comfy-kitchen's `dequantize_nvfp4`
+    gives (float32). Records and header entries alternate as for comfy_fp8.
 
-Pinned: torch 2.11.0, diffusers 0.42.1, torchao 0.18.0.
+Pinned: torch 2.11.0, diffusers 0.42.1, torchao 0.18.0, comfy-kitchen 0.2.40.
+`--parts` picks what to write (default: all).
 """
 import argparse
 import json
@@ -117,12 +123,66 @@ def comfy_fp8(out, dit_case):
     print(f"comfy_fp8: {sum(1 for v in stored.values() if v.dtype == torch.float8_e4m3fn)} fp8 tensors")
 
 
+def comfy_nvfp4(out, dit_case):
+    from comfy_kitchen.backends.eager.quantization import dequantize_nvfp4, quantize_nvfp4
+    src = os.path.join(dit_case, "transformer")
+    tensors = load_file(os.path.join(src, "diffusion_pytorch_model.safetensors"))
+    dst = os.path.join(out, "comfy_nvfp4", "transformer")
+    os.makedirs(dst, exist_ok=True)
+    with open(os.path.join(src, "config.json")) as f:
+        config = f.read()
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        f.write(config)
+    stored, deq, layers = {}, {}, {}
+    for name, t in sorted(tensors.items()):
+        t = t.float()
+        matrix = name.endswith(".weight") and (t.dim() == 2 or (t.dim() == 4 and t.shape[2:] == (1, 1)))
+        if not matrix or keep_precise(name) or t.shape[0] % 16 or t.shape[1] % 16:
+            stored[name] = t
+            deq[name] = t.double()
+            continue
+        layer = name[: -len(".weight")]
+        w2 = t.reshape(t.shape[0], -1)
+        scale = (w2.abs().amax() / (E4M3_MAX * E2M1_MAX)).float()
+        q, blocked = quantize_nvfp4(w2, scale)
+        stored[name] = q
+        stored[layer + ".weight_scale"] = blocked
+        stored[layer + ".weight_scale_2"] = scale.reshape(())
+        deq[name] = dequantize_nvfp4(q, scale, blocked, torch.float32).reshape(t.shape).double()
+        if len(layers) % 2 == 0:
+            layers[layer] = {"format": "nvfp4"}
+        else:
+            stored[layer + ".comfy_quant"] = torch.tensor(list(json.dumps({"format": "nvfp4"}).encode()), dtype=torch.uint8)
+            layers[layer + "#record"] = None
+    header = {"format_version": "1.0", "layers": {k: v for k, v in layers.items() if v is not None}}
+    save_file(stored, os.path.join(dst, "diffusion_pytorch_model.safetensors"),
+              metadata={"_quantization_metadata": json.dumps(header)})
+    model = SanaVideoTransformer3DModel.from_pretrained(src, torch_dtype=torch.float64).eval()
+    model.load_state_dict(deq)
+    inputs = load_file(os.path.join(dit_case, "inputs.safetensors"))
+    mask = inputs.get("encoder_attention_mask")
+    with torch.no_grad():
+        sample = model(hidden_states=inputs["hidden_states"].double(),
+                       encoder_hidden_states=inputs["encoder_hidden_states"].double(),
+                       timestep=inputs["timestep"].double(),
+                       encoder_attention_mask=None if mask is None else mask.double(),
+                       return_dict=False)[0]
+    save_file({"sample": sample.float().contiguous()}, os.path.join(out, "comfy_nvfp4", "outputs.safetensors"))
+    print(f"comfy_nvfp4: {len(layers)} nvfp4 tensors")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/fixtures/quant")
     ap.add_argument("--dit-case", default="tests/fixtures/dit/p122_b2_mask")
+    ap.add_argument("--parts", default="codecs,comfy_fp8,comfy_nvfp4")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
+    parts = a.parts.split(",")
     torch.manual_seed(0)
-    codecs(a.out)
-    comfy_fp8(a.out, a.dit_case)
+    if "codecs" in parts:
+        codecs(a.out)
+    if "comfy_fp8" in parts:
+        comfy_fp8(a.out, a.dit_case)
+    if "comfy_nvfp4" in parts:
+        comfy_nvfp4(a.out, a.dit_case)

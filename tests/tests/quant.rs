@@ -78,6 +78,26 @@ fn comfyui_fp8_checkpoint_matches_diffusers() {
     }
 }
 
+/// A ComfyUI NVFP4 checkpoint made by comfy-kitchen's own quantiser (high nibble first,
+/// block scales in cuBLAS's blocked layout, 1x1 convs stored 2-D) runs like diffusers on
+/// the weights comfy-kitchen's dequantiser gives, with the weights held as NVFP4.
+#[test]
+fn comfyui_nvfp4_checkpoint_matches_comfy_kitchen() {
+    let dir = fixtures().join("quant/comfy_nvfp4/transformer").to_string_lossy().to_string();
+    let w = Weights::open_dir(&FsSource, &dir, "diffusion_pytorch_model").unwrap();
+    let conv = w.quant_info("transformer_blocks.0.ff.conv_inverted.weight").unwrap().expect("quantised");
+    assert_eq!((conv.format, conv.layout, conv.shape.len()), (Format::Nvfp4, quant::Layout::Comfy, 2), "{conv:?}");
+    let outputs = Weights::open_files(&FsSource, &[fixtures().join("quant/comfy_nvfp4/outputs.safetensors").to_string_lossy().to_string()]).unwrap();
+    let (expected, _) = outputs.read_f32("sample").unwrap();
+    for (kind, device) in backends() {
+        let (got, unexpected) = dit_output(&dir, &device);
+        assert!(unexpected.is_empty(), "scales and records must count as expected: {unexpected:?}");
+        let (rel, max_abs) = rel_l2(&got, &expected);
+        println!("comfy nvfp4 on {}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
+        assert!(rel <= 1e-5, "{}: rel L2 {rel:.3e}", device::name(kind));
+    }
+}
+
 /// Our FP8 and NVFP4 files of the same DiT: every linear and 1x1-conv weight but the first
 /// and last layers quantised, loaded back (dequantised) and run against the f32 fixture.
 #[test]

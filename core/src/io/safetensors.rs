@@ -11,7 +11,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use safetensors::{tensor::Metadata, Dtype, SafeTensors};
 
 use super::{join, Blob, FileSource, RangeRead};
-use crate::quant::{self, Format, QuantInfo};
+use crate::quant::{self, Format, Layout, QuantInfo};
 use crate::{Error, Result};
 
 struct WeightFile {
@@ -20,7 +20,7 @@ struct WeightFile {
     data_start: usize,
     meta: Metadata,
     /// Quantised tensors the file's `__metadata__` declares (`crate::quant`).
-    quant: HashMap<String, (quant::Format, Option<Vec<usize>>)>,
+    quant: HashMap<String, (quant::Format, Option<Vec<usize>>, quant::Layout)>,
 }
 
 fn with_quant(mut f: WeightFile) -> Result<WeightFile> {
@@ -236,7 +236,13 @@ impl Weights {
                     continue;
                 }
                 Ok(Some(q)) => {
-                    if &q.shape != shape {
+                    // ComfyUI's NVFP4 is always 2-D: it stands for a 1x1 conv's `[out, in, 1, 1]` too.
+                    let conv_as_matrix = q.layout == Layout::Comfy
+                        && q.shape.len() == 2
+                        && shape.len() > 2
+                        && shape[2..].iter().all(|&d| d == 1)
+                        && q.shape[..] == shape[..2];
+                    if &q.shape != shape && !conv_as_matrix {
                         let file = self.meta(name).map(|m| m.file).unwrap_or_default();
                         problems.push(Error::tensor(file, name, format!("({}) has shape {:?}, expected {:?}", q.format.name(), q.shape, shape)));
                     }
@@ -297,21 +303,22 @@ impl Weights {
         let Some(info) = f.meta.info(name) else { return Ok(None) };
         let stored = info.shape.clone();
         let declared = f.quant.get(name).cloned();
-        let format = match (&declared, info.dtype) {
-            (Some((fmt, _)), _) => *fmt,
-            (None, Dtype::F8_E4M3) => Format::Fp8,
+        let (format, declared_shape, layout) = match (declared, info.dtype) {
+            (Some((fmt, shape, layout)), _) => (fmt, shape, layout),
+            (None, Dtype::F8_E4M3) => (Format::Fp8, None, Layout::Ours),
             (None, _) => match name.strip_suffix(".weight").map(|p| format!("{p}.comfy_quant")) {
                 Some(rec) if self.index.contains_key(&rec) => {
                     let (bytes, _, _, file) = self.raw(&rec)?;
                     let v: serde_json::Value = serde_json::from_slice(&bytes)
                         .map_err(|e| Error::tensor(file, &rec, format!("is not a ComfyUI quantisation record: {e}")))?;
-                    match v.get("format").and_then(|f| f.as_str()) {
-                        Some("float8_e4m3fn") => Format::Fp8,
-                        other => {
+                    let fmt = v.get("format").and_then(|f| f.as_str());
+                    match fmt.and_then(quant::comfy_format) {
+                        Some(format) => (format, None, Layout::Comfy),
+                        None => {
                             return Err(Error::tensor(
                                 file,
                                 &rec,
-                                format!("ComfyUI quantisation {other:?} is not supported (this build reads float8_e4m3fn)"),
+                                format!("ComfyUI quantisation {fmt:?} is not supported (this build reads float8_e4m3fn and nvfp4)"),
                             ))
                         }
                     }
@@ -321,13 +328,13 @@ impl Weights {
         };
         let shape = match format {
             Format::Fp8 => stored,
-            Format::Nvfp4 => match declared.and_then(|(_, s)| s) {
+            Format::Nvfp4 => match declared_shape {
                 Some(s) => s,
                 None if stored.len() == 2 => vec![stored[0], stored[1] * 2],
                 None => return Err(Error::tensor(&f.path, name, format!("nvfp4 tensor of stored shape {stored:?} has no declared shape"))),
             },
         };
-        Ok(Some(QuantInfo { format, shape }))
+        Ok(Some(QuantInfo { format, shape, layout }))
     }
 
     /// An FP8 tensor's e4m3 codes as stored (`[rows, cols]` row-major, `rows` the first
@@ -350,8 +357,9 @@ impl Weights {
         Ok((codes, scales))
     }
 
-    /// An NVFP4 tensor as stored: e2m1 codes two per byte (`[rows, cols/2]`, the even index in
-    /// the low nibble), e4m3 block-scale codes (`[rows, cols/16]`), the global f32 scale.
+    /// An NVFP4 tensor in our layout: e2m1 codes two per byte (`[rows, cols/2]`, the even index
+    /// in the low nibble), e4m3 block-scale codes (`[rows, cols/16]`), the global f32 scale.
+    /// ComfyUI's layout is converted to it here.
     pub fn nvfp4_codes(&self, name: &str, q: &QuantInfo) -> Result<(Cow<'_, [u8]>, Cow<'_, [u8]>, f32)> {
         let (rows, cols) = q.rows_cols();
         let (codes, dtype, stored, file) = self.raw(name)?;
@@ -365,9 +373,32 @@ impl Weights {
             ));
         }
         let (blocks, bdtype, _, bfile) = self.raw(&scale_name)?;
-        if bdtype != Dtype::F8_E4M3 || blocks.len() * quant::NVFP4_BLOCK != rows * cols {
-            return Err(Error::tensor(bfile, &scale_name, format!("expected F8_E4M3 block scales [{rows}, {}]", cols / quant::NVFP4_BLOCK)));
-        }
+        let block_cols = cols / quant::NVFP4_BLOCK;
+        let (codes, blocks) = match q.layout {
+            Layout::Ours => {
+                if bdtype != Dtype::F8_E4M3 || blocks.len() != rows * block_cols {
+                    return Err(Error::tensor(bfile, &scale_name, format!("expected F8_E4M3 block scales [{rows}, {block_cols}]")));
+                }
+                (codes, blocks)
+            }
+            Layout::Comfy => {
+                let unswizzled = (bdtype == Dtype::F8_E4M3).then(|| quant::unswizzle_block_scales(&blocks, rows, block_cols)).flatten();
+                let Some(unswizzled) = unswizzled else {
+                    return Err(Error::tensor(
+                        bfile,
+                        &scale_name,
+                        format!(
+                            "expected ComfyUI's F8_E4M3 block scales in cuBLAS's blocked layout [{}, {}]",
+                            rows.div_ceil(128) * 128,
+                            block_cols.div_ceil(4) * 4
+                        ),
+                    ));
+                };
+                // High nibble first in ComfyUI's files, low nibble first in ours.
+                let swapped: Vec<u8> = codes.iter().map(|b| b.rotate_left(4)).collect();
+                (Cow::Owned(swapped), Cow::Owned(unswizzled))
+            }
+        };
         let global_name = format!("{name}_scale_2");
         let global = self.read_f32(&global_name)?.0;
         let [g] = global[..] else {

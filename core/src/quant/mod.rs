@@ -9,15 +9,18 @@
 //! | FP8, ours | F8_E4M3, the original shape | F32 `[out]`: one scale per output channel | — |
 //! | FP8, ComfyUI (`float8_e4m3fn`) | F8_E4M3 | F32 scalar: one per tensor | — |
 //! | NVFP4, ours | U8 `[out, in/2]`: value `2i` in the low nibble, `2i+1` in the high one | F8_E4M3 `[out, in/16]`, row-major | F32 scalar |
+//! | NVFP4, ComfyUI (`nvfp4`, comfy-kitchen) | U8 `[out, in/2]`: value `2i` in the high nibble | F8_E4M3 in cuBLAS's blocked layout, `[⌈out/128⌉·128, ⌈in/64⌉·4]` | F32 scalar |
 //!
 //! The file's `__metadata__` names the layout: ours under [`METADATA_KEY`] (also the
 //! logical shape of NVFP4 tensors, e.g. `[out, in, 1, 1]` for a 1x1 conv), ComfyUI's under
-//! `_quantization_metadata` (or per-layer `X.comfy_quant` tensors). ComfyUI's NVFP4 stores
-//! its block scales swizzled for cuBLAS; that layout is refused by name, not guessed.
+//! `_quantization_metadata` (or per-layer `X.comfy_quant` tensors). ComfyUI's NVFP4 is
+//! converted to ours when read ([`Layout::Comfy`]): nibbles swapped, block scales unswizzled
+//! from cuBLAS's 128x4 tiles ([`unswizzle_block_scales`]). Its values are stored padded to
+//! multiples of 16; a padded weight does not match the model's shape and is refused there.
 //!
-//! Values are dequantised on the host when a layer is loaded (W8A16 / W4A16 numerics on
-//! every backend; the files are 2x / 3.6x smaller than bf16). Keeping them packed on the
-//! device with the dequantisation in the GEMM is the CUDA fast path's next step.
+//! Linear weights stay packed on the device and are dequantised just before each product
+//! (`nn::Linear`, W8A16 / W4A16 numerics on every backend; the files are 2x / 3.6x smaller
+//! than bf16); other quantised tensors are dequantised on the host when loaded.
 
 use std::collections::HashMap;
 
@@ -58,12 +61,22 @@ impl Format {
     }
 }
 
+/// Whose on-disk layout a quantised tensor uses (the table in the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Ours,
+    /// ComfyUI's: FP8 as ours with a per-tensor scale; NVFP4 high-nibble-first with
+    /// blocked (swizzled) scales, always 2-D.
+    Comfy,
+}
+
 /// How one stored tensor is quantised, from the file's metadata or its dtypes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantInfo {
     pub format: Format,
     /// The dequantised tensor's shape.
     pub shape: Vec<usize>,
+    pub layout: Layout,
 }
 
 impl QuantInfo {
@@ -218,6 +231,27 @@ pub fn dequantize_nvfp4(packed: &[u8], blocks: &[u8], global: f32, rows: usize, 
     out
 }
 
+/// The `[rows, cols/16]` row-major block scales of a matrix from cuBLAS's blocked layout
+/// (ComfyUI's NVFP4 `weight_scale`): the scale matrix padded to `[⌈rows/128⌉·128,
+/// ⌈cols/16/4⌉·4]` and stored in tiles of 128 rows x 4 columns, each tile as 32 runs of 16
+/// bytes where row `r` of the tile and column `c` sit at `(r mod 32)·16 + (r / 32)·4 + c`.
+/// `None` if `blocked` is not that padded size.
+pub fn unswizzle_block_scales(blocked: &[u8], rows: usize, block_cols: usize) -> Option<Vec<u8>> {
+    let (row_tiles, col_tiles) = (rows.div_ceil(128), block_cols.div_ceil(4));
+    if blocked.len() != row_tiles * 128 * col_tiles * 4 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(rows * block_cols);
+    for r in 0..rows {
+        let (rt, ri) = (r / 128, r % 128);
+        for c in 0..block_cols {
+            let tile = rt * col_tiles + c / 4;
+            out.push(blocked[(tile * 32 + ri % 32) * 16 + (ri / 32) * 4 + c % 4]);
+        }
+    }
+    Some(out)
+}
+
 /// Our layout's `__metadata__` entry for a set of quantised tensors.
 pub fn layout_metadata(layers: &[(String, Format, Vec<usize>)]) -> String {
     let layers: serde_json::Map<String, serde_json::Value> = layers
@@ -227,9 +261,18 @@ pub fn layout_metadata(layers: &[(String, Format, Vec<usize>)]) -> String {
     serde_json::json!({ "format": LAYOUT_VERSION, "layers": layers }).to_string()
 }
 
+/// The formats ComfyUI names that this build reads.
+pub fn comfy_format(name: &str) -> Option<Format> {
+    match name {
+        "float8_e4m3fn" => Some(Format::Fp8),
+        "nvfp4" => Some(Format::Nvfp4),
+        _ => None,
+    }
+}
+
 /// Reads the quantised layers a file's `__metadata__` declares: ours, or ComfyUI's
 /// `_quantization_metadata`. `Err` names what is not supported.
-pub fn layers_from_metadata(meta: &HashMap<String, String>, file: &str) -> Result<HashMap<String, (Format, Option<Vec<usize>>)>, String> {
+pub fn layers_from_metadata(meta: &HashMap<String, String>, file: &str) -> Result<HashMap<String, (Format, Option<Vec<usize>>, Layout)>, String> {
     let mut out = HashMap::new();
     if let Some(text) = meta.get(METADATA_KEY) {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("{file}: `{METADATA_KEY}` metadata is not JSON: {e}"))?;
@@ -241,24 +284,20 @@ pub fn layers_from_metadata(meta: &HashMap<String, String>, file: &str) -> Resul
             let fmt = l.get("format").and_then(|f| f.as_str()).unwrap_or("");
             let format = Format::parse(fmt).ok_or_else(|| format!("{file}: `{name}` has unknown quantisation format `{fmt}`"))?;
             let shape = l.get("shape").and_then(|s| s.as_array()).map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect());
-            out.insert(name.clone(), (format, shape));
+            out.insert(name.clone(), (format, shape, Layout::Ours));
         }
     }
     if let Some(text) = meta.get("_quantization_metadata") {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("{file}: `_quantization_metadata` is not JSON: {e}"))?;
         for (layer, l) in v.get("layers").and_then(|l| l.as_object()).into_iter().flatten() {
             let fmt = l.get("format").and_then(|f| f.as_str()).unwrap_or("");
-            match fmt {
-                "float8_e4m3fn" => {
-                    out.insert(format!("{layer}.weight"), (Format::Fp8, None));
-                }
-                other => {
-                    return Err(format!(
-                        "{file}: layer `{layer}` uses ComfyUI quantisation `{other}`; this build reads ComfyUI's float8_e4m3fn \
-                         (and its own fp8/nvfp4 files from `sana-video quantize`), not ComfyUI's swizzled NVFP4 or other layouts"
-                    ))
-                }
-            }
+            let format = comfy_format(fmt).ok_or_else(|| {
+                format!(
+                    "{file}: layer `{layer}` uses ComfyUI quantisation `{fmt}`; this build reads ComfyUI's float8_e4m3fn and nvfp4 \
+                     (and its own fp8/nvfp4 files from `sana-video quantize`)"
+                )
+            })?;
+            out.insert(format!("{layer}.weight"), (format, None, Layout::Comfy));
         }
     }
     Ok(out)
