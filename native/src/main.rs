@@ -97,9 +97,9 @@ COMMANDS:
                          (e2m1, an e4m3 scale per 16 values, one f32 scale per tensor). The
                          first and last DiT layers, the embedders and embedding tables stay as
                          they were; the VAE and tokenizer are copied. `--model` and
-                         `generate` read the result (and ComfyUI float8_e4m3fn files); FP8
-                         weights stay FP8 on the device (dequantised before each product),
-                         NVFP4 is dequantised when loaded. NEW_DIR must not exist; it appears only
+                         `generate` read the result (and ComfyUI float8_e4m3fn and nvfp4
+                         files); FP8 and NVFP4 linear weights stay packed on the device
+                         (dequantised before each product). NEW_DIR must not exist; it appears only
                          when complete.
     debug transformer    Runs the DiT (SanaVideoTransformer3DModel) once. DIR is a diffusers
                          transformer/ folder (or a pipeline folder). IN holds f32 tensors named

@@ -223,24 +223,30 @@ fn quantize_writes_a_loadable_folder_and_refuses_bad_requests() {
     assert!(leftovers.is_empty(), "temporary folders left: {leftovers:?}");
 }
 
-/// A ComfyUI NVFP4 checkpoint (swizzled block scales) is refused by name, not misread.
+/// ComfyUI quantisation that is not what it claims is refused by name, not misread: a layer
+/// declared NVFP4 whose weight is plain f32, and a format this build does not read.
 #[test]
-fn comfyui_nvfp4_is_refused_with_a_clear_message() {
-    let dir = scratch("comfy-nvfp4").join("transformer");
-    std::fs::create_dir_all(&dir).unwrap();
+fn comfyui_quantisation_problems_are_refused_with_a_clear_message() {
     let src = fixture("p122_b2_mask").join("transformer");
-    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
     let bytes = std::fs::read(src.join("diffusion_pytorch_model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
-    let meta = std::collections::HashMap::from([(
-        "_quantization_metadata".to_string(),
-        r#"{"format_version": "1.0", "layers": {"transformer_blocks.0.attn1.to_q": {"format": "nvfp4"}}}"#.to_string(),
-    )]);
-    std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
-    let out = dir.join("out.safetensors");
-    let o = debug_transformer(&dir, "p122_b2_mask", "cpu", &out, &[]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("nvfp4") && err.contains("not ComfyUI's swizzled NVFP4"), "{err}");
-    assert!(!out.exists());
+    for (case, format, wants) in [
+        ("comfy-nvfp4-f32", "nvfp4", &["transformer_blocks.0.attn1.to_q.weight", "(nvfp4) has shape"][..]),
+        ("comfy-mxfp8", "mxfp8", &["transformer_blocks.0.attn1.to_q", "ComfyUI quantisation `mxfp8`"][..]),
+    ] {
+        let dir = scratch(case).join("transformer");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
+        let meta = std::collections::HashMap::from([(
+            "_quantization_metadata".to_string(),
+            format!(r#"{{"format_version": "1.0", "layers": {{"transformer_blocks.0.attn1.to_q": {{"format": "{format}"}}}}}}"#),
+        )]);
+        std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+        let out = dir.join("out.safetensors");
+        let o = debug_transformer(&dir, "p122_b2_mask", "cpu", &out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && wants.iter().all(|w| err.contains(w)), "{case}: {err}");
+        assert!(!out.exists(), "{case}: partial output");
+    }
 }
