@@ -1,5 +1,5 @@
 //! Small building blocks shared by the models: linear layers with pre-transposed weights,
-//! norms with f32 statistics, activations.
+//! activations. (The DiT's norms are fused kernels: `kernels::norm`.)
 
 use burn::tensor::{activation, DType, Device, FloatDType, Int, Tensor, TensorData};
 
@@ -216,25 +216,6 @@ pub fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// The tensor in `dtype` (no-op when it already is).
 pub fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
     if x.dtype() == dtype { x } else { x.cast(FloatDType::from(dtype)) }
-}
-
-/// LayerNorm over the last axis without affine parameters; statistics in f32.
-pub fn layer_norm<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
-    let dtype = x.dtype();
-    let x = to_f32(x);
-    let mean = x.clone().mean_dim(D - 1);
-    let centered = x - mean;
-    let var = centered.clone().square().mean_dim(D - 1);
-    to_dtype(centered / (var + eps).sqrt(), dtype)
-}
-
-/// RMSNorm over the last axis with a learned weight; statistics in f32.
-pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<1>, eps: f64) -> Tensor<D> {
-    let dtype = x.dtype();
-    let x = to_f32(x);
-    let ms = x.clone().square().mean_dim(D - 1);
-    let y = to_dtype(x / (ms + eps).sqrt(), dtype);
-    y * weight.clone().unsqueeze::<D>()
 }
 
 /// GELU with the tanh approximation (PyTorch `approximate="tanh"`).

@@ -12,6 +12,7 @@ pub mod dequant;
 pub mod glu_conv;
 pub mod linear_attention;
 pub mod matmul;
+pub mod norm;
 
 /// Which implementation an op should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use sana_video_core::device;
-use sana_video_core::kernels::{dequant, glu_conv, linear_attention, Impl};
+use sana_video_core::kernels::{dequant, glu_conv, linear_attention, norm, Impl};
 use sana_video_core::models::dit::rope;
 use sana_video_tests::{backends, rel_l2, random_vec};
 
@@ -471,6 +471,67 @@ fn nvfp4_dequant_matches_reference_and_host() {
                     results.push(w);
                 }
                 check_dequant(kind, dtype, [inp, out], results, &want);
+            }
+        }
+    }
+}
+
+/// LayerNorm + modulation and RMSNorm, fused, against f64 on the host: rows shorter and longer
+/// than a cube (40, 300, 2240 values), one modulation row per sample and one per token.
+#[test]
+fn norms_match_naive_and_reference() {
+    use burn::tensor::FloatDType;
+    let eps = 1e-6;
+    for (kind, device) in backends() {
+        for (i, &(b, n, d, per_token)) in [(2usize, 3usize, 40usize, false), (1, 5, 300, true), (2, 2, 2240, false)].iter().enumerate() {
+            let t = if per_token { n } else { 1 };
+            // An offset, so the centring matters.
+            let x: Vec<f32> = random_vec(b * n * d, 200 + i as u64).iter().map(|v| 3.0 * v + 0.7).collect();
+            let scale = random_vec(b * t * d, 210 + i as u64);
+            let shift = random_vec(b * t * d, 220 + i as u64);
+            let weight = random_vec(d, 230 + i as u64);
+            let (mut ln, mut rms) = (vec![0f32; b * n * d], vec![0f32; b * n * d]);
+            for r in 0..b * n {
+                let row = &x[r * d..(r + 1) * d];
+                let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+                let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+                let srow = (r / n) * t + (r % n) % t;
+                for c in 0..d {
+                    let y = (row[c] as f64 - mean) / (var + eps).sqrt();
+                    ln[r * d + c] = (y * (1.0 + scale[srow * d + c] as f64) + shift[srow * d + c] as f64) as f32;
+                    rms[r * d + c] = (row[c] as f64 / (ms + eps).sqrt() * weight[c] as f64) as f32;
+                }
+            }
+            let inputs = || {
+                (
+                    Tensor::<3>::from_data(TensorData::new(x.clone(), [b, n, d]), &device),
+                    Tensor::<3>::from_data(TensorData::new(scale.clone(), [b, t, d]), &device),
+                    Tensor::<3>::from_data(TensorData::new(shift.clone(), [b, t, d]), &device),
+                    Tensor::<1>::from_data(TensorData::new(weight.clone(), [d]), &device),
+                )
+            };
+            for which in [Impl::Auto, Impl::Reference] {
+                let (xt, st, sh, w) = inputs();
+                let got = norm::layer_norm_modulate(xt.clone(), st, sh, eps, which).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, max_abs) = rel_l2(&got, &ln);
+                println!("{} {which:?} layer_norm_modulate [{b}, {n}, {d}] T={t}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
+                assert!(rel < 1e-5, "{} {which:?} layer_norm_modulate d={d}: rel L2 {rel:.3e}", device::name(kind));
+                let got = norm::rms_norm(xt, &w, eps, which).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, max_abs) = rel_l2(&got, &rms);
+                println!("{} {which:?} rms_norm [{b}, {n}, {d}]: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
+                assert!(rel < 1e-5, "{} {which:?} rms_norm d={d}: rel L2 {rel:.3e}", device::name(kind));
+            }
+            if sana_video_core::kernels::is_cube_device(&device) {
+                let (xt, st, sh, w) = inputs();
+                let h = |t: Tensor<3>| t.cast(FloatDType::F16);
+                let got = norm::layer_norm_modulate(h(xt.clone()), h(st), h(sh), eps, Impl::Auto).cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&got, &ln);
+                let got2 = norm::rms_norm(h(xt), &w.cast(FloatDType::F16), eps, Impl::Auto).cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let (rel2, _) = rel_l2(&got2, &rms);
+                println!("{} Auto f16 d={d}: layer_norm_modulate rel {rel:.2e}, rms_norm rel {rel2:.2e}", device::name(kind));
+                // f16 inputs and output (11-bit mantissa): a few 1e-4 relative.
+                assert!(rel < 2e-3 && rel2 < 2e-3, "{} f16 d={d}: rel L2 {rel:.3e} / {rel2:.3e}", device::name(kind));
             }
         }
     }

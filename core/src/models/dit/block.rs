@@ -7,11 +7,11 @@ use burn::tensor::{activation::softmax, DType, Device, Tensor};
 
 use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
-use crate::kernels::glu_conv;
+use crate::kernels::{glu_conv, norm};
 use crate::kernels::linear_attention::{self, KvSums};
 use crate::kernels::matmul::matmul_to_f32;
 use crate::kernels::Impl;
-use crate::nn::{layer_norm, matmul, rms_norm, to_dtype, to_f32, transpose_host, Linear};
+use crate::nn::{matmul, to_dtype, to_f32, transpose_host, Linear};
 use crate::profile;
 use crate::Result;
 
@@ -158,7 +158,7 @@ impl Block {
         let (shift_mlp, scale_mlp, gate_mlp) = (part(3), part(4), part(5));
 
         // (a) self-attention
-        let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_msa + 1.0) + shift_msa;
+        let u = norm::layer_norm_modulate(x.clone(), scale_msa, shift_msa, cfg.norm_eps, ctx.kernels);
         profile::mark(&device, "norm1+modulate");
         let (attn, own_sums) = self.attn1.self_attention(u, ctx, cfg, long.map(|(s, _)| s));
         let x = x + gate_msa * attn;
@@ -169,7 +169,7 @@ impl Block {
         profile::mark(&device, "attn2 (cross)");
 
         // (c) Mix-FFN
-        let u = layer_norm(x.clone(), cfg.norm_eps) * (scale_mlp + 1.0) + shift_mlp;
+        let u = norm::layer_norm_modulate(x.clone(), scale_mlp, shift_mlp, cfg.norm_eps, ctx.kernels);
         profile::mark(&device, "norm2+modulate");
         let (ff, last_frame) = self.ff.forward(u, ctx.grid, long.and_then(|(s, _)| s.last_frame.as_ref()), ctx.kernels);
         let update = match (long, own_sums) {
@@ -194,8 +194,8 @@ impl Attention {
     ) -> (Tensor<3>, Option<KvSums>) {
         let [b, n, d] = u.dims();
         let dtype = u.dtype();
-        let q = rms_norm(self.to_q.forward(u.clone()), &self.norm_q, QK_NORM_EPS);
-        let k = rms_norm(self.to_k.forward(u.clone()), &self.norm_k, QK_NORM_EPS);
+        let q = norm::rms_norm(self.to_q.forward(u.clone()), &self.norm_q, QK_NORM_EPS, ctx.kernels);
+        let k = norm::rms_norm(self.to_k.forward(u.clone()), &self.norm_k, QK_NORM_EPS, ctx.kernels);
         let v = self.to_v.forward(u);
         let device = v.device();
         profile::mark(&device, "attn1.qkv+rmsnorm");
@@ -226,8 +226,8 @@ impl Attention {
         let l = ctx.caption.dims()[1];
         let (h, dh) = (cfg.cross_heads, cfg.cross_head_dim);
         let dtype = x.dtype();
-        let q = rms_norm(self.to_q.forward(x), &self.norm_q, QK_NORM_EPS);
-        let k = rms_norm(self.to_k.forward(ctx.caption.clone()), &self.norm_k, QK_NORM_EPS);
+        let q = norm::rms_norm(self.to_q.forward(x), &self.norm_q, QK_NORM_EPS, ctx.kernels);
+        let k = norm::rms_norm(self.to_k.forward(ctx.caption.clone()), &self.norm_k, QK_NORM_EPS, ctx.kernels);
         let v = self.to_v.forward(ctx.caption.clone());
         // f32 models: f32 throughout. f16/bf16 models: operands in the model dtype with f32
         // accumulation and f32 logits/softmax, and the probabilities rounded to the model

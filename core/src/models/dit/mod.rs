@@ -22,7 +22,7 @@ pub use config::{DitConfig, DitKind};
 use crate::io::safetensors::{tensor_from_f32, Weights};
 use crate::io::{diffusers, join, FileSource};
 use crate::kernels::Impl;
-use crate::nn::{gelu_tanh, layer_norm, rms_norm, silu, to_dtype, Linear};
+use crate::nn::{gelu_tanh, silu, to_dtype, Linear};
 use crate::{Error, Result};
 
 /// Timesteps on the 0–1000 scale: one per sample (`[B]`) or one per token (`[B, N]`).
@@ -265,7 +265,7 @@ impl SanaVideoTransformer3DModel {
         // Caption: Linear -> GELU(tanh) -> Linear -> RMSNorm(eps 1e-5).
         let y = to_dtype(encoder_hidden_states, dtype);
         let y = self.caption_projection.linear_2.forward(gelu_tanh(self.caption_projection.linear_1.forward(y)));
-        let caption = rms_norm(y, &self.caption_norm, 1e-5);
+        let caption = crate::kernels::norm::rms_norm(y, &self.caption_norm, 1e-5, self.kernels);
 
         let caption_bias = encoder_attention_mask.map(|m| {
             let bias: Vec<f32> = m.iter().map(|&k| (1.0 - k) * -10000.0).collect();
@@ -299,7 +299,7 @@ impl SanaVideoTransformer3DModel {
         let table = self.scale_shift_table.clone();
         let shift = table.clone().narrow(0, 0, 1).reshape([1, 1, d]) + temb.clone();
         let scale = table.narrow(0, 1, 1).reshape([1, 1, d]) + temb;
-        let x = layer_norm(x, 1e-6) * (scale + 1.0) + shift;
+        let x = crate::kernels::norm::layer_norm_modulate(x, scale, shift, 1e-6, self.kernels);
         let co = cfg.out_channels;
         let x = self
             .proj_out

@@ -1,0 +1,174 @@
+//! CubeCL kernels of the fused normalisations: one cube of [`THREADS`] units per row, each
+//! unit striding over the row's `D` values; f32 sums reduced through shared memory (mean,
+//! then the centred variance for LayerNorm, in two passes for the same accuracy as the
+//! reference's), then one write per value.
+
+use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
+use burn::tensor::{Shape, Tensor as BTensor};
+use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeBackend};
+use cubecl::ir::ElemType;
+
+use crate::elem_type;
+use cubecl::prelude::*;
+
+/// Units per row: WebGPU's default limit on a workgroup, and enough to stream a 2,240-value row.
+const THREADS: usize = 256;
+
+/// The sum over the cube of each unit's `v`, in every unit (tree order). Its own shared
+/// array per call: a `&mut Shared` parameter fails CubeCL 0.11's IR verification.
+#[cube]
+fn cube_sum(v: f32) -> f32 {
+    let mut shared = Shared::<[f32]>::new_slice(THREADS);
+    let tid = UNIT_POS as usize;
+    shared[tid] = v;
+    sync_cube();
+    // From CUBE_DIM, a runtime value (= THREADS): a `let mut` from a constant stays comptime.
+    let mut stride = CUBE_DIM as usize / 2;
+    while stride > 0 {
+        if tid < stride {
+            let sum = shared[tid] + shared[tid + stride];
+            shared[tid] = sum;
+        }
+        sync_cube();
+        stride /= 2;
+    }
+    shared[0]
+}
+
+/// `x` `[R, D]` rows, `scale`/`shift` `[B·T, D]` with row `r` of sample `r / n` using row
+/// `(r / n)·t + (r mod n) mod t`.
+#[cube(launch, address_type = "dynamic")]
+fn layer_norm_modulate_kernel<F: Float>(
+    x: &Tensor<F>,
+    scale: &Tensor<F>,
+    shift: &Tensor<F>,
+    out: &mut Tensor<F>,
+    n: u32,
+    t: u32,
+    eps: f32,
+    #[define(F)] _dtype: ElemType,
+) {
+    let d = x.shape(1);
+    let row = CUBE_POS;
+    let tid = UNIT_POS as usize;
+    let per_sample = n as usize;
+    let rows_t = t as usize;
+    let base = row * d;
+    let srow = (row / per_sample) * rows_t + (row % per_sample) % rows_t;
+    let sbase = srow * d;
+    let mut sum = 0.0f32;
+    let mut i = tid;
+    while i < d {
+        sum += f32::cast_from(x[base + i]);
+        i += THREADS;
+    }
+    let mean = cube_sum(sum) / f32::cast_from(d);
+    let mut sq = 0.0f32;
+    let mut j = tid;
+    while j < d {
+        let c = f32::cast_from(x[base + j]) - mean;
+        sq += c * c;
+        j += THREADS;
+    }
+    let var = cube_sum(sq) / f32::cast_from(d);
+    let inv = 1.0f32 / f32::sqrt(var + eps);
+    let mut k = tid;
+    while k < d {
+        let y = (f32::cast_from(x[base + k]) - mean) * inv;
+        out[base + k] = F::cast_from(y * (1.0f32 + f32::cast_from(scale[sbase + k])) + f32::cast_from(shift[sbase + k]));
+        k += THREADS;
+    }
+}
+
+#[cube(launch, address_type = "dynamic")]
+fn rms_norm_kernel<F: Float>(x: &Tensor<F>, weight: &Tensor<F>, out: &mut Tensor<F>, eps: f32, #[define(F)] _dtype: ElemType) {
+    let d = x.shape(1);
+    let base = CUBE_POS * d;
+    let tid = UNIT_POS as usize;
+    let mut sq = 0.0f32;
+    let mut i = tid;
+    while i < d {
+        let v = f32::cast_from(x[base + i]);
+        sq += v * v;
+        i += THREADS;
+    }
+    let ms = cube_sum(sq) / f32::cast_from(d);
+    let inv = 1.0f32 / f32::sqrt(ms + eps);
+    let mut k = tid;
+    while k < d {
+        out[base + k] = F::cast_from(f32::cast_from(x[base + k]) * inv * f32::cast_from(weight[k]));
+        k += THREADS;
+    }
+}
+
+/// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
+#[backend_extension(Cube)]
+pub trait NormKernels: Backend {
+    fn layer_norm_modulate(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, n: usize, t: usize, eps: f32) -> FloatTensor<Self>;
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
+}
+
+fn rows_launch(client: &cubecl::client::Client, rows: usize) -> (CubeCount, CubeDim) {
+    let _ = client;
+    (CubeCount::new_1d(rows as u32), CubeDim::new_1d(THREADS as u32))
+}
+
+impl NormKernels for CubeBackend {
+    fn layer_norm_modulate(x: CubeTensor, scale: CubeTensor, shift: CubeTensor, n: usize, t: usize, eps: f32) -> CubeTensor {
+        let dtype = x.dtype;
+        let (x, scale, shift) = (into_contiguous(x), into_contiguous(scale), into_contiguous(shift));
+        let dims = x.meta.shape().clone();
+        let d = dims[dims.num_dims() - 1];
+        let rows = dims.num_elements() / d.max(1);
+        let client = x.client.clone();
+        let out = empty_device_contiguous_dtype(client.clone(), x.device.clone(), dims.clone(), dtype);
+        let (count, dim) = rows_launch(&client, rows);
+        let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
+        let as_rows = |c: CubeTensor, r: usize| reshape_rows(c, r, d);
+        let srows = scale.meta.shape().num_elements() / d.max(1);
+        layer_norm_modulate_kernel::launch(
+            &client,
+            count,
+            dim,
+            address,
+            as_rows(x, rows).into_tensor_arg(),
+            as_rows(scale, srows).into_tensor_arg(),
+            as_rows(shift, srows).into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            n as u32,
+            t as u32,
+            eps,
+            elem_type(dtype),
+        );
+        out
+    }
+
+    fn rms_norm(x: CubeTensor, weight: CubeTensor, eps: f32) -> CubeTensor {
+        let dtype = x.dtype;
+        let (x, weight) = (into_contiguous(x), into_contiguous(weight));
+        let dims = x.meta.shape().clone();
+        let d = dims[dims.num_dims() - 1];
+        let rows = dims.num_elements() / d.max(1);
+        let client = x.client.clone();
+        let out = empty_device_contiguous_dtype(client.clone(), x.device.clone(), dims.clone(), dtype);
+        let (count, dim) = rows_launch(&client, rows);
+        let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
+        rms_norm_kernel::launch(&client, count, dim, address, reshape_rows(x, rows, d).into_tensor_arg(), weight.into_tensor_arg(), out.clone().into_tensor_arg(), eps, elem_type(dtype));
+        out
+    }
+}
+
+/// A contiguous tensor viewed as `[rows, d]` (the kernels index `shape(1)`).
+fn reshape_rows(t: CubeTensor, rows: usize, d: usize) -> CubeTensor {
+    CubeTensor::new_contiguous(t.client.clone(), t.device.clone(), Shape::new([rows, d]), t.handle.clone(), t.dtype)
+}
+
+pub fn layer_norm_modulate(x: BTensor<3>, scale: BTensor<3>, shift: BTensor<3>, eps: f64) -> BTensor<3> {
+    let [_, n, _] = x.dims();
+    let t = scale.dims()[1];
+    BTensor::from_dispatch(<Dispatch as NormKernels>::layer_norm_modulate(x.into_dispatch(), scale.into_dispatch(), shift.into_dispatch(), n, t, eps as f32))
+}
+
+pub fn rms_norm<const D: usize>(x: BTensor<D>, weight: BTensor<1>, eps: f64) -> BTensor<D> {
+    BTensor::from_dispatch(<Dispatch as NormKernels>::rms_norm(x.into_dispatch(), weight.into_dispatch(), eps as f32))
+}
