@@ -477,13 +477,14 @@ fn nvfp4_dequant_matches_reference_and_host() {
 }
 
 /// LayerNorm + modulation and RMSNorm, fused, against f64 on the host: rows shorter and longer
-/// than a cube (40, 300, 2240 values), one modulation row per sample and one per token.
+/// than a cube (8, 40, 300, 2240 values), one modulation row per sample and one per token, and
+/// more rows than one dispatch dimension takes on WebGPU (70,000).
 #[test]
 fn norms_match_naive_and_reference() {
     use burn::tensor::FloatDType;
     let eps = 1e-6;
     for (kind, device) in backends() {
-        for (i, &(b, n, d, per_token)) in [(2usize, 3usize, 40usize, false), (1, 5, 300, true), (2, 2, 2240, false)].iter().enumerate() {
+        for (i, &(b, n, d, per_token)) in [(2usize, 3usize, 40usize, false), (1, 5, 300, true), (2, 2, 2240, false), (1, 70_000, 8, true)].iter().enumerate() {
             let t = if per_token { n } else { 1 };
             // An offset, so the centring matters.
             let x: Vec<f32> = random_vec(b * n * d, 200 + i as u64).iter().map(|v| 3.0 * v + 0.7).collect();

@@ -64,7 +64,8 @@ enum Order {
     CubeCl,
 }
 
-/// Time spent per phase, for `stats()` (dit-forward prints it).
+/// Host time per phase, for [`stats`] (dit-forward prints it): asking CubeCL for the
+/// buffers' addresses, waiting for its queue, enqueueing and waiting for the GEMM.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
     pub calls: u64,
@@ -102,29 +103,25 @@ fn mode() -> (bool, bool) {
     })
 }
 
+static STATE: OnceLock<Option<Mutex<State>>> = OnceLock::new();
+
+/// cuBLASLt's handles, made on the first GEMM sent here.
 fn state() -> Option<&'static Mutex<State>> {
-    static STATE: OnceLock<Option<Mutex<State>>> = OnceLock::new();
     STATE
-        .get_or_init(|| {
-            match init(0) {
-                Ok(s) => Some(Mutex::new(s)),
-                Err(e) => {
-                    eprintln!("note: cuBLASLt unavailable ({e}); GEMMs use cubek's routines");
-                    None
-                }
+        .get_or_init(|| match init(0) {
+            Ok(s) => Some(Mutex::new(s)),
+            Err(e) => {
+                eprintln!("note: cuBLASLt unavailable ({e}); GEMMs use cubek's routines");
+                None
             }
         })
         .as_ref()
 }
 
-/// Whether GEMMs on CUDA devices go through cuBLASLt in this process.
-pub fn available() -> bool {
-    state().is_some()
-}
-
-/// Calls and host time per phase so far (zero when cuBLASLt is not in use).
+/// Calls and host time per phase so far; zero when no GEMM came here (it does not start
+/// cuBLASLt).
 pub fn stats() -> Stats {
-    state().and_then(|s| s.lock().ok().map(|s| s.stats)).unwrap_or_default()
+    STATE.get().and_then(|s| s.as_ref()).and_then(|s| s.lock().ok().map(|s| s.stats)).unwrap_or_default()
 }
 
 fn init(ordinal: usize) -> Result<State, String> {

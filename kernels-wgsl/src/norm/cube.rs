@@ -50,6 +50,9 @@ fn layer_norm_modulate_kernel<F: Float>(
 ) {
     let d = x.shape(1);
     let row = CUBE_POS;
+    if row >= x.shape(0) {
+        terminate!();
+    }
     let tid = UNIT_POS as usize;
     let per_sample = n as usize;
     let rows_t = t as usize;
@@ -83,6 +86,9 @@ fn layer_norm_modulate_kernel<F: Float>(
 #[cube(launch, address_type = "dynamic")]
 fn rms_norm_kernel<F: Float>(x: &Tensor<F>, weight: &Tensor<F>, out: &mut Tensor<F>, eps: f32, #[define(F)] _dtype: ElemType) {
     let d = x.shape(1);
+    if CUBE_POS >= x.shape(0) {
+        terminate!();
+    }
     let base = CUBE_POS * d;
     let tid = UNIT_POS as usize;
     let mut sq = 0.0f32;
@@ -108,9 +114,12 @@ pub trait NormKernels: Backend {
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
 }
 
-fn rows_launch(client: &cubecl::client::Client, rows: usize) -> (CubeCount, CubeDim) {
-    let _ = client;
-    (CubeCount::new_1d(rows as u32), CubeDim::new_1d(THREADS as u32))
+/// One cube per row; over 65,535 rows (WebGPU's limit per dispatch dimension) the cubes
+/// form a 2-D grid and the surplus ones return at once.
+fn rows_launch(rows: usize) -> (CubeCount, CubeDim) {
+    const MAX_PER_DIM: usize = 65_535;
+    let (x, y) = (rows.clamp(1, MAX_PER_DIM), rows.div_ceil(MAX_PER_DIM).max(1));
+    (CubeCount::Static(x as u32, y as u32, 1), CubeDim::new_1d(THREADS as u32))
 }
 
 impl NormKernels for CubeBackend {
@@ -122,7 +131,7 @@ impl NormKernels for CubeBackend {
         let rows = dims.num_elements() / d.max(1);
         let client = x.client.clone();
         let out = empty_device_contiguous_dtype(client.clone(), x.device.clone(), dims.clone(), dtype);
-        let (count, dim) = rows_launch(&client, rows);
+        let (count, dim) = rows_launch(rows);
         let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
         let as_rows = |c: CubeTensor, r: usize| reshape_rows(c, r, d);
         let srows = scale.meta.shape().num_elements() / d.max(1);
@@ -151,7 +160,7 @@ impl NormKernels for CubeBackend {
         let rows = dims.num_elements() / d.max(1);
         let client = x.client.clone();
         let out = empty_device_contiguous_dtype(client.clone(), x.device.clone(), dims.clone(), dtype);
-        let (count, dim) = rows_launch(&client, rows);
+        let (count, dim) = rows_launch(rows);
         let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
         rms_norm_kernel::launch(&client, count, dim, address, reshape_rows(x, rows, d).into_tensor_arg(), weight.into_tensor_arg(), out.clone().into_tensor_arg(), eps, elem_type(dtype));
         out
