@@ -78,15 +78,36 @@ def keep_precise(name):
     return any(p in name for p in ["patch_embedding", "proj_out", "time_embed", "caption_projection", "scale_shift_table"])
 
 
-def comfy_fp8(out, dit_case):
+def save_comfy_case(out, name, dit_case, stored, deq, layers):
+    """Writes `name/transformer/` (the DiT's config, `stored` with `layers` in the header's
+    `_quantization_metadata`) and `name/outputs.safetensors`: diffusers' float64 forward of
+    the weights `deq` on the DiT case's inputs."""
     src = os.path.join(dit_case, "transformer")
-    tensors = load_file(os.path.join(src, "diffusion_pytorch_model.safetensors"))
-    dst = os.path.join(out, "comfy_fp8", "transformer")
+    dst = os.path.join(out, name, "transformer")
     os.makedirs(dst, exist_ok=True)
     with open(os.path.join(src, "config.json")) as f:
         config = f.read()
     with open(os.path.join(dst, "config.json"), "w") as f:
         f.write(config)
+    header = {"format_version": "1.0", "layers": {k: v for k, v in layers.items() if v is not None}}
+    save_file(stored, os.path.join(dst, "diffusion_pytorch_model.safetensors"),
+              metadata={"_quantization_metadata": json.dumps(header)})
+    model = SanaVideoTransformer3DModel.from_pretrained(src, torch_dtype=torch.float64).eval()
+    model.load_state_dict(deq)
+    inputs = load_file(os.path.join(dit_case, "inputs.safetensors"))
+    mask = inputs.get("encoder_attention_mask")
+    with torch.no_grad():
+        sample = model(hidden_states=inputs["hidden_states"].double(),
+                       encoder_hidden_states=inputs["encoder_hidden_states"].double(),
+                       timestep=inputs["timestep"].double(),
+                       encoder_attention_mask=None if mask is None else mask.double(),
+                       return_dict=False)[0]
+    save_file({"sample": sample.float().contiguous()}, os.path.join(out, name, "outputs.safetensors"))
+
+
+def comfy_fp8(out, dit_case):
+    src = os.path.join(dit_case, "transformer")
+    tensors = load_file(os.path.join(src, "diffusion_pytorch_model.safetensors"))
     stored, deq, layers = {}, {}, {}
     for i, (name, t) in enumerate(sorted(tensors.items())):
         t = t.float()
@@ -106,20 +127,7 @@ def comfy_fp8(out, dit_case):
         else:
             stored[layer + ".comfy_quant"] = torch.tensor(list(json.dumps({"format": "float8_e4m3fn"}).encode()), dtype=torch.uint8)
             layers[layer + "#record"] = None
-    header = {"format_version": "1.0", "layers": {k: v for k, v in layers.items() if v is not None}}
-    save_file(stored, os.path.join(dst, "diffusion_pytorch_model.safetensors"),
-              metadata={"_quantization_metadata": json.dumps(header)})
-    model = SanaVideoTransformer3DModel.from_pretrained(src, torch_dtype=torch.float64).eval()
-    model.load_state_dict(deq)
-    inputs = load_file(os.path.join(dit_case, "inputs.safetensors"))
-    mask = inputs.get("encoder_attention_mask")
-    with torch.no_grad():
-        sample = model(hidden_states=inputs["hidden_states"].double(),
-                       encoder_hidden_states=inputs["encoder_hidden_states"].double(),
-                       timestep=inputs["timestep"].double(),
-                       encoder_attention_mask=None if mask is None else mask.double(),
-                       return_dict=False)[0]
-    save_file({"sample": sample.float().contiguous()}, os.path.join(out, "comfy_fp8", "outputs.safetensors"))
+    save_comfy_case(out, "comfy_fp8", dit_case, stored, deq, layers)
     print(f"comfy_fp8: {sum(1 for v in stored.values() if v.dtype == torch.float8_e4m3fn)} fp8 tensors")
 
 
@@ -127,12 +135,6 @@ def comfy_nvfp4(out, dit_case):
     from comfy_kitchen.backends.eager.quantization import dequantize_nvfp4, quantize_nvfp4
     src = os.path.join(dit_case, "transformer")
     tensors = load_file(os.path.join(src, "diffusion_pytorch_model.safetensors"))
-    dst = os.path.join(out, "comfy_nvfp4", "transformer")
-    os.makedirs(dst, exist_ok=True)
-    with open(os.path.join(src, "config.json")) as f:
-        config = f.read()
-    with open(os.path.join(dst, "config.json"), "w") as f:
-        f.write(config)
     stored, deq, layers = {}, {}, {}
     for name, t in sorted(tensors.items()):
         t = t.float()
@@ -154,20 +156,7 @@ def comfy_nvfp4(out, dit_case):
         else:
             stored[layer + ".comfy_quant"] = torch.tensor(list(json.dumps({"format": "nvfp4"}).encode()), dtype=torch.uint8)
             layers[layer + "#record"] = None
-    header = {"format_version": "1.0", "layers": {k: v for k, v in layers.items() if v is not None}}
-    save_file(stored, os.path.join(dst, "diffusion_pytorch_model.safetensors"),
-              metadata={"_quantization_metadata": json.dumps(header)})
-    model = SanaVideoTransformer3DModel.from_pretrained(src, torch_dtype=torch.float64).eval()
-    model.load_state_dict(deq)
-    inputs = load_file(os.path.join(dit_case, "inputs.safetensors"))
-    mask = inputs.get("encoder_attention_mask")
-    with torch.no_grad():
-        sample = model(hidden_states=inputs["hidden_states"].double(),
-                       encoder_hidden_states=inputs["encoder_hidden_states"].double(),
-                       timestep=inputs["timestep"].double(),
-                       encoder_attention_mask=None if mask is None else mask.double(),
-                       return_dict=False)[0]
-    save_file({"sample": sample.float().contiguous()}, os.path.join(out, "comfy_nvfp4", "outputs.safetensors"))
+    save_comfy_case(out, "comfy_nvfp4", dit_case, stored, deq, layers)
     print(f"comfy_nvfp4: {len(layers)} nvfp4 tensors")
 
 

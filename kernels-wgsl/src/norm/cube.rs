@@ -114,35 +114,49 @@ pub trait NormKernels: Backend {
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
 }
 
-/// One cube per row; over 65,535 rows (WebGPU's limit per dispatch dimension) the cubes
-/// form a 2-D grid and the surplus ones return at once.
-fn rows_launch(rows: usize) -> (CubeCount, CubeDim) {
+/// What both launches share: `x` contiguous and viewed as `[rows, d]`, the output (`x`'s
+/// shape and dtype), one cube per row (over 65,535 rows, WebGPU's limit per dispatch
+/// dimension, the cubes form a 2-D grid and the surplus ones return at once).
+struct RowLaunch {
+    x: CubeTensor,
+    out: CubeTensor,
+    d: usize,
+    count: CubeCount,
+    dim: CubeDim,
+    address: AddressType,
+}
+
+fn row_launch(x: CubeTensor) -> RowLaunch {
     const MAX_PER_DIM: usize = 65_535;
-    let (x, y) = (rows.clamp(1, MAX_PER_DIM), rows.div_ceil(MAX_PER_DIM).max(1));
-    (CubeCount::Static(x as u32, y as u32, 1), CubeDim::new_1d(THREADS as u32))
+    let x = into_contiguous(x);
+    let dims = x.meta.shape().clone();
+    let d = dims[dims.num_dims() - 1];
+    let rows = dims.num_elements() / d.max(1);
+    let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), dims, x.dtype);
+    let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
+    let (gx, gy) = (rows.clamp(1, MAX_PER_DIM), rows.div_ceil(MAX_PER_DIM).max(1));
+    let count = CubeCount::Static(gx as u32, gy as u32, 1);
+    RowLaunch { x: reshape_rows(x, rows, d), out, d, count, dim: CubeDim::new_1d(THREADS as u32), address }
 }
 
 impl NormKernels for CubeBackend {
     fn layer_norm_modulate(x: CubeTensor, scale: CubeTensor, shift: CubeTensor, n: usize, t: usize, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let (x, scale, shift) = (into_contiguous(x), into_contiguous(scale), into_contiguous(shift));
-        let dims = x.meta.shape().clone();
-        let d = dims[dims.num_dims() - 1];
-        let rows = dims.num_elements() / d.max(1);
+        let RowLaunch { x, out, d, count, dim, address } = row_launch(x);
+        let as_rows = |c: CubeTensor| {
+            let c = into_contiguous(c);
+            let r = c.meta.shape().num_elements() / d.max(1);
+            reshape_rows(c, r, d)
+        };
         let client = x.client.clone();
-        let out = empty_device_contiguous_dtype(client.clone(), x.device.clone(), dims.clone(), dtype);
-        let (count, dim) = rows_launch(rows);
-        let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
-        let as_rows = |c: CubeTensor, r: usize| reshape_rows(c, r, d);
-        let srows = scale.meta.shape().num_elements() / d.max(1);
         layer_norm_modulate_kernel::launch(
             &client,
             count,
             dim,
             address,
-            as_rows(x, rows).into_tensor_arg(),
-            as_rows(scale, srows).into_tensor_arg(),
-            as_rows(shift, srows).into_tensor_arg(),
+            x.into_tensor_arg(),
+            as_rows(scale).into_tensor_arg(),
+            as_rows(shift).into_tensor_arg(),
             out.clone().into_tensor_arg(),
             n as u32,
             t as u32,
@@ -154,15 +168,10 @@ impl NormKernels for CubeBackend {
 
     fn rms_norm(x: CubeTensor, weight: CubeTensor, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let (x, weight) = (into_contiguous(x), into_contiguous(weight));
-        let dims = x.meta.shape().clone();
-        let d = dims[dims.num_dims() - 1];
-        let rows = dims.num_elements() / d.max(1);
+        let RowLaunch { x, out, count, dim, address, .. } = row_launch(x);
         let client = x.client.clone();
-        let out = empty_device_contiguous_dtype(client.clone(), x.device.clone(), dims.clone(), dtype);
-        let (count, dim) = rows_launch(rows);
-        let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
-        rms_norm_kernel::launch(&client, count, dim, address, reshape_rows(x, rows, d).into_tensor_arg(), weight.into_tensor_arg(), out.clone().into_tensor_arg(), eps, elem_type(dtype));
+        let weight = into_contiguous(weight);
+        rms_norm_kernel::launch(&client, count, dim, address, x.into_tensor_arg(), weight.into_tensor_arg(), out.clone().into_tensor_arg(), eps, elem_type(dtype));
         out
     }
 }
