@@ -13,6 +13,9 @@ pub mod glu_conv;
 pub mod linear_attention;
 pub mod matmul;
 pub mod norm;
+#[cfg(feature = "cube")]
+mod rows;
+pub mod softmax;
 
 /// Which implementation an op should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

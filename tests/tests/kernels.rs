@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use sana_video_core::device;
-use sana_video_core::kernels::{dequant, glu_conv, linear_attention, norm, Impl};
+use sana_video_core::kernels::{dequant, glu_conv, linear_attention, norm, softmax, Impl};
 use sana_video_core::models::dit::rope;
 use sana_video_tests::{backends, rel_l2, random_vec};
 
@@ -533,6 +533,55 @@ fn norms_match_naive_and_reference() {
                 println!("{} Auto f16 d={d}: layer_norm_modulate rel {rel:.2e}, rms_norm rel {rel2:.2e}", device::name(kind));
                 // f16 inputs and output (11-bit mantissa): a few 1e-4 relative.
                 assert!(rel < 2e-3 && rel2 < 2e-3, "{} f16 d={d}: rel L2 {rel:.3e} / {rel2:.3e}", device::name(kind));
+            }
+        }
+    }
+}
+
+/// The cross-attention softmax, fused (scale, key mask, softmax, cast), against f64 on the
+/// host: with and without a mask, rows shorter than a cube, and more rows than one WebGPU
+/// dispatch dimension takes.
+#[test]
+fn attention_probs_match_naive_and_reference() {
+    use burn::tensor::{DType, FloatDType};
+    for (kind, device) in backends() {
+        for (i, &(b, h, n, l, masked)) in [(2usize, 3usize, 37usize, 300usize, true), (1, 2, 5, 300, false), (1, 2, 40_000, 7, true)].iter().enumerate() {
+            let logits: Vec<f32> = random_vec(b * h * n * l, 300 + i as u64).iter().map(|v| 8.0 * v).collect();
+            // The pipeline's mask: 0 for kept keys, -10000 for padding (the last third).
+            let bias: Vec<f32> = (0..b * l).map(|j| if masked && (j % l) >= 2 * l / 3 && j / l == b - 1 { -10_000.0 } else { 0.0 }).collect();
+            let scale = 1.0 / 112f64.sqrt();
+            let mut expected = vec![0f32; b * h * n * l];
+            for r in 0..b * h * n {
+                let bb = r / (h * n);
+                let v: Vec<f64> = (0..l).map(|c| logits[r * l + c] as f64 * scale + if masked { bias[bb * l + c] as f64 } else { 0.0 }).collect();
+                let m = v.iter().cloned().fold(f64::MIN, f64::max);
+                let sum: f64 = v.iter().map(|x| (x - m).exp()).sum();
+                for c in 0..l {
+                    expected[r * l + c] = ((v[c] - m).exp() / sum) as f32;
+                }
+            }
+            let inputs = || {
+                (
+                    Tensor::<4>::from_data(TensorData::new(logits.clone(), [b, h, n, l]), &device),
+                    Tensor::<4>::from_data(TensorData::new(bias.clone(), [b, 1, 1, l]), &device),
+                )
+            };
+            for which in [Impl::Auto, Impl::Reference] {
+                let (x, bt) = inputs();
+                let got = softmax::attention_probs(x, scale, masked.then_some(&bt), DType::F32, which).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, max_abs) = rel_l2(&got, &expected);
+                println!("{} {which:?} attention_probs [{b}, {h}, {n}, {l}] masked {masked}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
+                assert!(rel < 1e-5, "{} {which:?} [{b}, {h}, {n}, {l}]: rel L2 {rel:.3e}", device::name(kind));
+            }
+            if sana_video_core::kernels::is_cube_device(&device) {
+                let (x, bt) = inputs();
+                let out = softmax::attention_probs(x, scale, masked.then_some(&bt), DType::F16, Impl::Auto);
+                assert_eq!(out.dtype(), DType::F16);
+                let got = out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&got, &expected);
+                println!("{} Auto f16 out [{b}, {h}, {n}, {l}]: rel {rel:.2e}", device::name(kind));
+                // Rounding the probabilities to f16 (11-bit mantissa) only.
+                assert!(rel < 1e-3, "{} f16 out: rel L2 {rel:.3e}", device::name(kind));
             }
         }
     }

@@ -4,36 +4,16 @@
 //! reference's), then one write per value.
 
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
-use burn::tensor::{Shape, Tensor as BTensor};
-use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeBackend};
+use burn::tensor::Tensor as BTensor;
+use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBackend};
 use cubecl::ir::ElemType;
 
 use crate::elem_type;
+use crate::rows::{cube_sum, reshape_rows, row_launch, RowLaunch};
 use cubecl::prelude::*;
 
 /// Units per row: WebGPU's default limit on a workgroup, and enough to stream a 2,240-value row.
 const THREADS: usize = 256;
-
-/// The sum over the cube of each unit's `v`, in every unit (tree order). Its own shared
-/// array per call: a `&mut Shared` parameter fails CubeCL 0.11's IR verification.
-#[cube]
-fn cube_sum(v: f32) -> f32 {
-    let mut shared = Shared::<[f32]>::new_slice(THREADS);
-    let tid = UNIT_POS as usize;
-    shared[tid] = v;
-    sync_cube();
-    // From CUBE_DIM, a runtime value (= THREADS): a `let mut` from a constant stays comptime.
-    let mut stride = CUBE_DIM as usize / 2;
-    while stride > 0 {
-        if tid < stride {
-            let sum = shared[tid] + shared[tid + stride];
-            shared[tid] = sum;
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    shared[0]
-}
 
 /// `x` `[R, D]` rows, `scale`/`shift` `[B·T, D]` with row `r` of sample `r / n` using row
 /// `(r / n)·t + (r mod n) mod t`.
@@ -65,7 +45,7 @@ fn layer_norm_modulate_kernel<F: Float>(
         sum += f32::cast_from(x[base + i]);
         i += THREADS;
     }
-    let mean = cube_sum(sum) / f32::cast_from(d);
+    let mean = cube_sum(sum, THREADS) / f32::cast_from(d);
     let mut sq = 0.0f32;
     let mut j = tid;
     while j < d {
@@ -73,7 +53,7 @@ fn layer_norm_modulate_kernel<F: Float>(
         sq += c * c;
         j += THREADS;
     }
-    let var = cube_sum(sq) / f32::cast_from(d);
+    let var = cube_sum(sq, THREADS) / f32::cast_from(d);
     let inv = 1.0f32 / f32::sqrt(var + eps);
     let mut k = tid;
     while k < d {
@@ -98,7 +78,7 @@ fn rms_norm_kernel<F: Float>(x: &Tensor<F>, weight: &Tensor<F>, out: &mut Tensor
         sq += v * v;
         i += THREADS;
     }
-    let ms = cube_sum(sq) / f32::cast_from(d);
+    let ms = cube_sum(sq, THREADS) / f32::cast_from(d);
     let inv = 1.0f32 / f32::sqrt(ms + eps);
     let mut k = tid;
     while k < d {
@@ -114,35 +94,10 @@ pub trait NormKernels: Backend {
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
 }
 
-/// What both launches share: `x` contiguous and viewed as `[rows, d]`, the output (`x`'s
-/// shape and dtype), one cube per row (over 65,535 rows, WebGPU's limit per dispatch
-/// dimension, the cubes form a 2-D grid and the surplus ones return at once).
-struct RowLaunch {
-    x: CubeTensor,
-    out: CubeTensor,
-    d: usize,
-    count: CubeCount,
-    dim: CubeDim,
-    address: AddressType,
-}
-
-fn row_launch(x: CubeTensor) -> RowLaunch {
-    const MAX_PER_DIM: usize = 65_535;
-    let x = into_contiguous(x);
-    let dims = x.meta.shape().clone();
-    let d = dims[dims.num_dims() - 1];
-    let rows = dims.num_elements() / d.max(1);
-    let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), dims, x.dtype);
-    let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
-    let (gx, gy) = (rows.clamp(1, MAX_PER_DIM), rows.div_ceil(MAX_PER_DIM).max(1));
-    let count = CubeCount::Static(gx as u32, gy as u32, 1);
-    RowLaunch { x: reshape_rows(x, rows, d), out, d, count, dim: CubeDim::new_1d(THREADS as u32), address }
-}
-
 impl NormKernels for CubeBackend {
     fn layer_norm_modulate(x: CubeTensor, scale: CubeTensor, shift: CubeTensor, n: usize, t: usize, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let RowLaunch { x, out, d, count, dim, address } = row_launch(x);
+        let RowLaunch { x, out, d, count, dim, address } = row_launch(x, THREADS, dtype);
         let as_rows = |c: CubeTensor| {
             let c = into_contiguous(c);
             let r = c.meta.shape().num_elements() / d.max(1);
@@ -168,17 +123,12 @@ impl NormKernels for CubeBackend {
 
     fn rms_norm(x: CubeTensor, weight: CubeTensor, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let RowLaunch { x, out, count, dim, address, .. } = row_launch(x);
+        let RowLaunch { x, out, count, dim, address, .. } = row_launch(x, THREADS, dtype);
         let client = x.client.clone();
         let weight = into_contiguous(weight);
         rms_norm_kernel::launch(&client, count, dim, address, x.into_tensor_arg(), weight.into_tensor_arg(), out.clone().into_tensor_arg(), eps, elem_type(dtype));
         out
     }
-}
-
-/// A contiguous tensor viewed as `[rows, d]` (the kernels index `shape(1)`).
-fn reshape_rows(t: CubeTensor, rows: usize, d: usize) -> CubeTensor {
-    CubeTensor::new_contiguous(t.client.clone(), t.device.clone(), Shape::new([rows, d]), t.handle.clone(), t.dtype)
 }
 
 pub fn layer_norm_modulate(x: BTensor<3>, scale: BTensor<3>, shift: BTensor<3>, eps: f64) -> BTensor<3> {

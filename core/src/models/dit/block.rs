@@ -3,11 +3,11 @@
 //! depth-wise 3x3 conv and temporal (3,1) conv. Field names follow the checkpoint keys
 //! (`transformer_blocks.{i}.attn1.to_q`, `.ff.conv_depth`, ...).
 
-use burn::tensor::{activation::softmax, DType, Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 
 use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
-use crate::kernels::{glu_conv, norm};
+use crate::kernels::{glu_conv, norm, softmax};
 use crate::kernels::linear_attention::{self, KvSums};
 use crate::kernels::matmul::matmul_to_f32;
 use crate::kernels::Impl;
@@ -236,11 +236,10 @@ impl Attention {
         let k = k.reshape([b, l, h, dh]).permute([0, 2, 3, 1]); // [B, H, dh, L]
         let v = v.reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, dh]
         // Products stay `Auto` under `Impl::Reference` too: only our fused ops switch.
-        let mut logits = matmul_to_f32(q, k, Impl::Auto) * (1.0 / (dh as f64).sqrt());
-        if let Some(bias) = ctx.caption_bias {
-            logits = logits + bias.clone();
-        }
-        let o = matmul_to_f32(to_dtype(softmax(logits, 3), dtype), v, Impl::Auto); // [B, H, N, dh]
+        let logits = matmul_to_f32(q, k, Impl::Auto);
+        // Scale, key mask, softmax and the cast to the model dtype: one fused op.
+        let probs = softmax::attention_probs(logits, 1.0 / (dh as f64).sqrt(), ctx.caption_bias, dtype, ctx.kernels);
+        let o = matmul_to_f32(probs, v, Impl::Auto); // [B, H, N, dh]
         let o = o.swap_dims(1, 2).reshape([b, n, h * dh]);
         self.to_out.forward(to_dtype(o, dtype))
     }

@@ -1,0 +1,78 @@
+//! What the row-wise kernels share (`norm`, `softmax`): one cube per row of a `[rows, d]`
+//! view, its units striding over the row, f32 reductions through shared memory.
+
+use burn::tensor::{DType, Shape};
+use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
+use cubecl::prelude::*;
+
+/// The sum over the cube (of `units` units, = CUBE_DIM) of each unit's `v`, in every unit,
+/// in tree order. Its own shared array per call: a `&mut Shared` parameter fails CubeCL
+/// 0.11's IR verification.
+#[cube]
+pub fn cube_sum(v: f32, #[comptime] units: usize) -> f32 {
+    let mut shared = Shared::<[f32]>::new_slice(units);
+    let tid = UNIT_POS as usize;
+    shared[tid] = v;
+    sync_cube();
+    // From CUBE_DIM, a runtime value: a `let mut` from a constant stays comptime and
+    // cannot be updated in the loop.
+    let mut stride = CUBE_DIM as usize / 2;
+    while stride > 0 {
+        if tid < stride {
+            let sum = shared[tid] + shared[tid + stride];
+            shared[tid] = sum;
+        }
+        sync_cube();
+        stride /= 2;
+    }
+    shared[0]
+}
+
+/// [`cube_sum`] with `max` in place of `+`.
+#[cube]
+pub fn cube_max(v: f32, #[comptime] units: usize) -> f32 {
+    let mut shared = Shared::<[f32]>::new_slice(units);
+    let tid = UNIT_POS as usize;
+    shared[tid] = v;
+    sync_cube();
+    let mut stride = CUBE_DIM as usize / 2;
+    while stride > 0 {
+        if tid < stride {
+            let m = f32::max(shared[tid], shared[tid + stride]);
+            shared[tid] = m;
+        }
+        sync_cube();
+        stride /= 2;
+    }
+    shared[0]
+}
+
+/// A launch of one cube of `units` units per row: `x` contiguous and viewed as `[rows, d]`,
+/// the output (`x`'s shape, `out_dtype`). Over 65,535 rows (WebGPU's limit per dispatch
+/// dimension) the cubes form a 2-D grid; kernels return at once for `CUBE_POS >= rows`.
+pub struct RowLaunch {
+    pub x: CubeTensor,
+    pub out: CubeTensor,
+    pub d: usize,
+    pub count: CubeCount,
+    pub dim: CubeDim,
+    pub address: AddressType,
+}
+
+pub fn row_launch(x: CubeTensor, units: usize, out_dtype: DType) -> RowLaunch {
+    const MAX_PER_DIM: usize = 65_535;
+    let x = into_contiguous(x);
+    let dims = x.meta.shape().clone();
+    let d = dims[dims.num_dims() - 1];
+    let rows = dims.num_elements() / d.max(1);
+    let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), dims, out_dtype);
+    let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
+    let (gx, gy) = (rows.clamp(1, MAX_PER_DIM), rows.div_ceil(MAX_PER_DIM).max(1));
+    let count = CubeCount::Static(gx as u32, gy as u32, 1);
+    RowLaunch { x: reshape_rows(x, rows, d), out, d, count, dim: CubeDim::new_1d(units as u32), address }
+}
+
+/// A contiguous tensor viewed as `[rows, d]` (the kernels index `shape(0)` and `shape(1)`).
+pub fn reshape_rows(t: CubeTensor, rows: usize, d: usize) -> CubeTensor {
+    CubeTensor::new_contiguous(t.client.clone(), t.device.clone(), Shape::new([rows, d]), t.handle.clone(), t.dtype)
+}
