@@ -16,6 +16,7 @@ pub mod norm;
 #[cfg(feature = "cube")]
 mod rows;
 pub mod softmax;
+pub mod temporal;
 
 /// Which implementation an op should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

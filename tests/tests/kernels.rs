@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use sana_video_core::device;
-use sana_video_core::kernels::{dequant, glu_conv, linear_attention, norm, softmax, Impl};
+use sana_video_core::kernels::{dequant, glu_conv, linear_attention, norm, softmax, temporal, Impl};
 use sana_video_core::models::dit::rope;
 use sana_video_tests::{backends, rel_l2, random_vec};
 
@@ -582,6 +582,64 @@ fn attention_probs_match_naive_and_reference() {
                 println!("{} Auto f16 out [{b}, {h}, {n}, {l}]: rel {rel:.2e}", device::name(kind));
                 // Rounding the probabilities to f16 (11-bit mantissa) only.
                 assert!(rel < 1e-3, "{} f16 out: rel L2 {rel:.3e}", device::name(kind));
+            }
+        }
+    }
+}
+
+/// The temporal conv's combine against the host: one frame and several, with LongSANA's left
+/// frame and with zero padding.
+#[test]
+fn temporal_combine_matches_naive_and_reference() {
+    use burn::tensor::FloatDType;
+    for (kind, device) in backends() {
+        for (i, &(b, f, t, d, with_left)) in [(2usize, 4usize, 5usize, 6usize, true), (1, 1, 3, 8, true), (2, 3, 7, 5, false), (1, 1, 2, 4, false)].iter().enumerate() {
+            let sv = random_vec(b * f * t * d, 400 + i as u64);
+            let pv = random_vec(b * f * t * 3 * d, 410 + i as u64);
+            let lv = random_vec(b * t * d, 420 + i as u64);
+            let mut expected = vec![0f32; b * f * t * d];
+            for bb in 0..b {
+                for fr in 0..f {
+                    for tok in 0..t {
+                        for c in 0..d {
+                            let at = ((bb * f + fr) * t + tok) * d + c;
+                            let p = |fr: usize, k: usize| pv[((bb * f + fr) * t + tok) * 3 * d + k * d + c] as f64;
+                            let mut v = sv[at] as f64 + p(fr, 1);
+                            if fr > 0 {
+                                v += p(fr - 1, 0);
+                            } else if with_left {
+                                v += lv[(bb * t + tok) * d + c] as f64;
+                            }
+                            if fr + 1 < f {
+                                v += p(fr + 1, 2);
+                            }
+                            expected[at] = v as f32;
+                        }
+                    }
+                }
+            }
+            let inputs = || {
+                (
+                    Tensor::<4>::from_data(TensorData::new(sv.clone(), [b, f, t, d]), &device),
+                    Tensor::<4>::from_data(TensorData::new(pv.clone(), [b, f, t, 3 * d]), &device),
+                    with_left.then(|| Tensor::<3>::from_data(TensorData::new(lv.clone(), [b, t, d]), &device)),
+                )
+            };
+            for which in [Impl::Auto, Impl::Reference] {
+                let (st, pt, lt) = inputs();
+                let got = temporal::temporal_combine(st, pt, lt, which).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, max_abs) = rel_l2(&got, &expected);
+                println!("{} {which:?} temporal_combine [{b}, {f}, {t}, {d}] left {with_left}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
+                assert!(rel < 1e-6, "{} {which:?} [{b}, {f}, {t}, {d}]: rel L2 {rel:.3e}", device::name(kind));
+            }
+            if sana_video_core::kernels::is_cube_device(&device) {
+                let (st, pt, lt) = inputs();
+                let h4 = |x: Tensor<4>| x.cast(FloatDType::F16);
+                let got = temporal::temporal_combine(h4(st), h4(pt), lt.map(|l| l.cast(FloatDType::F16)), Impl::Auto);
+                let got = got.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&got, &expected);
+                println!("{} Auto f16 temporal_combine [{b}, {f}, {t}, {d}]: rel {rel:.2e}", device::name(kind));
+                assert!(rel < 2e-3, "{} f16: rel L2 {rel:.3e}", device::name(kind));
             }
         }
     }

@@ -7,7 +7,7 @@ use burn::tensor::{DType, Device, Tensor};
 
 use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
-use crate::kernels::{glu_conv, norm, softmax};
+use crate::kernels::{glu_conv, norm, softmax, temporal};
 use crate::kernels::linear_attention::{self, KvSums};
 use crate::kernels::matmul::matmul_to_f32;
 use crate::kernels::Impl;
@@ -54,7 +54,9 @@ pub struct FeedForward {
     pub conv_depth_bias: Tensor<1>,
     pub conv_point: Linear,
     /// Temporal taps for frames f-1, f, f+1, each `[in, out]`.
-    pub conv_temp: [Tensor<2>; 3],
+    /// The temporal (3, 1) conv's taps side by side, `[D, 3D]` (tap k in columns kD..(k+1)D),
+    /// so one GEMM computes all three.
+    pub conv_temp: Tensor<2>,
 }
 
 /// LongSANA: what one layer carries from the finished chunks to the next (MODEL-SPEC §5.2).
@@ -108,17 +110,21 @@ impl Block {
         let conv_depth: Tensor<2> = tensor_from_f32::<2>(transpose_host(&depth, channels, 9), vec![9, channels], device, dtype);
         let (temp, tshape) = w.read_f32(&p("ff.conv_temp.weight"))?;
         let (co, ci) = (tshape[0], tshape[1]);
-        // [out, in, 3, 1] -> tap k as [in, out]
-        let tap = |k: usize| -> Tensor<2> {
-            let v: Vec<f32> = (0..co * ci).map(|idx| temp[idx * 3 + k]).collect();
-            tensor_from_f32::<2>(transpose_host(&v, co, ci), vec![ci, co], device, dtype)
-        };
+        // [out, in, 3, 1] -> [in, 3·out]: row i holds tap 0's, 1's and 2's outputs in turn.
+        let mut taps = vec![0f32; ci * 3 * co];
+        for o in 0..co {
+            for i in 0..ci {
+                for k in 0..3 {
+                    taps[i * 3 * co + k * co + o] = temp[(o * ci + i) * 3 + k];
+                }
+            }
+        }
         let ff = FeedForward {
             conv_inverted: lin("ff.conv_inverted", true)?,
             conv_depth,
             conv_depth_bias: vec1("ff.conv_depth.bias")?,
             conv_point: lin("ff.conv_point", false)?,
-            conv_temp: [tap(0), tap(1), tap(2)],
+            conv_temp: tensor_from_f32::<2>(taps, vec![ci, 3 * co], device, dtype),
         };
         Ok(Block { scale_shift_table: w.load::<2>(&p("scale_shift_table"), device, dtype)?, attn1, attn2, ff })
     }
@@ -266,19 +272,16 @@ impl FeedForward {
         profile::mark(&device, "ff.glu_depthwise");
         let s = self.conv_point.forward(z).reshape([b, f, gh * gw, d]);
         profile::mark(&device, "ff.conv_point");
-        // temporal (3,1) conv with zero padding, residual inside the module
-        let zeros = Tensor::<4>::zeros([b, 1, gh * gw, d], (&s.device(), s.dtype()));
-        let left = match left {
-            Some(p) => to_dtype(p.clone(), s.dtype()).reshape([b, 1, gh * gw, d]),
-            None => zeros.clone(),
-        };
-        let last = s.clone().narrow(1, f - 1, 1).reshape([b, gh * gw, d]);
-        let padded = Tensor::cat(vec![left, s.clone(), zeros], 1);
-        let mut out = s;
-        for (k, tap) in self.conv_temp.iter().enumerate() {
-            let shifted = padded.clone().narrow(1, k, f).reshape([b * f * gh * gw, d]);
-            out = out + matmul(shifted, tap.clone()).reshape([b, f, gh * gw, d]);
-        }
+        // Temporal (3,1) conv with zero padding, residual inside the module: the three taps'
+        // products in one GEMM, then one fused op adds them, shifted, to `s`.
+        let t = gh * gw;
+        let last = s.clone().narrow(1, f - 1, 1).reshape([b, t, d]);
+        let p = matmul(s.clone().reshape([b * f * t, d]), self.conv_temp.clone()).reshape([b, f, t, 3 * d]);
+        let left0 = left.map(|l| {
+            let l = to_dtype(l.clone(), s.dtype()).reshape([b * t, d]);
+            matmul(l, self.conv_temp.clone().narrow(1, 0, d)).reshape([b, t, d])
+        });
+        let out = temporal::temporal_combine(s, p, left0, kernels);
         profile::mark(&device, "ff.conv_temp");
         (out.reshape([b, n, d]), last)
     }

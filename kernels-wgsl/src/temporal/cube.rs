@@ -1,0 +1,85 @@
+//! The CubeCL kernel of the temporal-conv combine: one thread per output value, f32 sums.
+
+use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
+use burn::tensor::Tensor as BTensor;
+use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeBackend};
+use cubecl::ir::ElemType;
+
+use crate::elem_type;
+use cubecl::{calculate_cube_count_elemwise, prelude::*};
+
+/// `s` `[B, F, T, D]`, `p` `[B, F, T, 3D]`, `left0` `[B, T, D]` when `has_left` is 1.
+#[cube(launch, address_type = "dynamic")]
+fn temporal_combine_kernel<F: Float>(
+    s: &Tensor<F>,
+    p: &Tensor<F>,
+    left0: &Tensor<F>,
+    out: &mut Tensor<F>,
+    has_left: u32,
+    #[define(F)] _dtype: ElemType,
+) {
+    if ABSOLUTE_POS >= out.len() {
+        terminate!();
+    }
+    let frames = s.shape(1);
+    let t = s.shape(2);
+    let d = s.shape(3);
+    let c = ABSOLUTE_POS % d;
+    let tok = (ABSOLUTE_POS / d) % t;
+    let fr = (ABSOLUTE_POS / (d * t)) % frames;
+    let bb = ABSOLUTE_POS / (d * t * frames);
+    // Row (b, f, tok) of p starts at ((b·F + f)·T + tok)·3D; a frame step is T·3D.
+    let row = ((bb * frames + fr) * t + tok) * 3 * d;
+    let step = t * 3 * d;
+    let mut acc = f32::cast_from(s[ABSOLUTE_POS]) + f32::cast_from(p[row + d + c]);
+    if fr > 0 {
+        acc += f32::cast_from(p[row - step + c]);
+    } else if has_left == 1 {
+        acc += f32::cast_from(left0[(bb * t + tok) * d + c]);
+    }
+    if fr + 1 < frames {
+        acc += f32::cast_from(p[row + step + 2 * d + c]);
+    }
+    out[ABSOLUTE_POS] = F::cast_from(acc);
+}
+
+/// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
+#[backend_extension(Cube)]
+pub trait TemporalKernels: Backend {
+    /// `has_left` false: `left0` is an unused stand-in.
+    fn temporal_combine(s: FloatTensor<Self>, p: FloatTensor<Self>, left0: FloatTensor<Self>, has_left: bool) -> FloatTensor<Self>;
+}
+
+impl TemporalKernels for CubeBackend {
+    fn temporal_combine(s: CubeTensor, p: CubeTensor, left0: CubeTensor, has_left: bool) -> CubeTensor {
+        let dtype = s.dtype;
+        let (s, p, left0) = (into_contiguous(s), into_contiguous(p), into_contiguous(left0));
+        let client = s.client.clone();
+        let out = empty_device_contiguous_dtype(client.clone(), s.device.clone(), s.meta.shape().clone(), dtype);
+        let n = s.meta.shape().num_elements();
+        let cube_dim = CubeDim::new(&client, n);
+        let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
+        let address = [s.required_address_type(), p.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
+        temporal_combine_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            address,
+            s.into_tensor_arg(),
+            p.into_tensor_arg(),
+            left0.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            has_left as u32,
+            elem_type(dtype),
+        );
+        out
+    }
+}
+
+pub fn temporal_combine(s: BTensor<4>, p: BTensor<4>, left0: Option<BTensor<3>>) -> BTensor<4> {
+    let has_left = left0.is_some();
+    let dtype = s.dtype();
+    // No left frame: a one-value stand-in the kernel never reads.
+    let left0 = left0.unwrap_or_else(|| BTensor::<3>::zeros([1, 1, 1], (&s.device(), dtype)));
+    BTensor::from_dispatch(<Dispatch as TemporalKernels>::temporal_combine(s.into_dispatch(), p.into_dispatch(), left0.into_dispatch(), has_left))
+}
