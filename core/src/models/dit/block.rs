@@ -53,8 +53,7 @@ pub struct FeedForward {
     pub conv_depth: Tensor<2>,
     pub conv_depth_bias: Tensor<1>,
     pub conv_point: Linear,
-    /// Temporal taps for frames f-1, f, f+1, each `[in, out]`.
-    /// The temporal (3, 1) conv's taps side by side, `[D, 3D]` (tap k in columns kD..(k+1)D),
+    /// The temporal (3, 1) conv's taps (for frames f-1, f, f+1) side by side, `[D, 3D]` (tap k in columns kD..(k+1)D),
     /// so one GEMM computes all three.
     pub conv_temp: Tensor<2>,
 }
