@@ -5,11 +5,11 @@ use burn::tensor::{DType, Shape};
 use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
 use cubecl::prelude::*;
 
-/// The sum over the cube (of `units` units, = CUBE_DIM) of each unit's `v`, in every unit,
-/// in tree order. Its own shared array per call: a `&mut Shared` parameter fails CubeCL
-/// 0.11's IR verification.
+/// The sum (or, with `max`, the maximum) over the cube (of `units` units, = CUBE_DIM) of each
+/// unit's `v`, in every unit, in tree order. Its own shared array per call: a `&mut Shared`
+/// parameter fails CubeCL 0.11's IR verification.
 #[cube]
-pub fn cube_sum(v: f32, #[comptime] units: usize) -> f32 {
+fn cube_reduce(v: f32, #[comptime] units: usize, #[comptime] max: bool) -> f32 {
     let mut shared = Shared::<[f32]>::new_slice(units);
     let tid = UNIT_POS as usize;
     shared[tid] = v;
@@ -19,8 +19,8 @@ pub fn cube_sum(v: f32, #[comptime] units: usize) -> f32 {
     let mut stride = CUBE_DIM as usize / 2;
     while stride > 0 {
         if tid < stride {
-            let sum = shared[tid] + shared[tid + stride];
-            shared[tid] = sum;
+            let (a, b) = (shared[tid], shared[tid + stride]);
+            shared[tid] = if max { f32::max(a, b) } else { a + b };
         }
         sync_cube();
         stride /= 2;
@@ -28,23 +28,14 @@ pub fn cube_sum(v: f32, #[comptime] units: usize) -> f32 {
     shared[0]
 }
 
-/// [`cube_sum`] with `max` in place of `+`.
+#[cube]
+pub fn cube_sum(v: f32, #[comptime] units: usize) -> f32 {
+    cube_reduce(v, units, false)
+}
+
 #[cube]
 pub fn cube_max(v: f32, #[comptime] units: usize) -> f32 {
-    let mut shared = Shared::<[f32]>::new_slice(units);
-    let tid = UNIT_POS as usize;
-    shared[tid] = v;
-    sync_cube();
-    let mut stride = CUBE_DIM as usize / 2;
-    while stride > 0 {
-        if tid < stride {
-            let m = f32::max(shared[tid], shared[tid + stride]);
-            shared[tid] = m;
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    shared[0]
+    cube_reduce(v, units, true)
 }
 
 /// A launch of one cube of `units` units per row: `x` contiguous and viewed as `[rows, d]`,
