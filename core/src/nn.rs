@@ -104,8 +104,14 @@ impl Linear {
         matches!(self.weight, LinearWeight::Nvfp4 { .. })
     }
 
-    /// The `[in, out]` weight in the compute dtype (dequantised now if held as FP8 or NVFP4).
+    /// The `[in, out]` weight in the compute dtype (dequantised now if held as FP8 or NVFP4:
+    /// by one kernel on GPUs; on the CPU by the host loop the loader uses, from the codes
+    /// read back, which is ~10x faster there than the kernel's tensor-op reference and gives
+    /// the same bits).
     pub fn weight_t(&self) -> Tensor<2> {
+        if let Some(w) = self.host_dequantised() {
+            return w;
+        }
         match &self.weight {
             LinearWeight::Dense(t) => t.clone(),
             // One fused kernel on CubeCL devices, tensor ops elsewhere (kernels::dequant).
@@ -124,6 +130,59 @@ impl Linear {
         }
     }
 
+    /// On devices without our kernels (the CPU backend), a resident weight dequantised by the
+    /// host codecs (`quant::dequantize_*`, the values a dequantise-at-load gives); `None` for
+    /// dense weights and on GPUs.
+    fn host_dequantised(&self) -> Option<Tensor<2>> {
+        let (device, dtype) = match &self.weight {
+            LinearWeight::Dense(_) => return None,
+            LinearWeight::Fp8 { packed, dtype, .. } => (packed.device(), *dtype),
+            LinearWeight::Nvfp4 { codes, dtype, .. } => (codes.device(), *dtype),
+        };
+        if crate::kernels::is_cube_device(&device) {
+            return None;
+        }
+        let ints = |t: &Tensor<2, Int>| -> Option<Vec<i32>> { t.clone().into_data().try_to_vec::<i32>().ok() };
+        let floats = |t: Tensor<1>| -> Option<Vec<f32>> { t.into_data().try_to_vec::<f32>().ok() };
+        let (values, inp, out) = match &self.weight {
+            LinearWeight::Dense(_) => return None,
+            LinearWeight::Fp8 { packed, scale, .. } => {
+                let [inp, groups] = packed.dims();
+                let out = 4 * groups;
+                let words = ints(packed)?;
+                let scale = floats(scale.clone().reshape([out]))?;
+                let lut: Vec<f32> = (0..=255u8).map(crate::quant::e4m3_to_f32).collect();
+                let v = par_rows(inp, out, |i, row| {
+                    for (o, y) in row.iter_mut().enumerate() {
+                        let code = (words[i * groups + o / 4] as u32 >> (8 * (o % 4))) & 0xFF;
+                        *y = lut[code as usize] * scale[o];
+                    }
+                });
+                (v, inp, out)
+            }
+            LinearWeight::Nvfp4 { codes, blocks, global, .. } => {
+                let [inp, groups] = codes.dims();
+                let out = 8 * groups;
+                let bgroups = blocks.dims()[1];
+                let (words, bwords) = (ints(codes)?, ints(blocks)?);
+                let g = floats(global.clone())?.first().copied()?;
+                let e2m1: Vec<f32> = (0..16u8).map(crate::quant::e2m1_to_f32).collect();
+                let e4m3: Vec<f32> = (0..=255u8).map(crate::quant::e4m3_to_f32).collect();
+                let block = crate::quant::NVFP4_BLOCK;
+                let v = par_rows(inp, out, |i, row| {
+                    for (o, y) in row.iter_mut().enumerate() {
+                        let code = (words[i * groups + o / 8] as u32 >> (4 * (o % 8))) & 0xF;
+                        let bcode = (bwords[(i / block) * bgroups + o / 4] as u32 >> (8 * (o % 4))) & 0xFF;
+                        // The host codec's order: value · block scale, then · global.
+                        *y = e2m1[code as usize] * e4m3[bcode as usize] * g;
+                    }
+                });
+                (v, inp, out)
+            }
+        };
+        Some(crate::io::safetensors::tensor_from_f32(values, vec![inp, out], &device, dtype))
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dims = x.dims();
         let inp = dims[D - 1];
@@ -138,6 +197,35 @@ impl Linear {
         out_dims[D - 1] = out;
         y.reshape(out_dims)
     }
+}
+
+/// A `[rows, cols]` f32 matrix filled row by row by `fill(row index, row)`, the rows split
+/// over the host's cores (one thread on wasm32).
+fn par_rows(rows: usize, cols: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut v = vec![0f32; rows * cols];
+    if cols == 0 {
+        return v;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = rows.div_ceil(cores.max(1)).max(1);
+        let fill = &fill;
+        std::thread::scope(|s| {
+            for (t, part) in v.chunks_mut(per * cols).enumerate() {
+                s.spawn(move || {
+                    for (r, row) in part.chunks_mut(cols).enumerate() {
+                        fill(t * per + r, row);
+                    }
+                });
+            }
+        });
+    }
+    #[cfg(target_arch = "wasm32")]
+    for (r, row) in v.chunks_mut(cols).enumerate() {
+        fill(r, row);
+    }
+    v
 }
 
 /// Packs the `bits`-wide codes `code(o, i)` of an `[out, inp]` matrix, transposed, into
