@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod io;
 pub mod models;
 pub mod nn;
+mod par;
 pub mod pipelines;
 pub mod profile;
 pub mod quant;

@@ -40,6 +40,20 @@ pub fn is_cube_device(device: &burn::tensor::Device) -> bool {
     }
 }
 
+/// The float dtypes our kernels write, indexed by the small code that crosses a backend
+/// extension's dispatch (`dtype_code`).
+#[cfg(feature = "cube")]
+pub(crate) const DTYPES: [burn::tensor::DType; 3] = [burn::tensor::DType::F32, burn::tensor::DType::F16, burn::tensor::DType::BF16];
+
+/// The code of `dtype` in [`DTYPES`]; panics on another dtype (the public functions check).
+#[cfg(feature = "cube")]
+pub(crate) fn dtype_code(dtype: burn::tensor::DType) -> u8 {
+    match DTYPES.iter().position(|&d| d == dtype) {
+        Some(i) => i as u8,
+        None => panic!("kernel: unsupported output dtype {dtype:?} (f32, f16 or bf16)"),
+    }
+}
+
 /// The CubeCL element type of a float dtype our kernels take (f32, f16, bf16).
 #[cfg(feature = "cube")]
 pub(crate) fn elem_type(dtype: burn::tensor::DType) -> burn_cubecl::cubecl::ir::ElemType {

@@ -65,21 +65,7 @@ const PER_THREAD_MIN: usize = 1 << 16;
 /// on one core of the 2-core build machine (release) and 8.2 ms on both, while the GPU waits.
 pub fn gaussian(seed: u64, stream: u32, offset: u64, len: usize) -> Vec<f32> {
     let mut out = vec![0f32; len];
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = cores.min(len / PER_THREAD_MIN).max(1);
-        if threads > 1 {
-            let per = len.div_ceil(threads);
-            std::thread::scope(|s| {
-                for (i, part) in out.chunks_mut(per).enumerate() {
-                    s.spawn(move || fill(seed, stream, offset + (i * per) as u64, part));
-                }
-            });
-            return out;
-        }
-    }
-    fill(seed, stream, offset, &mut out);
+    crate::par::par_fill(&mut out, 1, PER_THREAD_MIN, |start, part| fill(seed, stream, offset + start as u64, part));
     out
 }
 

@@ -6,7 +6,7 @@ use burn::tensor::{DType, Int, Shape, Tensor as BTensor};
 use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeBackend};
 use cubecl::ir::ElemType;
 
-use crate::elem_type;
+use crate::{dtype_code, elem_type, DTYPES};
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 #[cube(launch, address_type = "dynamic")]
@@ -72,16 +72,6 @@ pub trait DequantKernels: Backend {
         e4m3: FloatTensor<Self>,
         dtype: u8,
     ) -> FloatTensor<Self>;
-}
-
-/// The output dtypes, indexed by the code that crosses the dispatch.
-const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
-fn dtype_code(dtype: DType) -> u8 {
-    match DTYPES.iter().position(|&d| d == dtype) {
-        Some(i) => i as u8,
-        None => panic!("dequant: unsupported dtype {dtype:?} (f32, f16 or bf16)"),
-    }
 }
 
 impl DequantKernels for CubeBackend {

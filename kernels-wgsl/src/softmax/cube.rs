@@ -7,7 +7,7 @@ use burn::tensor::{DType, Tensor as BTensor};
 use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBackend};
 use cubecl::ir::ElemType;
 
-use crate::elem_type;
+use crate::{dtype_code, elem_type, DTYPES};
 use crate::rows::{cube_max, cube_sum, reshape_rows, row_launch, RowLaunch};
 use cubecl::prelude::*;
 
@@ -75,8 +75,6 @@ pub trait SoftmaxKernels: Backend {
     fn attention_probs(logits: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f32, rows_per_bias: usize, dtype: u8) -> FloatTensor<Self>;
 }
 
-const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
 impl SoftmaxKernels for CubeBackend {
     fn attention_probs(logits: CubeTensor, bias: CubeTensor, scale: f32, rows_per_bias: usize, dtype: u8) -> CubeTensor {
         let dtype = DTYPES[dtype as usize];
@@ -105,7 +103,7 @@ impl SoftmaxKernels for CubeBackend {
 
 pub fn attention_probs(logits: BTensor<4>, scale: f64, bias: Option<&BTensor<4>>, dtype: DType) -> BTensor<4> {
     let [_, h, n, _] = logits.dims();
-    let code = DTYPES.iter().position(|&d| d == dtype).unwrap_or(0) as u8;
+    let code = dtype_code(dtype);
     // No bias: a one-value stand-in the kernel never reads.
     let (bias, rows_per_bias) = match bias {
         Some(b) => (b.clone(), h * n),
