@@ -8,23 +8,31 @@
 //! cannot take (another layout, no cuBLASLt library) returns `None` and the caller falls
 //! back to cubek.
 //!
-//! CubeCL does not expose its CUDA stream, so the GEMM runs on a stream of ours between two
-//! host waits: for CubeCL's work to finish (the operands are written), and for ours to
-//! finish before the output goes back to CubeCL. `SANA_CUBLAS_ORDER=ctx` (the default)
-//! waits with `cuCtxSynchronize` once CubeCL's runner has issued every launch queued before
-//! (the buffer-address requests are answered in queue order); `SANA_CUBLAS_ORDER=cubecl`
-//! waits through CubeCL's own `sync`. Ordering on the GPU instead (a one-thread CubeCL kernel
-//! spinning on a flag our stream writes) deadlocked on an H200 and was dropped: a GEMM
-//! kernel can need the SM the spinning block holds.
+//! CubeCL does not hand out its CUDA stream, but it does run tasks on its device thread with
+//! the server in hand, in submission order with its own launches. Each GEMM is such a task
+//! ([`DeviceHandle::submit`]): it asks the server for the buffers' addresses and the stream of
+//! the calling thread's [`StreamId`], and enqueues `cublasLtMatmul` there. So the GEMM is
+//! ordered on the GPU like any CubeCL kernel, and the host never waits. The task runs inside
+//! CubeCL's own write scope ([`ExecuteScope`]): an input carrying a failure, or a GEMM that
+//! cannot be enqueued, taints the output, and reading it reports the error as a failed kernel
+//! launch would. An earlier version ran on a stream of ours between two host waits; those
+//! waits cost more than cuBLASLt saved (1.72 s against cubek's 1.66 s per 480p forward on an
+//! H200, BENCHMARKS.md).
 
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::{DType, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, tensor::CubeTensor};
-use cubecl::cuda::CudaRuntime;
+use cubecl::cuda::{CudaDevice, CudaRuntime};
+use cubecl_common::device::Device as _;
+use cubecl_common::device_handle::DeviceHandle;
+use cubecl_environment::backtrace::BackTrace;
+use cubecl_environment::stream::StreamId;
 use cubecl_runtime::runtime::Runtime;
+use cubecl_runtime::server::{ServerError, ServerStorage};
+use cubecl_server::stream::{ExecuteScope, WriteScoped, failed_writing};
 use cudarc::cublaslt::{result as lt, sys};
 use cudarc::driver::{result as drv, sys as dsys};
 
@@ -35,13 +43,26 @@ const WORKSPACE_BYTES: usize = 32 << 20;
 /// Plans kept per process; the DiT and its text encoder use a few dozen shapes.
 const MAX_PLANS: usize = 512;
 
-/// One problem's descriptors and the algorithm cuBLASLt's heuristic picked for it.
+/// One problem's descriptors and the algorithm cuBLASLt's heuristic picked for it. Shared
+/// with the device-thread tasks that use it, and destroyed when the last one is done.
 struct Plan {
     desc: sys::cublasLtMatmulDesc_t,
     a: sys::cublasLtMatrixLayout_t,
     b: sys::cublasLtMatrixLayout_t,
     d: sys::cublasLtMatrixLayout_t,
     algo: sys::cublasLtMatmulAlgo_t,
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        // SAFETY: made by `make_plan` and destroyed once, here.
+        unsafe {
+            let _ = lt::destroy_matrix_layout(self.a);
+            let _ = lt::destroy_matrix_layout(self.b);
+            let _ = lt::destroy_matrix_layout(self.d);
+            let _ = lt::destroy_matmul_desc(self.desc);
+        }
+    }
 }
 
 /// The key a plan is cached under: dtypes, sizes, leading dims and batch strides.
@@ -57,58 +78,50 @@ struct Problem {
     batch_stride: [usize; 3],
 }
 
-/// How the host waits for CubeCL's queue (see the module doc).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Order {
-    Context,
-    CubeCl,
-}
-
-/// Host time per phase, for [`stats`] (dit-forward prints it): asking CubeCL for the
-/// buffers' addresses, waiting for its queue, enqueueing and waiting for the GEMM.
+/// GEMMs sent to cuBLASLt so far (`dit-forward` prints it).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
     pub calls: u64,
-    pub resource_s: f64,
-    pub wait_s: f64,
-    pub gemm_s: f64,
 }
+
+/// The cuBLASLt handle and a workspace per CubeCL stream: GEMMs on one stream run in order
+/// and can share one, GEMMs of two host threads run on two streams and cannot.
+struct Lt {
+    handle: sys::cublasLtHandle_t,
+    workspaces: Mutex<HashMap<u64, dsys::CUdeviceptr>>,
+}
+
+// SAFETY: cuBLASLt handles may be used from any thread; the workspace map is behind a mutex.
+unsafe impl Send for Lt {}
+unsafe impl Sync for Lt {}
+unsafe impl Send for Plan {}
+unsafe impl Sync for Plan {}
 
 struct State {
     ordinal: usize,
-    order: Order,
     stats: Stats,
-    ctx: dsys::CUcontext,
-    stream: dsys::CUstream,
-    handle: sys::cublasLtHandle_t,
-    workspace: dsys::CUdeviceptr,
-    plans: HashMap<Problem, Plan>,
+    lt: Arc<Lt>,
+    device: DeviceHandle<CudaServer>,
+    plans: HashMap<Problem, Arc<Plan>>,
 }
 
-// The raw handles are only used under the mutex.
-unsafe impl Send for State {}
-
-/// Which products [`matmul`] takes: none (the default), f32 ones (`SANA_CUBLAS=f32`) or all
-/// (`SANA_CUBLAS=all`). Measured on an H200 (2026-11-28, BENCHMARKS.md): cuBLASLt's bf16
-/// GEMMs run 2-3x faster than cubek's, but the host waits around each one cost more than
-/// that saves. The bf16 DiT forward at 65,520 tokens took 1.72 s with every GEMM here,
-/// 2.24 s with only the linear-attention f32 sums here (each wait drains a full queue),
-/// and 1.66 s without cuBLASLt.
+/// Which products [`matmul`] takes: f32 and f16/bf16 ones (the default, `SANA_CUBLAS=all`),
+/// f32 ones only (`SANA_CUBLAS=f32`), or none (`SANA_CUBLAS=off`: cubek's routines).
 fn mode() -> (bool, bool) {
     static MODE: OnceLock<(bool, bool)> = OnceLock::new();
     *MODE.get_or_init(|| match std::env::var("SANA_CUBLAS").as_deref() {
-        Ok("all") => (true, true),
+        Ok("off") | Ok("0") | Ok("none") => (false, false),
         Ok("f32") => (true, false),
-        _ => (false, false),
+        _ => (true, true),
     })
 }
 
 static STATE: OnceLock<Option<Mutex<State>>> = OnceLock::new();
 
-/// cuBLASLt's handles, made on the first GEMM sent here.
-fn state() -> Option<&'static Mutex<State>> {
+/// cuBLASLt's handle, made on the first GEMM sent here.
+fn state(device: &CudaDevice) -> Option<&'static Mutex<State>> {
     STATE
-        .get_or_init(|| match init(0) {
+        .get_or_init(|| match init(device) {
             Ok(s) => Some(Mutex::new(s)),
             Err(e) => {
                 eprintln!("note: cuBLASLt unavailable ({e}); GEMMs use cubek's routines");
@@ -118,32 +131,27 @@ fn state() -> Option<&'static Mutex<State>> {
         .as_ref()
 }
 
-/// Calls and host time per phase so far; zero when no GEMM came here (it does not start
-/// cuBLASLt).
+/// GEMMs sent to cuBLASLt so far; zero when none was (it does not start cuBLASLt).
 pub fn stats() -> Stats {
     STATE.get().and_then(|s| s.as_ref()).and_then(|s| s.lock().ok().map(|s| s.stats)).unwrap_or_default()
 }
 
-fn init(ordinal: usize) -> Result<State, String> {
-    // SAFETY: plain driver and cuBLASLt calls; every handle made here lives for the process.
-    unsafe {
+fn init(device: &CudaDevice) -> Result<State, String> {
+    // SAFETY: plain driver and cuBLASLt calls; the handle lives for the process.
+    let handle = unsafe {
         if !sys::is_culib_present() {
             return Err("libcublasLt not found on the library path".into());
         }
-        drv::init().map_err(|e| format!("cuInit: {e:?}"))?;
-        let dev = drv::device::get(ordinal as i32).map_err(|e| format!("device {ordinal}: {e:?}"))?;
-        // The primary context: the one CubeCL's CUDA runtime uses, so pointers are shared.
-        let ctx = drv::primary_ctx::retain(dev).map_err(|e| format!("primary context: {e:?}"))?;
-        drv::ctx::set_current(ctx).map_err(|e| format!("set context: {e:?}"))?;
-        let stream = drv::stream::create(drv::stream::StreamKind::NonBlocking).map_err(|e| format!("stream: {e:?}"))?;
-        let handle = lt::create_handle().map_err(|e| format!("cublasLtCreate: {e:?}"))?;
-        let workspace = drv::malloc_sync(WORKSPACE_BYTES).map_err(|e| format!("workspace: {e:?}"))?;
-        let order = match std::env::var("SANA_CUBLAS_ORDER").as_deref() {
-            Ok("cubecl") => Order::CubeCl,
-            _ => Order::Context,
-        };
-        Ok(State { ordinal, order, stats: Stats::default(), ctx, stream, handle, workspace, plans: HashMap::new() })
-    }
+        lt::create_handle().map_err(|e| format!("cublasLtCreate: {e:?}"))?
+    };
+    Ok(State {
+        ordinal: device.index,
+        stats: Stats::default(),
+        lt: Arc::new(Lt { handle, workspaces: Mutex::new(HashMap::new()) }),
+        // The device thread CubeCL's client for this device already runs.
+        device: DeviceHandle::<CudaServer>::new(device.to_id()),
+        plans: HashMap::new(),
+    })
 }
 
 fn cuda_type(dtype: DType) -> Option<(sys::cudaDataType, u8)> {
@@ -210,7 +218,7 @@ pub fn matmul(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType) -> Option<Cu
 /// `SANA_HALF_MATMUL=cublas`).
 pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType) -> Option<CubeTensor> {
     let cubecl::Device::Cuda(dev) = &lhs.device else { return None };
-    let state = state()?;
+    let state = state(dev)?;
     let (in_ty, in_code) = cuda_type(lhs.dtype)?;
     let (out_ty, out_code) = cuda_type(out_dtype)?;
     if rhs.dtype != lhs.dtype || (lhs.dtype == DType::F32 && out_dtype != DType::F32) || (lhs.dtype != DType::F32 && out_dtype != DType::F32 && out_dtype != lhs.dtype) {
@@ -236,62 +244,85 @@ pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType) -> Optio
     if st.ordinal != dev.index {
         return None;
     }
-    let client = &lhs.client;
-    let t0 = std::time::Instant::now();
-    let a_res = client.get_resource::<CudaServer>(lhs.handle.clone()).ok()?;
-    let b_res = client.get_resource::<CudaServer>(rhs.handle.clone()).ok()?;
-    let d_res = client.get_resource::<CudaServer>(out.handle.clone()).ok()?;
-    let t1 = std::time::Instant::now();
-    let (a, b, d) = (a_res.resource().ptr, b_res.resource().ptr, d_res.resource().ptr);
-    // The operands are written once CubeCL's queue is drained.
-    match st.order {
-        Order::CubeCl => pollster::block_on(client.sync()).ok()?,
-        Order::Context => unsafe {
-            drv::ctx::set_current(st.ctx).ok()?;
-            drv::ctx::synchronize().ok()?;
-        },
-    }
-    st.stats.wait_s += t1.elapsed().as_secs_f64();
-    let t2 = std::time::Instant::now();
-    let result = unsafe { run(&mut st, &problem, in_ty, out_ty, b, a, d) };
-    st.stats.gemm_s += t2.elapsed().as_secs_f64();
-    st.stats.calls += 1;
-    st.stats.resource_s += (t1 - t0).as_secs_f64();
-    match result {
-        Ok(()) => Some(out),
-        Err(e) => {
-            eprintln!("warning: cuBLASLt GEMM {problem:?} failed ({e}); using cubek's routine");
-            None
+    let plan = match st.plans.get(&problem) {
+        Some(plan) => plan.clone(),
+        None => {
+            // SAFETY: descriptors only; the handle is live.
+            let plan = match unsafe { make_plan(st.lt.handle, &problem, in_ty, out_ty) } {
+                Ok(plan) => Arc::new(plan),
+                Err(e) => {
+                    eprintln!("note: cuBLASLt cannot plan {problem:?} ({e}); using cubek's routine");
+                    return None;
+                }
+            };
+            if st.plans.len() >= MAX_PLANS {
+                st.plans.clear();
+            }
+            st.plans.insert(problem, plan.clone());
+            plan
         }
+    };
+    st.stats.calls += 1;
+    let lt = st.lt.clone();
+    let (a, b, d) = (lhs.handle.clone().binding(), rhs.handle.clone().binding(), out.handle.clone().binding());
+    let stream_id = StreamId::current();
+    st.device.submit(move |server: &mut CudaServer| {
+        // The addresses, and the stream aligned with every stream that wrote the operands.
+        // An operand carrying a failure stops here and the output inherits it.
+        let resources = (|| {
+            let ra = server.get_resource(a.clone(), stream_id)?;
+            let rb = server.get_resource(b.clone(), stream_id)?;
+            let rd = server.get_resource(d.clone(), stream_id)?;
+            Ok::<_, ServerError>((ra, rb, rd))
+        })();
+        let (ra, rb, rd) = match resources {
+            Ok(r) => r,
+            Err(e) => return failed_writing(server, stream_id, vec![d], e),
+        };
+        let (pa, pb, pd) = (ra.resource().ptr, rb.resource().ptr, rd.resource().ptr);
+        let _ = ExecuteScope::over(server, stream_id, vec![d]).execute(|server| {
+            let generic = |reason: String| ServerError::Generic { reason, backtrace: BackTrace::capture() };
+            let stream = server
+                .write_streams()
+                .try_stream_mut(&stream_id)
+                .ok_or_else(|| generic("cuBLASLt GEMM: CubeCL has no stream for this thread".into()))?
+                .sys;
+            let workspace = lt.workspace(stream_id).map_err(generic)?;
+            // SAFETY: the pointers address live buffers of the plan's sizes (the resources
+            // are held until the GEMM is enqueued; later reuse is ordered on this stream).
+            unsafe { gemm(&lt, &plan, workspace, stream, pb, pa, pd) }
+                .map_err(|e| generic(format!("cuBLASLt GEMM {problem:?}: {e}")))
+        });
+        drop((ra, rb, rd));
+    });
+    Some(out)
+}
+
+impl Lt {
+    /// This stream's workspace, allocated on its first GEMM (on CubeCL's device thread, whose
+    /// context is current).
+    fn workspace(&self, stream: StreamId) -> Result<dsys::CUdeviceptr, String> {
+        let mut map = self.workspaces.lock().map_err(|_| "cuBLASLt workspace lock poisoned".to_string())?;
+        if let Some(&ptr) = map.get(&stream.value) {
+            return Ok(ptr);
+        }
+        // SAFETY: a plain allocation, kept for the process.
+        let ptr = unsafe { drv::malloc_sync(WORKSPACE_BYTES) }.map_err(|e| format!("cuBLASLt workspace ({} MiB): {e:?}", WORKSPACE_BYTES >> 20))?;
+        map.insert(stream.value, ptr);
+        Ok(ptr)
     }
 }
 
-/// Plans (or reuses the plan for) `problem`, runs it on our stream and waits for it.
-/// cuBLASLt is column-major: row-major `D[M,N] = A[M,K]·B[K,N]` is column-major
-/// `Dᵀ[N,M] = Bᵀ[N,K]·Aᵀ[K,M]`, so its "A" is our `rhs` and its "B" our `lhs`.
+/// Enqueues the GEMM on `stream`. cuBLASLt is column-major: row-major
+/// `D[M,N] = A[M,K]·B[K,N]` is column-major `Dᵀ[N,M] = Bᵀ[N,K]·Aᵀ[K,M]`, so its "A" is our
+/// `rhs` and its "B" our `lhs`.
 ///
 /// # Safety
-/// The pointers address live buffers of the sizes `problem` describes.
-unsafe fn run(st: &mut State, p: &Problem, in_ty: sys::cudaDataType, out_ty: sys::cudaDataType, rhs: u64, lhs: u64, out: u64) -> Result<(), String> {
-    drv::ctx::set_current(st.ctx).map_err(|e| format!("set context: {e:?}"))?;
-    gemm(st, p, in_ty, out_ty, rhs, lhs, out)?;
-    drv::stream::synchronize(st.stream).map_err(|e| format!("stream sync: {e:?}"))
-}
-
-/// Enqueues the GEMM on our stream.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm(st: &mut State, p: &Problem, in_ty: sys::cudaDataType, out_ty: sys::cudaDataType, rhs: u64, lhs: u64, out: u64) -> Result<(), String> {
-    if !st.plans.contains_key(p) {
-        let plan = make_plan(st.handle, p, in_ty, out_ty)?;
-        if st.plans.len() >= MAX_PLANS {
-            st.plans.clear();
-        }
-        st.plans.insert(*p, plan);
-    }
-    let plan = &st.plans[p];
+/// The pointers address live buffers of the sizes the plan describes.
+unsafe fn gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: dsys::CUstream, rhs: u64, lhs: u64, out: u64) -> Result<(), String> {
     let (alpha, beta) = (1.0f32, 0.0f32);
     lt::matmul(
-        st.handle,
+        lt.handle,
         plan.desc,
         &alpha as *const f32 as *const c_void,
         &beta as *const f32 as *const c_void,
@@ -304,9 +335,9 @@ unsafe fn gemm(st: &mut State, p: &Problem, in_ty: sys::cudaDataType, out_ty: sy
         out as *mut c_void,
         plan.d,
         &plan.algo,
-        st.workspace as *mut c_void,
+        workspace as *mut c_void,
         WORKSPACE_BYTES,
-        st.stream as sys::cudaStream_t,
+        stream as sys::cudaStream_t,
     )
     .map_err(|e| format!("cublasLtMatmul: {e:?}"))
 }
@@ -325,7 +356,7 @@ unsafe fn make_plan(handle: sys::cublasLtHandle_t, p: &Problem, in_ty: sys::cuda
         }
         Ok(l)
     };
-    // Column-major views (see `run`): A = rhsᵀ [N, K], B = lhsᵀ [K, M], D = outᵀ [N, M].
+    // Column-major views (see `gemm`): A = rhsᵀ [N, K], B = lhsᵀ [K, M], D = outᵀ [N, M].
     let a = matrix(in_ty, p.n, p.k, p.ld[1], p.batch_stride[1])?;
     let b = matrix(in_ty, p.k, p.m, p.ld[0], p.batch_stride[0])?;
     let d = matrix(out_ty, p.n, p.m, p.ld[2], p.batch_stride[2])?;
