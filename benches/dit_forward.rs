@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p sana-video-benches --bin dit-forward -- \
 //!     --model DIR [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] \
-//!     [--latent BxFxHxW ...] [--text-len 300] [--warmup 1] [--iters 3] \
+//!     [--latent BxFxHxW ...] [--text-len 300] [--warmup 1] [--iters 3] [--chain N] [--mask-pad P] \
 //!     [--kernels auto|reference] [--profile]
 //! ```
 //! `--kernels reference` runs the plain tensor-op versions of our fused ops instead of the
@@ -38,6 +38,7 @@ fn main() -> Result<(), String> {
     let (mut text_len, mut warmup, mut iters) = (300usize, 1usize, 3usize);
     let mut kernels = Impl::Auto;
     let mut profile = false;
+    let (mut chain, mut mask_pad) = (0usize, None::<usize>);
     let mut i = 0;
     while i < argv.len() {
         if argv[i] == "--profile" {
@@ -54,6 +55,8 @@ fn main() -> Result<(), String> {
             "--text-len" => text_len = val.parse().map_err(|_| "--text-len: integer")?,
             "--warmup" => warmup = val.parse().map_err(|_| "--warmup: integer")?,
             "--iters" => iters = val.parse().map_err(|_| "--iters: integer")?,
+            "--chain" => chain = val.parse().map_err(|_| "--chain: integer")?,
+            "--mask-pad" => mask_pad = Some(val.parse().map_err(|_| "--mask-pad: integer")?),
             "--kernels" => {
                 kernels = match val.as_str() {
                     "auto" => Impl::Auto,
@@ -95,6 +98,8 @@ fn main() -> Result<(), String> {
     for [b, f, h, w] in latents {
         let grid = model.token_grid(f, h, w).map_err(|e| e.to_string())?;
         let tokens = b * grid.iter().product::<usize>();
+        // A caption mask as the pipeline passes one: the last `--mask-pad` tokens padded.
+        let mask: Option<Vec<f32>> = mask_pad.map(|p| (0..b * text_len).map(|i| if i % text_len + p >= text_len { 0.0 } else { 1.0 }).collect());
         let run = || -> Result<f64, String> {
             let x = Tensor::<5>::random([b, cfg.in_channels, f, h, w], Distribution::Normal(0.0, 1.0), &device);
             let y = Tensor::<3>::random([b, text_len, cfg.caption_channels], Distribution::Normal(0.0, 1.0), &device);
@@ -102,7 +107,7 @@ fn main() -> Result<(), String> {
             device.sync().map_err(|e| format!("{e:?}"))?;
             profile::mark(&device, "start"); // starts the stage clock when profiling
             let start = Instant::now();
-            let out = model.forward(x, y, &t, None).map_err(|e| e.to_string())?;
+            let out = model.forward(x, y, &t, mask.as_deref()).map_err(|e| e.to_string())?;
             // Reading one value back forces completion of the whole forward.
             let _ = out.slice([0..1, 0..1, 0..1, 0..1, 0..1]).into_data();
             Ok(start.elapsed().as_secs_f64())
@@ -111,6 +116,24 @@ fn main() -> Result<(), String> {
             run()?;
         }
         let mut times: Vec<f64> = (0..iters.max(1)).map(|_| run()).collect::<Result<_, _>>()?;
+        if chain > 0 {
+            // Forwards back to back, as the sampler issues them: no sync between them, one
+            // read at the end; the throughput a denoising loop can reach.
+            let x = Tensor::<5>::random([b, cfg.in_channels, f, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let y = Tensor::<3>::random([b, text_len, cfg.caption_channels], Distribution::Normal(0.0, 1.0), &device);
+            let t = Timesteps::PerSample(vec![500.0; b]);
+            device.sync().map_err(|e| format!("{e:?}"))?;
+            let start = Instant::now();
+            let mut last = None;
+            for _ in 0..chain {
+                last = Some(model.forward(x.clone(), y.clone(), &t, mask.as_deref()).map_err(|e| e.to_string())?);
+            }
+            if let Some(out) = last {
+                let _ = out.slice([0..1, 0..1, 0..1, 0..1, 0..1]).into_data();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!("chain of {chain} forwards, latent {b}x{f}x{h}x{w}: {:.4} s each ({secs:.3} s)", secs / chain as f64);
+        }
         if profile {
             profile::enable(true);
             let total = run()?;
@@ -136,15 +159,7 @@ fn main() -> Result<(), String> {
         println!("\ncuBLASLt GEMMs: {}", st.calls);
     }
     for (latent, total, stages) in profiles {
-        let sum: f64 = stages.iter().map(|s| s.1).sum();
-        println!("\n## Profile, latent {latent}: {total:.4} s with a sync after each stage ({sum:.4} s in stages)\n");
-        println!("| stage | calls | total s | share |");
-        println!("|---|---|---|---|");
-        let mut stages = stages;
-        stages.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for (name, secs, calls) in stages {
-            println!("| {name} | {calls} | {secs:.4} | {:.1}% |", 100.0 * secs / sum.max(1e-12));
-        }
+        print!("{}", profile::table(&format!("latent {latent}"), total, stages));
     }
     Ok(())
 }

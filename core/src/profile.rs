@@ -76,6 +76,24 @@ pub fn take() -> Vec<(&'static str, f64, u64)> {
     Vec::new()
 }
 
+/// `stages` as a Markdown table, largest first, under a heading naming `what`.
+pub fn table(what: &str, total: f64, mut stages: Vec<(&'static str, f64, u64)>) -> String {
+    let sum: f64 = stages.iter().map(|s| s.1).sum();
+    let mut out = format!("\n## Profile, {what}: {total:.4} s with a sync after each stage ({sum:.4} s in stages)\n\n");
+    out.push_str("| stage | calls | total s | share |\n|---|---|---|---|\n");
+    stages.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, secs, calls) in stages {
+        out.push_str(&format!("| {name} | {calls} | {secs:.4} | {:.1}% |\n", 100.0 * secs / sum.max(1e-12)));
+    }
+    out
+}
+
+/// The denoising step to profile, from `SANA_PROFILE_STEP` (0-based; unset: none). The
+/// pipelines then print that step's stage table to stderr.
+pub fn step_to_profile() -> Option<usize> {
+    std::env::var("SANA_PROFILE_STEP").ok()?.trim().parse().ok()
+}
+
 #[cfg(all(test, not(target_arch = "wasm32"), feature = "flex"))]
 mod tests {
     use super::*;

@@ -81,12 +81,30 @@ fn linear_attention_matches_naive_and_reference() {
                     ct.clone(),
                     st.clone(),
                     1e-15,
+                    burn::tensor::DType::F32,
                     which,
                 );
                 let got = out.into_data().try_to_vec::<f32>().unwrap();
                 let (rel, max_abs) = rel_l2(&got, &expected);
                 println!("{} {which:?} shape {shape:?}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+            }
+            // Half-precision q, k, v read as they are, f32 inside, the output rounded once to
+            // f16: against the f64 host version of the same rounded inputs.
+            if sana_video_core::kernels::is_cube_device(&device) {
+                use burn::tensor::FloatDType;
+                let half = |x: &[f32]| tensor4(x, shape, &device).cast(FloatDType::F16);
+                let back = |t: Tensor<4>| t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let (qh, kh, vh) = (half(&q), half(&k), half(&v));
+                let expected = naive(&back(qh.clone()), &back(kh.clone()), &back(vh.clone()), &c, &s, shape, 1e-15);
+                for which in [Impl::Auto, Impl::Reference] {
+                    let out = linear_attention::attention(qh.clone(), kh.clone(), vh.clone(), ct.clone(), st.clone(), 1e-15, burn::tensor::DType::F16, which);
+                    assert_eq!(out.dtype(), burn::tensor::DType::F16);
+                    let (rel, _) = rel_l2(&back(out), &expected);
+                    println!("{} {which:?} f16 shape {shape:?}: rel {rel:.2e}", device::name(kind));
+                    // One f16 rounding of the output: ~3e-4 relative.
+                    assert!(rel < 1e-3, "{} {which:?} f16 shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                }
             }
         }
     }
@@ -283,12 +301,14 @@ fn naive_glu_depthwise(h: &[f32], taps: &[f32], bias: &[f32], [m, hh, ww, c2]: [
 }
 
 /// The fused SiLU + depth-wise 3x3 + GLU gate (`glu_conv`), kernel and reference, against
-/// the host version; odd sizes and single-pixel images exercise the padding. On CubeCL
-/// devices also in f16 (the kernel reads f16 and computes in f32).
+/// the host version; odd sizes and single-pixel images exercise the padding, odd and even
+/// half widths the kernel's vector widths (1, 2, 4 channels), widths that are not a multiple
+/// of its 8-position strips, and 600 rows of 883 its 2-D grid (66,600 strips, over 65,535). On CubeCL devices also in f16 (the kernel reads f16 and
+/// computes in f32).
 #[test]
 fn glu_depthwise_matches_naive_and_reference() {
     for (kind, device) in backends() {
-        for (i, &shape) in [[2usize, 5, 7, 6], [1, 1, 1, 4], [3, 4, 1, 10], [2, 9, 13, 64]].iter().enumerate() {
+        for (i, &shape) in [[2usize, 5, 7, 6], [1, 1, 1, 4], [3, 4, 1, 10], [2, 9, 13, 64], [2, 3, 5, 48], [1, 600, 883, 2]].iter().enumerate() {
             let [m, hh, ww, c2] = shape;
             let h = random_vec(m * hh * ww * c2, 80 + i as u64).iter().map(|v| 2.0 * v).collect::<Vec<f32>>();
             let taps = random_vec(9 * c2, 90 + i as u64);
@@ -336,7 +356,7 @@ fn glu_depthwise_matches_naive_and_reference() {
 #[test]
 fn matmul_half_to_f32_accumulates_in_f32() {
     use burn::tensor::FloatDType;
-    use sana_video_core::kernels::matmul::matmul_to_f32;
+    use sana_video_core::kernels::matmul::{matmul_rounded, matmul_to_f32};
     for (kind, device) in backends() {
         for dtype in [FloatDType::F16, FloatDType::BF16] {
             // WGSL has no bf16.
@@ -365,6 +385,15 @@ fn matmul_half_to_f32_accumulates_in_f32() {
                 let (rel, _) = rel_l2(&got, &expected);
                 println!("{} {which:?} {dtype:?} -> f32: rel {rel:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} {dtype:?}: rel L2 {rel:.3e}", device::name(kind));
+                // Rounded once to the operands' dtype (the cross-attention output): each
+                // value is the f32 product within one rounding of that dtype.
+                let out = matmul_rounded(a.clone(), b.clone(), which);
+                assert_eq!(out.dtype(), burn::tensor::DType::from(dtype), "{which:?}: rounded result must keep the operands' dtype");
+                let got = out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let unit = if dtype == FloatDType::F16 { 2f32.powi(-11) } else { 2f32.powi(-8) };
+                let worst = got.iter().zip(&expected).map(|(g, e)| (g - e).abs() / (e.abs() * unit + 1e-6)).fold(0f32, f32::max);
+                println!("{} {which:?} {dtype:?} -> {dtype:?}: worst error {worst:.2} units of the last place", device::name(kind));
+                assert!(worst <= 1.01, "{} {which:?} {dtype:?}: {worst:.3} units of rounding", device::name(kind));
             }
         }
     }

@@ -484,10 +484,22 @@ pub async fn run_async(
     let n_tok = gf * gh * gw;
     let embeds = crate::nn::to_dtype(embeds, req.dtype);
     events.stage(Stage::Denoise, timesteps.len());
+    let profiled = crate::profile::step_to_profile();
     for (i, &t) in timesteps.iter().enumerate() {
         events.pause().await;
         check_cancel(events)?;
+        // Only when profiling: `Instant` is not available in the browser build.
+        let step_start = (profiled == Some(i)).then(|| {
+            // The earlier steps' device work still queued (the host runs ahead of the device).
+            let t = std::time::Instant::now();
+            let _ = device.sync();
+            eprintln!("profiled step {i}: waited {:.4} s for the earlier steps' device work", t.elapsed().as_secs_f64());
+            crate::profile::enable(true);
+            crate::profile::mark(device, "start");
+            std::time::Instant::now()
+        });
         let input = if cfg { Tensor::cat(vec![latents.clone(), latents.clone()], 0) } else { latents.clone() };
+        crate::profile::mark(device, "step: CFG batch");
         let ts = if req.image.is_some() {
             // Tokens of the first patch frame are clean (timestep 0).
             let mut v = vec![t; batch * n_tok];
@@ -515,8 +527,14 @@ pub async fn run_async(
         } else {
             sampler.step(v, latents)?
         };
-        if events.sync_steps() {
+        crate::profile::mark(device, "step: CFG combination and sampler");
+        if events.sync_steps() || step_start.is_some() {
             read_f32(latents.clone().slice([0..1, 0..1, 0..1, 0..1, 0..1])).await?;
+        }
+        if let Some(start) = step_start {
+            let stages = crate::profile::take();
+            crate::profile::enable(false);
+            eprintln!("{}", crate::profile::table(&format!("denoising step {i}"), start.elapsed().as_secs_f64(), stages));
         }
         events.advance(i + 1);
     }

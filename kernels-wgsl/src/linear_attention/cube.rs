@@ -15,7 +15,7 @@ use cubecl::ir::ElemType;
 use crate::elem_type;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
-use super::KvSums;
+use super::{to_f32, KvSums};
 use crate::matmul::matmul;
 use crate::Impl;
 
@@ -53,11 +53,33 @@ fn relu_rope_kernel<F: Float>(
     rot[o + 1] = x0 * sn + x1 * cs;
 }
 
+/// `out[b, n, h, c] = num[b, h, n, c] / (den[b, h, n] + eps)` in `out`'s dtype: the division,
+/// the head merge back to token-major order and the cast in one pass (they were three, over
+/// f32 `[B, H, N, d]` tensors). One thread per output element.
+#[cube(launch, address_type = "dynamic")]
+fn finish_kernel<F: Float>(num: &Tensor<f32>, den: &Tensor<f32>, out: &mut Tensor<F>, eps: f32, #[define(F)] _dtype: ElemType) {
+    let heads = num.shape(1);
+    let tokens = num.shape(2);
+    let d = num.shape(3);
+    if ABSOLUTE_POS >= out.len() {
+        terminate!();
+    }
+    let c = ABSOLUTE_POS % d;
+    let h = (ABSOLUTE_POS / d) % heads;
+    let bn = ABSOLUTE_POS / (d * heads);
+    let n = bn % tokens;
+    let b = bn / tokens;
+    let row = (b * heads + h) * tokens + n;
+    out[ABSOLUTE_POS] = F::cast_from(num[row * d + c] / (den[row] + eps));
+}
+
 /// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
 #[backend_extension(Cube)]
 pub trait LinearAttentionKernels: Backend {
     /// `(φ(x), R·φ(x))` of `x` `[B, N, H, d]`, each f32 `[B, H, N, d]`.
     fn la_relu_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// `num / (den + eps)` (f32 `[B, H, N, d]` and `[B, H, N, 1]`) as `[B, N, H, d]` in `dtype`.
+    fn la_finish(num: FloatTensor<Self>, den: FloatTensor<Self>, eps: f32, dtype: DType) -> FloatTensor<Self>;
 }
 
 
@@ -94,6 +116,30 @@ impl LinearAttentionKernels for CubeBackend {
         );
         (phi, rot)
     }
+
+    fn la_finish(num: CubeTensor, den: CubeTensor, eps: f32, dtype: DType) -> CubeTensor {
+        let (num, den) = (burn_cubecl::kernel::into_contiguous(num), burn_cubecl::kernel::into_contiguous(den));
+        let dims = num.meta.shape().clone();
+        let (b, h, n, d) = (dims[0], dims[1], dims[2], dims[3]);
+        let client = num.client.clone();
+        let out = empty_device_contiguous_dtype(client.clone(), num.device.clone(), Shape::new([b, n, h, d]), dtype);
+        let threads = b * n * h * d;
+        let cube_dim = CubeDim::new(&client, threads);
+        let cube_count = calculate_cube_count_elemwise(&client, threads, cube_dim);
+        let address = [num.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
+        finish_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            address,
+            num.into_tensor_arg(),
+            den.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            eps,
+            elem_type(dtype),
+        );
+        out
+    }
 }
 
 fn relu_rope(x: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> (BTensor<4>, BTensor<4>) {
@@ -112,7 +158,7 @@ fn token_splits(n: usize) -> usize {
 pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> KvSums {
     let [b, n, h, d] = k.dims();
     let (phi, rot) = relu_rope(k, cos, sin);
-    let vt = v.permute([0, 2, 3, 1]); // [B, H, d, N]
+    let vt = to_f32(v).permute([0, 2, 3, 1]); // [B, H, d, N]
     let splits = token_splits(n);
     let kv = if splits == 1 {
         // [B, H, d, N] x [B, H, N, d] -> [B, H, d, d]
@@ -136,10 +182,10 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
     KvSums { kv, ksum }
 }
 
-pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32) -> BTensor<4> {
+pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType) -> BTensor<4> {
     let [b, _, h, d] = q.dims();
     let (phi, rot) = relu_rope(q, cos, sin);
     let num = matmul(rot, s.kv.clone().swap_dims(2, 3), Impl::Auto); // [B, H, N, d]
     let den = matmul(phi, s.ksum.clone().reshape([b, h, d, 1]), Impl::Auto); // [B, H, N, 1]
-    (num / (den + eps)).swap_dims(1, 2)
+    BTensor::from_dispatch(<Dispatch as LinearAttentionKernels>::la_finish(num.into_dispatch(), den.into_dispatch(), eps, dtype))
 }

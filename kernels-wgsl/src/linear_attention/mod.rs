@@ -13,18 +13,23 @@
 //! block-causal LongSANA state (running sums over finished chunks, plus the
 //! current chunk's own sums, then apply).
 //!
-//! Layouts (all f32, row-major): `q`, `k`, `v` are `[B, N, H, d]` (the linear
-//! layer's output viewed per head, no permute needed); `cos`, `sin` are
-//! `[N, d/2]`, one angle per channel pair `(2p, 2p+1)`; `kv` is `[B, H, d, d]`,
-//! `ksum` is `[B, H, d]`.
+//! Layouts (row-major): `q`, `k`, `v` are `[B, N, H, d]` in any float dtype (the linear
+//! layer's output viewed per head, no permute or cast needed: the sums and products run in
+//! f32 whatever it is); `cos`, `sin` are f32 `[N, d/2]`, one angle per channel pair
+//! `(2p, 2p+1)`; `kv` is f32 `[B, H, d, d]`, `ksum` f32 `[B, H, d]`; the output is
+//! `[B, N, H, d]` in the dtype asked for.
 
 pub mod reference;
 #[cfg(feature = "cube")]
 pub mod cube;
 
-use burn::tensor::Tensor;
+use burn::tensor::{DType, FloatDType, Tensor};
 
 use crate::Impl;
+
+fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.dtype() == DType::F32 { x } else { x.cast(FloatDType::F32) }
+}
 
 /// Running sums of one segment of tokens (or of many segments, added up).
 #[derive(Clone, Debug)]
@@ -62,25 +67,28 @@ pub fn kv_sums(k: Tensor<4>, v: Tensor<4>, cos: Tensor<2>, sin: Tensor<2>, which
         #[cfg(feature = "cube")]
         return cube::kv_sums(k, v, cos, sin);
     }
-    reference::kv_sums(k, v, cos, sin)
+    reference::kv_sums(to_f32(k), to_f32(v), cos, sin)
 }
 
-/// Attention output `[B, N, H, d]` of queries `q` `[B, N, H, d]` against the
-/// sums `s` (of this segment and, for LongSANA, all earlier ones).
-pub fn apply(q: Tensor<4>, s: &KvSums, cos: Tensor<2>, sin: Tensor<2>, eps: f32, which: Impl) -> Tensor<4> {
+/// Attention output `[B, N, H, d]` in `dtype` (computed in f32, rounded once) of queries
+/// `q` `[B, N, H, d]` against the sums `s` (of this segment and, for LongSANA, all earlier
+/// ones).
+pub fn apply(q: Tensor<4>, s: &KvSums, cos: Tensor<2>, sin: Tensor<2>, eps: f32, dtype: DType, which: Impl) -> Tensor<4> {
     check_qkv("q", &q, &cos, &sin);
     let [b, _, h, d] = q.dims();
     assert_eq!(s.kv.dims(), [b, h, d, d], "linear attention: kv sums do not match q");
     assert_eq!(s.ksum.dims(), [b, h, d], "linear attention: ksum does not match q");
     if use_kernel(&q.device(), which) {
         #[cfg(feature = "cube")]
-        return cube::apply(q, s, cos, sin, eps);
+        return cube::apply(q, s, cos, sin, eps, dtype);
     }
-    reference::apply(q, s, cos, sin, eps)
+    let out = reference::apply(to_f32(q), s, cos, sin, eps);
+    if dtype == DType::F32 { out } else { out.cast(FloatDType::from(dtype)) }
 }
 
-/// Bidirectional linear attention over all tokens of each sample.
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, cos: Tensor<2>, sin: Tensor<2>, eps: f32, which: Impl) -> Tensor<4> {
+/// Bidirectional linear attention over all tokens of each sample, output in `dtype`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, cos: Tensor<2>, sin: Tensor<2>, eps: f32, dtype: DType, which: Impl) -> Tensor<4> {
     let s = kv_sums(k, v, cos.clone(), sin.clone(), which);
-    apply(q, &s, cos, sin, eps, which)
+    apply(q, &s, cos, sin, eps, dtype, which)
 }

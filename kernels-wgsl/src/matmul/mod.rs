@@ -37,6 +37,19 @@ pub fn matmul_to_f32<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) ->
     matmul(a.cast(FloatDType::F32), b.cast(FloatDType::F32), which)
 }
 
+/// `a · b` accumulated in f32 and rounded once to `a`'s dtype: what [`matmul_to_f32`]
+/// then a cast gives, without writing and re-reading the f32 product on CubeCL devices
+/// (their half-precision GEMMs round from the f32 accumulators).
+pub fn matmul_rounded<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
+    let dtype = a.dtype();
+    #[cfg(feature = "cube")]
+    if which == Impl::Auto && a.dtype() == b.dtype() && matches!(dtype, DType::F16 | DType::BF16) && crate::is_cube_device(&a.device()) {
+        return cube::matmul_half(a, b, false);
+    }
+    let out = matmul_to_f32(a, b, which);
+    if out.dtype() == dtype { out } else { out.cast(burn::tensor::FloatDType::from(dtype)) }
+}
+
 /// `a · b` for same-rank tensors with equal batch dims (`[.., M, K] · [.., K, N]`).
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
     #[cfg(feature = "cube")]

@@ -9,9 +9,9 @@ use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
 use crate::kernels::{glu_conv, norm, softmax, temporal};
 use crate::kernels::linear_attention::{self, KvSums};
-use crate::kernels::matmul::matmul_to_f32;
+use crate::kernels::matmul::{matmul_rounded, matmul_to_f32};
 use crate::kernels::Impl;
-use crate::nn::{matmul, to_dtype, to_f32, transpose_host, Linear};
+use crate::nn::{matmul, to_dtype, transpose_host, Linear};
 use crate::profile;
 use crate::Result;
 
@@ -204,10 +204,11 @@ impl Attention {
         let v = self.to_v.forward(u);
         let device = v.device();
         profile::mark(&device, "attn1.qkv+rmsnorm");
-        let heads = |x: Tensor<3>| to_f32(x.reshape([b, n, cfg.heads, cfg.head_dim]));
+        // Per-head views in the model dtype: the linear-attention ops compute in f32.
+        let heads = |x: Tensor<3>| x.reshape([b, n, cfg.heads, cfg.head_dim]);
         let (cos, sin) = (ctx.rope_cos.clone(), ctx.rope_sin.clone());
         let (o, own) = match state {
-            None => (linear_attention::attention(heads(q), heads(k), heads(v), cos, sin, LINEAR_ATTENTION_EPS, ctx.kernels), None),
+            None => (linear_attention::attention(heads(q), heads(k), heads(v), cos, sin, LINEAR_ATTENTION_EPS, dtype, ctx.kernels), None),
             Some(st) => {
                 // The same per-segment kernels as the bidirectional path: this chunk's sums,
                 // plus the state's, then the queries (rotated at their absolute positions).
@@ -216,11 +217,11 @@ impl Attention {
                     Some(prev) => prev.clone().add(own.clone()),
                     None => own.clone(),
                 };
-                (linear_attention::apply(heads(q), &total, cos, sin, LINEAR_ATTENTION_EPS, ctx.kernels), Some(own))
+                (linear_attention::apply(heads(q), &total, cos, sin, LINEAR_ATTENTION_EPS, dtype, ctx.kernels), Some(own))
             }
         };
         profile::mark(&device, "attn1.linear_attention");
-        let out = self.to_out.forward(to_dtype(o.reshape([b, n, d]), dtype));
+        let out = self.to_out.forward(o.reshape([b, n, d]));
         profile::mark(&device, "attn1.to_out");
         (out, own)
     }
@@ -244,9 +245,11 @@ impl Attention {
         let logits = matmul_to_f32(q, k, Impl::Auto);
         // Scale, key mask, softmax and the cast to the model dtype: one fused op.
         let probs = softmax::attention_probs(logits, 1.0 / (dh as f64).sqrt(), ctx.caption_bias, dtype, ctx.kernels);
-        let o = matmul_to_f32(probs, v, Impl::Auto); // [B, H, N, dh]
+        // Accumulated in f32, rounded once to the model dtype (half the bytes of an f32
+        // product for the head merge that follows).
+        let o = matmul_rounded(probs, v, Impl::Auto); // [B, H, N, dh]
         let o = o.swap_dims(1, 2).reshape([b, n, h * dh]);
-        self.to_out.forward(to_dtype(o, dtype))
+        self.to_out.forward(o)
     }
 }
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Issue 9's harness on the GPU machine (device tool), one call, ours and the reference on the
+# same card: (E2E_STAGES, default "forward pipeline long")
+#   forward:  the 480p DiT forward (CFG batch, 65,520 tokens, and a 15,600-token chunk), ours
+#             (dit-forward) and diffusers' (tools/bench_reference.py), bf16
+#   pipeline: 480p 5 s text-to-video, 50 steps, CFG 6: diffusers' SanaVideoPipeline, then
+#             `sana-video generate` with step 3 profiled (SANA_PROFILE_STEP)
+#   long:     LongSANA 10 s at 480p: the PyTorch loop, then `sana-video generate --seconds 10`
+# Carry .devcarry/ (stripped xz CUDA builds of sana-video and dit-forward), .whl/ (diffusers
+# 0.42.1) and tests/fixtures/downloads/gemma-2-tokenizer (tokenizer.json may travel as
+# tokenizer.json.xz). Few files come back from the device tool, so each stage writes one.
+set -uo pipefail
+source benches/device_unpack.sh
+STAGES=${E2E_STAGES:-forward pipeline long}
+TOK=tests/fixtures/downloads/gemma-2-tokenizer
+[ -f $TOK/tokenizer.json ] || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" $TOK/tokenizer.json.xz $TOK/tokenizer.json
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u; } | tee $OUT/gpu.txt
+peak() { sort -n $1 | tail -1; }
+if [[ $STAGES == *forward* ]]; then
+  [ -d /tmp/ck480/transformer ] || python3 tools/make_fullsize_checkpoint.py --variant 480p --out /tmp/ck480/transformer --device cuda 2>&1 | grep -v -i warn
+  { timeout 150 $B/dit-forward --model /tmp/ck480/transformer --backend cuda --dtype bf16 --latent 1x10x60x104 --latent 2x21x60x104 --profile 2>&1
+    python3 tools/bench_reference.py --model /tmp/ck480/transformer --dtype bfloat16 --latent 1x16x10x60x104 --latent 2x16x21x60x104 2>&1 | grep -v -i warn
+  } | tee $OUT/forward.md
+  rm -rf /tmp/ck480
+fi
+P=/tmp/sana480p; PL=/tmp/sana480p-long
+if [[ $STAGES == *pipeline* || $STAGES == *long* ]]; then
+  [ -d $P/transformer ] || python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-bench 2>&1 | grep -v -i -E "warn|Writing"
+fi
+if [[ $STAGES == *pipeline* ]]; then
+  python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-build 2>&1 | grep -v -i warn | tee $OUT/pipeline_reference.md
+  ( while sleep 2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done ) > /tmp/nvsmi.txt &
+  MON=$!
+  SANA_PROFILE_STEP=3 $B/sana-video generate --model $P --backend cuda --dtype bf16 --prompt "A small red ball bounces across a wooden floor, casting a soft shadow." \
+    --frames 81 --height 480 --width 832 --steps 50 --cfg-scale 6 --seed 42 -o /tmp/ours_480p.mp4 2>&1 | grep -v -E "^\s*\[#*\.*\] ([0-9]|[1-4][0-9]|[0-9]+/81)" | tee $OUT/pipeline_ours.txt
+  kill $MON
+  { echo "peak nvidia-smi memory.used (MiB): $(peak /tmp/nvsmi.txt)"; ls -la /tmp/ours_480p.mp4
+    command -v ffprobe >/dev/null && ffprobe -v error -show_entries stream=codec_name,width,height,nb_frames,r_frame_rate /tmp/ours_480p.mp4; } | tee -a $OUT/pipeline_ours.txt
+fi
+if [[ $STAGES == *long* ]]; then
+  rm -rf $PL; mkdir -p $PL/transformer
+  for d in $P/*; do [ "$(basename $d)" = transformer ] || ln -s $d $PL/; done
+  rm -f $PL/model_index.json
+  for f in $P/transformer/*; do ln -s $f $PL/transformer/; done
+  rm $PL/transformer/config.json
+  python3 - $P $PL <<'PY'
+import json, sys
+src, dst = sys.argv[1:]
+c = json.load(open(f"{src}/transformer/config.json")); c["_class_name"] = "SanaVideoCausalTransformer3DModel"
+json.dump(c, open(f"{dst}/transformer/config.json", "w"), indent=2)
+m = json.load(open(f"{src}/model_index.json")); m["transformer"] = ["diffusers", "SanaVideoCausalTransformer3DModel"]
+json.dump(m, open(f"{dst}/model_index.json", "w"), indent=2)
+PY
+  python3 tools/bench_longsana_reference.py --model $P/transformer --seconds 10 2>&1 | grep -v -i warn | tee $OUT/long.md
+  ( while sleep 1; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done ) > /tmp/nvsmi_long.txt &
+  MON=$!
+  $B/sana-video generate --model $PL --backend cuda --dtype bf16 --vae-dtype bf16 --seconds 10 \
+    --prompt "A red kite drifts over a green hill under a slowly moving sky." --seed 1 -o /tmp/long_10s.mp4 2>&1 | grep -v -E "^\s*\[" | tee -a $OUT/long.md
+  kill $MON
+  { echo "peak nvidia-smi memory.used (MiB): $(peak /tmp/nvsmi_long.txt)"
+    command -v ffprobe >/dev/null && ffprobe -v error -show_entries stream=codec_name,width,height,nb_frames /tmp/long_10s.mp4; } | tee -a $OUT/long.md
+fi
