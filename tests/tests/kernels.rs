@@ -513,7 +513,7 @@ fn norms_match_naive_and_reference() {
     use burn::tensor::FloatDType;
     let eps = 1e-6;
     for (kind, device) in backends() {
-        for (i, &(b, n, d, per_token)) in [(2usize, 3usize, 40usize, false), (1, 5, 300, true), (2, 2, 2240, false), (1, 70_000, 8, true)].iter().enumerate() {
+        for (i, &(b, n, d, per_token)) in [(2usize, 3usize, 40usize, false), (1, 5, 300, true), (2, 2, 2240, false), (1, 70_000, 8, true), (2, 3, 7, false), (1, 4, 30, true)].iter().enumerate() {
             let t = if per_token { n } else { 1 };
             // An offset, so the centring matters.
             let x: Vec<f32> = random_vec(b * n * d, 200 + i as u64).iter().map(|v| 3.0 * v + 0.7).collect();
@@ -622,7 +622,7 @@ fn attention_probs_match_naive_and_reference() {
 fn temporal_combine_matches_naive_and_reference() {
     use burn::tensor::FloatDType;
     for (kind, device) in backends() {
-        for (i, &(b, f, t, d, with_left)) in [(2usize, 4usize, 5usize, 6usize, true), (1, 1, 3, 8, true), (2, 3, 7, 5, false), (1, 1, 2, 4, false)].iter().enumerate() {
+        for (i, &(b, f, t, d, with_left)) in [(2usize, 4usize, 5usize, 6usize, true), (1, 1, 3, 8, true), (2, 3, 7, 5, false), (1, 1, 2, 4, false), (2, 3, 4, 12, true)].iter().enumerate() {
             let sv = random_vec(b * f * t * d, 400 + i as u64);
             let pv = random_vec(b * f * t * 3 * d, 410 + i as u64);
             let lv = random_vec(b * t * d, 420 + i as u64);

@@ -15,22 +15,35 @@ use cubecl::prelude::*;
 /// Units per row: WebGPU's default limit on a workgroup, and enough to stream a 2,240-value row.
 const THREADS: usize = 256;
 
-/// `x` `[R, D]` rows, `scale`/`shift` `[B·T, D]` with row `r` of sample `r / n` using row
-/// `(r / n)·t + (r mod n) mod t`.
+/// The sum of a vector's lanes.
+#[cube]
+fn lanes_sum<N: Size>(v: Vector<f32, N>) -> f32 {
+    let mut total = 0.0f32;
+    #[unroll]
+    for l in 0..v.vector_size() {
+        total += v.extract(l);
+    }
+    total
+}
+
+/// `x` `[R, D]` rows in vectors of `N` channels (`dv = D / N` a row), `scale`/`shift`
+/// `[B·T, D]` with row `r` of sample `r / n` using row `(r / n)·t + (r mod n) mod t`.
 #[cube(launch, address_type = "dynamic")]
-fn layer_norm_modulate_kernel<F: Float>(
-    x: &Tensor<F>,
-    scale: &Tensor<F>,
-    shift: &Tensor<F>,
-    out: &mut Tensor<F>,
+fn layer_norm_modulate_kernel<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    scale: &Tensor<Vector<F, N>>,
+    shift: &Tensor<Vector<F, N>>,
+    out: &mut Tensor<Vector<F, N>>,
+    rows: u32,
+    dv: u32,
     n: u32,
     t: u32,
     eps: f32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let d = x.shape(1);
+    let d = dv as usize;
     let row = CUBE_POS;
-    if row >= x.shape(0) {
+    if row >= rows as usize {
         terminate!();
     }
     let tid = UNIT_POS as usize;
@@ -39,52 +52,69 @@ fn layer_norm_modulate_kernel<F: Float>(
     let base = row * d;
     let srow = (row / per_sample) * rows_t + (row % per_sample) % rows_t;
     let sbase = srow * d;
-    let mut sum = 0.0f32;
+    let width = f32::cast_from(d * x[base].vector_size());
+    let mut sum = Vector::<f32, N>::new(0.0);
     let mut i = tid;
     while i < d {
-        sum += f32::cast_from(x[base + i]);
+        sum += Vector::<f32, N>::cast_from(x[base + i]);
         i += THREADS;
     }
-    let mean = cube_sum(sum, THREADS) / f32::cast_from(d);
-    let mut sq = 0.0f32;
+    let mean = cube_sum(lanes_sum::<N>(sum), THREADS) / width;
+    let m = Vector::<f32, N>::new(mean);
+    let mut sq = Vector::<f32, N>::new(0.0);
     let mut j = tid;
     while j < d {
-        let c = f32::cast_from(x[base + j]) - mean;
+        let c = Vector::<f32, N>::cast_from(x[base + j]) - m;
         sq += c * c;
         j += THREADS;
     }
-    let var = cube_sum(sq, THREADS) / f32::cast_from(d);
-    let inv = 1.0f32 / f32::sqrt(var + eps);
+    let var = cube_sum(lanes_sum::<N>(sq), THREADS) / width;
+    let inv = Vector::<f32, N>::new(1.0f32 / f32::sqrt(var + eps));
+    let one = Vector::<f32, N>::new(1.0);
     let mut k = tid;
     while k < d {
-        let y = (f32::cast_from(x[base + k]) - mean) * inv;
-        out[base + k] = F::cast_from(y * (1.0f32 + f32::cast_from(scale[sbase + k])) + f32::cast_from(shift[sbase + k]));
+        let y = (Vector::<f32, N>::cast_from(x[base + k]) - m) * inv;
+        out[base + k] = Vector::<F, N>::cast_from(y * (one + Vector::<f32, N>::cast_from(scale[sbase + k])) + Vector::<f32, N>::cast_from(shift[sbase + k]));
         k += THREADS;
     }
 }
 
 #[cube(launch, address_type = "dynamic")]
-fn rms_norm_kernel<F: Float>(x: &Tensor<F>, weight: &Tensor<F>, out: &mut Tensor<F>, eps: f32, #[define(F)] _dtype: ElemType) {
-    let d = x.shape(1);
-    if CUBE_POS >= x.shape(0) {
+fn rms_norm_kernel<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    weight: &Tensor<Vector<F, N>>,
+    out: &mut Tensor<Vector<F, N>>,
+    rows: u32,
+    dv: u32,
+    eps: f32,
+    #[define(F)] _dtype: ElemType,
+) {
+    let d = dv as usize;
+    if CUBE_POS >= rows as usize {
         terminate!();
     }
     let base = CUBE_POS * d;
     let tid = UNIT_POS as usize;
-    let mut sq = 0.0f32;
+    let width = f32::cast_from(d * x[base].vector_size());
+    let mut sq = Vector::<f32, N>::new(0.0);
     let mut i = tid;
     while i < d {
-        let v = f32::cast_from(x[base + i]);
+        let v = Vector::<f32, N>::cast_from(x[base + i]);
         sq += v * v;
         i += THREADS;
     }
-    let ms = cube_sum(sq, THREADS) / f32::cast_from(d);
-    let inv = 1.0f32 / f32::sqrt(ms + eps);
+    let ms = cube_sum(lanes_sum::<N>(sq), THREADS) / width;
+    let inv = Vector::<f32, N>::new(1.0f32 / f32::sqrt(ms + eps));
     let mut k = tid;
     while k < d {
-        out[base + k] = F::cast_from(f32::cast_from(x[base + k]) * inv * f32::cast_from(weight[k]));
+        out[base + k] = Vector::<F, N>::cast_from(Vector::<f32, N>::cast_from(x[base + k]) * inv * Vector::<f32, N>::cast_from(weight[k]));
         k += THREADS;
     }
+}
+
+/// The widest vector the device reads well that divides a row of `d` values.
+fn row_vector(x: &CubeTensor, d: usize) -> usize {
+    x.client.io_optimized_vector_sizes(x.dtype.size()).filter(|&v| v > 0 && d % v == 0).max().unwrap_or(1)
 }
 
 /// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
@@ -104,15 +134,19 @@ impl NormKernels for CubeBackend {
             reshape_rows(c, r, d)
         };
         let client = x.client.clone();
+        let (rows, vector) = (x.meta.shape()[0], row_vector(&x, d));
         layer_norm_modulate_kernel::launch(
             &client,
             count,
             dim,
             address,
+            vector,
             x.into_tensor_arg(),
             as_rows(scale).into_tensor_arg(),
             as_rows(shift).into_tensor_arg(),
             out.clone().into_tensor_arg(),
+            rows as u32,
+            (d / vector) as u32,
             n as u32,
             t as u32,
             eps,
@@ -123,10 +157,24 @@ impl NormKernels for CubeBackend {
 
     fn rms_norm(x: CubeTensor, weight: CubeTensor, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let RowLaunch { x, out, count, dim, address, .. } = row_launch(x, THREADS, dtype);
+        let RowLaunch { x, out, d, count, dim, address } = row_launch(x, THREADS, dtype);
         let client = x.client.clone();
         let weight = into_contiguous(weight);
-        rms_norm_kernel::launch(&client, count, dim, address, x.into_tensor_arg(), weight.into_tensor_arg(), out.clone().into_tensor_arg(), eps, elem_type(dtype));
+        let (rows, vector) = (x.meta.shape()[0], row_vector(&x, d));
+        rms_norm_kernel::launch(
+            &client,
+            count,
+            dim,
+            address,
+            vector,
+            x.into_tensor_arg(),
+            weight.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            rows as u32,
+            (d / vector) as u32,
+            eps,
+            elem_type(dtype),
+        );
         out
     }
 }

@@ -1,4 +1,5 @@
-//! The CubeCL kernel of the temporal-conv combine: one thread per output value, f32 sums.
+//! The CubeCL kernel of the temporal-conv combine: one thread per output vector of channels,
+//! f32 sums.
 
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
 use burn::tensor::Tensor as BTensor;
@@ -8,39 +9,42 @@ use cubecl::ir::ElemType;
 use crate::elem_type;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
-/// `s` `[B, F, T, D]`, `p` `[B, F, T, 3D]`, `left0` `[B, T, D]` when `has_left` is 1.
+/// `s` `[B, F, T, D]`, `p` `[B, F, T, 3D]`, `left0` `[B, T, D]` when `has_left` is 1, all in
+/// vectors of `N` channels (`dv = D / N`): one thread per output vector.
 #[cube(launch, address_type = "dynamic")]
-fn temporal_combine_kernel<F: Float>(
-    s: &Tensor<F>,
-    p: &Tensor<F>,
-    left0: &Tensor<F>,
-    out: &mut Tensor<F>,
+fn temporal_combine_kernel<F: Float, N: Size>(
+    s: &Tensor<Vector<F, N>>,
+    p: &Tensor<Vector<F, N>>,
+    left0: &Tensor<Vector<F, N>>,
+    out: &mut Tensor<Vector<F, N>>,
+    frames: u32,
+    tokens: u32,
+    dv: u32,
     has_left: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     if ABSOLUTE_POS >= out.len() {
         terminate!();
     }
-    let frames = s.shape(1);
-    let t = s.shape(2);
-    let d = s.shape(3);
+    let (frames, t, d) = (frames as usize, tokens as usize, dv as usize);
     let c = ABSOLUTE_POS % d;
     let tok = (ABSOLUTE_POS / d) % t;
-    let fr = (ABSOLUTE_POS / (d * t)) % frames;
-    let bb = ABSOLUTE_POS / (d * t * frames);
+    let bf = ABSOLUTE_POS / (d * t);
+    let fr = bf % frames;
+    let bb = bf / frames;
     // Row (b, f, tok) of p starts at ((b·F + f)·T + tok)·3D; a frame step is T·3D.
-    let row = ((bb * frames + fr) * t + tok) * 3 * d;
+    let row = (bf * t + tok) * 3 * d;
     let step = t * 3 * d;
-    let mut acc = f32::cast_from(s[ABSOLUTE_POS]) + f32::cast_from(p[row + d + c]);
+    let mut acc = Vector::<f32, N>::cast_from(s[ABSOLUTE_POS]) + Vector::<f32, N>::cast_from(p[row + d + c]);
     if fr > 0 {
-        acc += f32::cast_from(p[row - step + c]);
+        acc += Vector::<f32, N>::cast_from(p[row - step + c]);
     } else if has_left == 1 {
-        acc += f32::cast_from(left0[(bb * t + tok) * d + c]);
+        acc += Vector::<f32, N>::cast_from(left0[(bb * t + tok) * d + c]);
     }
     if fr + 1 < frames {
-        acc += f32::cast_from(p[row + step + 2 * d + c]);
+        acc += Vector::<f32, N>::cast_from(p[row + step + 2 * d + c]);
     }
-    out[ABSOLUTE_POS] = F::cast_from(acc);
+    out[ABSOLUTE_POS] = Vector::<F, N>::cast_from(acc);
 }
 
 /// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
@@ -56,7 +60,10 @@ impl TemporalKernels for CubeBackend {
         let (s, p, left0) = (into_contiguous(s), into_contiguous(p), into_contiguous(left0));
         let client = s.client.clone();
         let out = empty_device_contiguous_dtype(client.clone(), s.device.clone(), s.meta.shape().clone(), dtype);
-        let n = s.meta.shape().num_elements();
+        let dims = s.meta.shape().clone();
+        let (frames, tokens, d) = (dims[1], dims[2], dims[3]);
+        let vector = client.io_optimized_vector_sizes(dtype.size()).filter(|&v| v > 0 && d % v == 0).max().unwrap_or(1);
+        let n = dims.num_elements() / vector;
         let cube_dim = CubeDim::new(&client, n);
         let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
         let address = [s.required_address_type(), p.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
@@ -65,10 +72,14 @@ impl TemporalKernels for CubeBackend {
             cube_count,
             cube_dim,
             address,
+            vector,
             s.into_tensor_arg(),
             p.into_tensor_arg(),
             left0.into_tensor_arg(),
             out.clone().into_tensor_arg(),
+            frames as u32,
+            tokens as u32,
+            (d / vector) as u32,
             has_left as u32,
             elem_type(dtype),
         );
@@ -79,7 +90,9 @@ impl TemporalKernels for CubeBackend {
 pub fn temporal_combine(s: BTensor<4>, p: BTensor<4>, left0: Option<BTensor<3>>) -> BTensor<4> {
     let has_left = left0.is_some();
     let dtype = s.dtype();
-    // No left frame: a one-value stand-in the kernel never reads.
-    let left0 = left0.unwrap_or_else(|| BTensor::<3>::zeros([1, 1, 1], (&s.device(), dtype)));
+    // No left frame: a one-row stand-in the kernel never reads (one row, so it holds a whole
+    // vector of channels: WebGPU checks a binding's size against the vector type).
+    let d = s.dims()[3];
+    let left0 = left0.unwrap_or_else(|| BTensor::<3>::zeros([1, 1, d], (&s.device(), dtype)));
     BTensor::from_dispatch(<Dispatch as TemporalKernels>::temporal_combine(s.into_dispatch(), p.into_dispatch(), left0.into_dispatch(), has_left))
 }
