@@ -62,10 +62,7 @@ pub fn create(kind: BackendKind) -> Result<Device> {
         #[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
         BackendKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            crate::kernels::configure_cuda_runtime();
-            probe(kind, || Device::cuda(0))
-        }
+        BackendKind::Cuda => probe(kind, || Device::cuda(0)),
         #[allow(unreachable_patterns)]
         other => Err(Error::Device(format!(
             "--backend {}: not compiled into this build (compiled: {})",

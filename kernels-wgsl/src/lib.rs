@@ -66,21 +66,3 @@ pub(crate) fn elem_type(dtype: burn::tensor::DType) -> burn_cubecl::cubecl::ir::
         other => panic!("kernel: unsupported dtype {other:?} (f32, f16 or bf16)"),
     }
 }
-
-/// CubeCL's CUDA runtime settings, before its first device is made: its pools take their
-/// memory from CUDA's stream-ordered allocator (`cuMemAllocAsync`/`cuMemFreeAsync`) unless
-/// `SANA_CUDA_ALLOCATOR=sync`. With the synchronous one (CubeCL's default), growing or
-/// releasing a pool page waits for the device, which makes the host stop issuing work while
-/// the GPU drains. A `cubecl.toml` and CubeCL's own environment variables still apply to
-/// everything else. Does nothing once CubeCL's configuration was read.
-#[cfg(feature = "cuda")]
-pub fn configure_cuda_runtime() {
-    use cubecl_runtime::config::{memory::CudaAllocator, CubeClRuntimeConfig, RuntimeConfig};
-    let allocator = match std::env::var("SANA_CUDA_ALLOCATOR").as_deref() {
-        Ok("sync") => CudaAllocator::Sync,
-        _ => CudaAllocator::Async,
-    };
-    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-    config.memory.cuda.allocator = allocator;
-    let _ = CubeClRuntimeConfig::try_set(config);
-}

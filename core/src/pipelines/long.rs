@@ -672,7 +672,9 @@ pub async fn run_long_async(
         let pi = schedule.iter().rposition(|(t, _)| *t <= now_s + 1e-9).unwrap_or(0);
         let text = ChunkText { embeds: &texts[pi].0, mask: &texts[pi].1 };
         let shape = [1, c_lat, n, lat_h, lat_w];
-        let x0 = denoise_chunk(&dit, &state, &text, &longlive::TIMESTEPS, |k| Ok(seeded_draw(seed, chunk, k, shape, device)), |_| {})?;
+        let x0 = denoise_chunk(&dit, &state, &text, &longlive::TIMESTEPS, |k| Ok(seeded_draw(seed, chunk, k, shape, device)), |_| {
+            super::sync_step(device)
+        })?;
         commit_chunk(&dit, &mut state, x0.clone(), &text)?;
         // The decode below waits for the DiT anyway, so this sync costs nothing.
         #[cfg(not(target_arch = "wasm32"))]

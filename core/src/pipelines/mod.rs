@@ -340,6 +340,18 @@ fn check_cancel(events: &dyn Events) -> Result<()> {
     }
 }
 
+/// Natively, waits for the device to finish a denoising step before the next is issued:
+/// progress and ETA then report finished work, and on an H200 (2026-11-28, BENCHMARKS.md)
+/// the 480p loop ran at 1.08 s a step with the wait against 1.17 s without it (forwards
+/// issued back to back run slower than one at a time: 0.97 s against 0.58 s in
+/// `dit-forward --chain`; not yet explained). A failed wait is reported by the next read.
+pub(crate) fn sync_step(device: &Device) {
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = device.sync();
+    #[cfg(target_arch = "wasm32")]
+    let _ = device;
+}
+
 /// Reads a tensor back; asynchronous because WebGPU has no blocking read-back.
 async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data_async()
@@ -531,6 +543,7 @@ pub async fn run_async(
         if events.sync_steps() || step_start.is_some() {
             read_f32(latents.clone().slice([0..1, 0..1, 0..1, 0..1, 0..1])).await?;
         }
+        sync_step(device);
         if let Some(start) = step_start {
             let stages = crate::profile::take();
             crate::profile::enable(false);
