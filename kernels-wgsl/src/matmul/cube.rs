@@ -114,7 +114,7 @@ fn half_strategy(name: &str) -> Option<Strategy> {
 /// (2026-11-28: 205-238 TFLOP/s against 79-90 for burn's default `simple-cmma`). It needs
 /// TMA (Hopper and later) and aligned shapes; where it cannot run, [`FALLBACK_HALF_ROUTINE`]
 /// (the fastest routine that ran every DiT shape there), then burn's own choice. On CUDA
-/// devices `SANA_HALF_MATMUL=cublas` or `SANA_CUBLAS=all` puts cuBLASLt first (`cublas.rs`).
+/// devices cuBLASLt goes first unless `SANA_CUBLAS` says otherwise (`cublas.rs`).
 pub const DEFAULT_HALF_ROUTINE: &str = "tma-specialized-mma";
 pub const FALLBACK_HALF_ROUTINE: &str = "double-mma";
 
@@ -167,7 +167,8 @@ fn launch_with(strategy: &Strategy, lhs: CubeTensor, rhs: CubeTensor, out_dtype:
 fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTensor {
     // Once, before the attempts: a routine that cannot run must not cost a copy each.
     let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
-    // On CUDA devices, cuBLASLt when asked for by name, or with `SANA_CUBLAS=all` (cublas.rs).
+    // On CUDA devices, cuBLASLt first (cublas.rs), unless `SANA_CUBLAS` or a named routine
+    // says otherwise.
     #[cfg(feature = "cuda")]
     {
         let out = match std::env::var("SANA_HALF_MATMUL").as_deref() {

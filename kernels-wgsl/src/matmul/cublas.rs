@@ -1,12 +1,11 @@
 //! GEMMs through cuBLASLt on CUDA devices (issue 9).
 //!
 //! cubek 0.3 has no `wgmma` routine, so its best Hopper GEMM reaches ~220 TFLOP/s where
-//! cuBLAS reaches ~800 on the DiT's shapes (BENCHMARKS.md). Opt-in (see [`mode`] for why):
-//! with `SANA_CUBLAS=f32`, products of f32 operands on a CUDA device go here first, with
-//! `CUBLAS_COMPUTE_32F` (IEEE f32 FMAs, no TF32, so f32 parity holds); with `SANA_CUBLAS=all`
-//! f16/bf16 operands too, with f32 accumulation and an f16/bf16 or f32 result. Anything this
-//! cannot take (another layout, no cuBLASLt library) returns `None` and the caller falls
-//! back to cubek.
+//! cuBLAS reaches 435-681 on the DiT's shapes (BENCHMARKS.md). On a CUDA device every product
+//! goes here first (see [`mode`] for `SANA_CUBLAS`): f32 operands with `CUBLAS_COMPUTE_32F`
+//! (IEEE f32 FMAs, no TF32, so f32 parity holds), f16/bf16 operands with f32 accumulation and
+//! an f16/bf16 or f32 result. Anything this cannot take (another layout, no cuBLASLt library)
+//! returns `None` and the caller falls back to cubek.
 //!
 //! CubeCL does not hand out its CUDA stream, but it does run tasks on its device thread with
 //! the server in hand, in submission order with its own launches. Each GEMM is such a task
