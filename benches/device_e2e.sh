@@ -37,19 +37,7 @@ if [[ $STAGES == *pipeline* ]]; then
     command -v ffprobe >/dev/null && ffprobe -v error -show_entries stream=codec_name,width,height,nb_frames,r_frame_rate /tmp/ours_480p.mp4; } | tee -a $OUT/pipeline_ours.txt
 fi
 if [[ $STAGES == *long* ]]; then
-  rm -rf $PL; mkdir -p $PL/transformer
-  for d in $P/*; do [ "$(basename $d)" = transformer ] || ln -s $d $PL/; done
-  rm -f $PL/model_index.json
-  for f in $P/transformer/*; do ln -s $f $PL/transformer/; done
-  rm $PL/transformer/config.json
-  python3 - $P $PL <<'PY'
-import json, sys
-src, dst = sys.argv[1:]
-c = json.load(open(f"{src}/transformer/config.json")); c["_class_name"] = "SanaVideoCausalTransformer3DModel"
-json.dump(c, open(f"{dst}/transformer/config.json", "w"), indent=2)
-m = json.load(open(f"{src}/model_index.json")); m["transformer"] = ["diffusers", "SanaVideoCausalTransformer3DModel"]
-json.dump(m, open(f"{dst}/model_index.json", "w"), indent=2)
-PY
+  source benches/causal_copy.sh
   ( while sleep 1; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done ) > /tmp/nvsmi_long.txt &
   MON=$!
   timeout ${LONG_TIMEOUT:-150} $B/sana-video generate --model $PL --backend cuda --dtype bf16 --vae-dtype bf16 --seconds 10 \

@@ -20,19 +20,7 @@ TOK=tests/fixtures/downloads/gemma-2-tokenizer
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $OUT/gpu.txt; date -u | tee -a $OUT/gpu.txt
 if [[ $STAGES == *build* ]]; then
   [ -d $P/transformer ] || python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-bench 2>&1 | grep -v -i warn | tee $OUT/build.txt
-  rm -rf $PL; mkdir -p $PL/transformer
-  for d in $P/*; do [ "$(basename $d)" = transformer ] || ln -s $d $PL/; done
-  rm -f $PL/model_index.json
-  for f in $P/transformer/*; do ln -s $f $PL/transformer/; done
-  rm $PL/transformer/config.json
-  python3 - $P $PL <<'PY'
-import json, sys
-src, dst = sys.argv[1:]
-c = json.load(open(f"{src}/transformer/config.json")); c["_class_name"] = "SanaVideoCausalTransformer3DModel"
-json.dump(c, open(f"{dst}/transformer/config.json", "w"), indent=2)
-m = json.load(open(f"{src}/model_index.json")); m["transformer"] = ["diffusers", "SanaVideoCausalTransformer3DModel"]
-json.dump(m, open(f"{dst}/model_index.json", "w"), indent=2)
-PY
+  source benches/causal_copy.sh
 fi
 [[ $STAGES == *check* ]] && python3 tools/bench_longsana_reference.py --check tests/fixtures/longsana 2>&1 | grep -v -i warn | tee $OUT/ref_check.txt
 [[ $STAGES == *ref* ]] && python3 tools/bench_longsana_reference.py --model $P/transformer --seconds $SECS 2>&1 | grep -v -i warn | tee $OUT/ref_loop.md

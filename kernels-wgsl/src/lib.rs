@@ -66,3 +66,10 @@ pub(crate) fn elem_type(dtype: burn::tensor::DType) -> burn_cubecl::cubecl::ir::
         other => panic!("kernel: unsupported dtype {other:?} (f32, f16 or bf16)"),
     }
 }
+
+/// The widest channel vector `t`'s device reads well for its dtype that divides `channels` (1
+/// at worst): the vector width of the memory-bound kernels (norm, GLU conv, temporal combine).
+#[cfg(feature = "cube")]
+pub(crate) fn vector_width(t: &burn_cubecl::tensor::CubeTensor, channels: usize) -> usize {
+    t.client.io_optimized_vector_sizes(t.dtype.size()).filter(|&v| v > 0 && channels % v == 0).max().unwrap_or(1)
+}

@@ -38,8 +38,9 @@ fn silu_inplace_kernel<F: Float, N: Size>(x: &mut Tensor<Vector<F, N>>, #[define
 /// per half). One cube per strip of `XS` consecutive positions of one image row (`CUBE_POS`,
 /// a 2-D grid past 65,535), its units striding over the channel vectors. Each unit keeps its
 /// channels' taps and a 3x3 window of inputs in registers and slides it along the strip, so
-/// an output costs six vector loads (the new column) instead of eighteen: reading every
-/// neighbour from L2 bounded the first version at ~10 ms a layer at full size.
+/// an output costs six vector loads (the new column) instead of eighteen. Measured on an H200
+/// (BENCHMARKS.md), the stage took the same time as with one cube per position and eighteen
+/// loads (0.208 against 0.206 s per 480p forward), so loads from L2 are not what limits it.
 #[cube(launch, address_type = "dynamic")]
 fn glu_depthwise_kernel<F: Float, N: Size>(
     s: &Tensor<Vector<F, N>>,
@@ -153,10 +154,10 @@ impl GluConvKernels for CubeBackend {
         let dims = h.meta.shape().clone();
         let (m, hh, ww, c) = (dims[0], dims[1], dims[2], dims[3] / 2);
         let client = h.client.clone();
+        // The widest vector that divides C (both halves start on one).
+        let vector = crate::vector_width(&h, c);
         // SiLU in place when this is the only handle on the buffer (the usual case: the
         // inverted conv's fresh output), else into a new one.
-        // The widest vector the device reads well that divides C (both halves start on one).
-        let vector = client.io_optimized_vector_sizes(dtype.size()).filter(|&v| v > 0 && c % v == 0).max().unwrap_or(1);
         let n = dims.num_elements() / vector;
         let cube_dim = CubeDim::new(&client, n);
         let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);

@@ -112,11 +112,6 @@ fn rms_norm_kernel<F: Float, N: Size>(
     }
 }
 
-/// The widest vector the device reads well that divides a row of `d` values.
-fn row_vector(x: &CubeTensor, d: usize) -> usize {
-    x.client.io_optimized_vector_sizes(x.dtype.size()).filter(|&v| v > 0 && d % v == 0).max().unwrap_or(1)
-}
-
 /// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
 #[backend_extension(Cube)]
 pub trait NormKernels: Backend {
@@ -134,7 +129,7 @@ impl NormKernels for CubeBackend {
             reshape_rows(c, r, d)
         };
         let client = x.client.clone();
-        let (rows, vector) = (x.meta.shape()[0], row_vector(&x, d));
+        let (rows, vector) = (x.meta.shape()[0], crate::vector_width(&x, d));
         layer_norm_modulate_kernel::launch(
             &client,
             count,
@@ -160,7 +155,7 @@ impl NormKernels for CubeBackend {
         let RowLaunch { x, out, d, count, dim, address } = row_launch(x, THREADS, dtype);
         let client = x.client.clone();
         let weight = into_contiguous(weight);
-        let (rows, vector) = (x.meta.shape()[0], row_vector(&x, d));
+        let (rows, vector) = (x.meta.shape()[0], crate::vector_width(&x, d));
         rms_norm_kernel::launch(
             &client,
             count,

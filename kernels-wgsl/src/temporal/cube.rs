@@ -62,7 +62,7 @@ impl TemporalKernels for CubeBackend {
         let out = empty_device_contiguous_dtype(client.clone(), s.device.clone(), s.meta.shape().clone(), dtype);
         let dims = s.meta.shape().clone();
         let (frames, tokens, d) = (dims[1], dims[2], dims[3]);
-        let vector = client.io_optimized_vector_sizes(dtype.size()).filter(|&v| v > 0 && d % v == 0).max().unwrap_or(1);
+        let vector = crate::vector_width(&s, d);
         let n = dims.num_elements() / vector;
         let cube_dim = CubeDim::new(&client, n);
         let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
