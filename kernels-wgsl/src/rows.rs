@@ -38,13 +38,18 @@ pub fn cube_max(v: f32, #[comptime] units: usize) -> f32 {
     cube_reduce(v, units, true)
 }
 
-/// A launch of one cube of `units` units per row: `x` contiguous and viewed as `[rows, d]`,
-/// the output (`x`'s shape, `out_dtype`). Over 65,535 rows (WebGPU's limit per dispatch
-/// dimension) the cubes form a 2-D grid; kernels return at once for `CUBE_POS >= rows`.
+/// A launch of one cube of `units` units per row of `x` (any rank, viewed as `rows` rows of
+/// `d` values, `x_stride` apart), the output contiguous in `x`'s shape and `out_dtype`. Rows
+/// that are evenly spaced with unit stride inside (CUDA's pitched allocations pad each row
+/// to 256 bytes) are read where they are; any other layout is copied to contiguous first.
+/// Over 65,535 rows (WebGPU's limit per dispatch dimension) the cubes form a 2-D grid;
+/// kernels return at once for `CUBE_POS >= rows`.
 pub struct RowLaunch {
     pub x: CubeTensor,
     pub out: CubeTensor,
     pub d: usize,
+    pub rows: usize,
+    pub x_stride: usize,
     pub count: CubeCount,
     pub dim: CubeDim,
     pub address: AddressType,
@@ -52,18 +57,60 @@ pub struct RowLaunch {
 
 pub fn row_launch(x: CubeTensor, units: usize, out_dtype: DType) -> RowLaunch {
     const MAX_PER_DIM: usize = 65_535;
-    let x = into_contiguous(x);
+    let (x, x_stride) = match row_stride(&x) {
+        Some(stride) => (x, stride),
+        None => {
+            let x = into_contiguous(x);
+            let d = x.meta.shape().last().copied().unwrap_or(1);
+            (x, d)
+        }
+    };
     let dims = x.meta.shape().clone();
-    let d = dims[dims.num_dims() - 1];
+    let d = dims.last().copied().unwrap_or(1);
     let rows = dims.num_elements() / d.max(1);
     let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), dims, out_dtype);
     let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
     let (gx, gy) = (rows.clamp(1, MAX_PER_DIM), rows.div_ceil(MAX_PER_DIM).max(1));
     let count = CubeCount::Static(gx as u32, gy as u32, 1);
-    RowLaunch { x: reshape_rows(x, rows, d), out, d, count, dim: CubeDim::new_1d(units as u32), address }
+    RowLaunch { x, out, d, rows, x_stride, count, dim: CubeDim::new_1d(units as u32), address }
 }
 
-/// A contiguous tensor viewed as `[rows, d]` (the kernels index `shape(0)` and `shape(1)`).
+/// The distance between consecutive rows of `x` when its rows are evenly spaced with unit
+/// stride inside (then row `r` starts at `r·stride`), else `None`.
+fn row_stride(x: &CubeTensor) -> Option<usize> {
+    if x.meta.tiling != Default::default() {
+        return None;
+    }
+    let shape = x.meta.shape();
+    let strides = x.meta.strides();
+    let r = shape.num_dims();
+    let d = *shape.last()?;
+    if d > 1 && strides[r - 1] != 1 {
+        return None;
+    }
+    // Leading dims of size 1 take no step; the others must each step over the next whole.
+    let lead: Vec<usize> = (0..r - 1).filter(|&i| shape[i] > 1).collect();
+    let Some(&inner) = lead.last() else { return Some(d.max(1)) };
+    let stride = strides[inner];
+    if stride < d {
+        return None;
+    }
+    let mut expect = stride;
+    for &i in lead.iter().rev() {
+        if strides[i] != expect {
+            return None;
+        }
+        expect *= shape[i];
+    }
+    Some(stride)
+}
+
+/// The greatest common divisor (a vector width must divide both a row and its stride).
+pub fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// A contiguous tensor viewed as `[rows, d]`.
 pub fn reshape_rows(t: CubeTensor, rows: usize, d: usize) -> CubeTensor {
     CubeTensor::new_contiguous(t.client.clone(), t.device.clone(), Shape::new([rows, d]), t.handle.clone(), t.dtype)
 }

@@ -552,6 +552,20 @@ fn norms_match_naive_and_reference() {
                 println!("{} {which:?} rms_norm [{b}, {n}, {d}]: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} rms_norm d={d}: rel L2 {rel:.3e}", device::name(kind));
             }
+            // Rows spaced apart (as CUDA pitches them): a view of the first d columns of a
+            // wider tensor whose other columns hold values that would spoil any statistic
+            // (64 extra values: burn's `narrow` keeps a view; 3: it copies).
+            for pad in [3usize, 64] {
+                let wide: Vec<f32> = (0..b * n * (d + pad)).map(|j| if j % (d + pad) < d { x[j / (d + pad) * d + j % (d + pad)] } else { 1.0e6 }).collect();
+                let xt = Tensor::<3>::from_data(TensorData::new(wide, [b, n, d + pad]), &device).narrow(2, 0, d);
+                let (_, st, sh, w) = inputs();
+                let got = norm::layer_norm_modulate(xt.clone(), st, sh, eps, Impl::Auto).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&got, &ln);
+                let got2 = norm::rms_norm(xt, &w, eps, Impl::Auto).into_data().try_to_vec::<f32>().unwrap();
+                let (rel2, _) = rel_l2(&got2, &rms);
+                println!("{} Auto rows {pad} values apart d={d}: layer_norm_modulate rel {rel:.2e}, rms_norm rel {rel2:.2e}", device::name(kind));
+                assert!(rel < 1e-5 && rel2 < 1e-5, "{} spaced rows (pad {pad}) d={d}: rel L2 {rel:.3e} / {rel2:.3e}", device::name(kind));
+            }
             if sana_video_core::kernels::is_cube_device(&device) {
                 let (xt, st, sh, w) = inputs();
                 let h = |t: Tensor<3>| t.cast(FloatDType::F16);
@@ -602,6 +616,16 @@ fn attention_probs_match_naive_and_reference() {
                 println!("{} {which:?} attention_probs [{b}, {h}, {n}, {l}] masked {masked}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} [{b}, {h}, {n}, {l}]: rel L2 {rel:.3e}", device::name(kind));
             }
+            // Rows spaced apart (as CUDA pitches them), the gaps holding huge logits; 64 values,
+            // so burn's `narrow` keeps a view (it copies when the trimmed bytes are unaligned).
+            let pad = 64;
+            let wide: Vec<f32> = (0..b * h * n * (l + pad)).map(|j| if j % (l + pad) < l { logits[j / (l + pad) * l + j % (l + pad)] } else { 1.0e4 }).collect();
+            let x = Tensor::<4>::from_data(TensorData::new(wide, [b, h, n, l + pad]), &device).narrow(3, 0, l);
+            let (_, bt) = inputs();
+            let got = softmax::attention_probs(x, scale, masked.then_some(&bt), DType::F32, Impl::Auto).into_data().try_to_vec::<f32>().unwrap();
+            let (rel, _) = rel_l2(&got, &expected);
+            println!("{} Auto attention_probs, rows {pad} values apart: rel {rel:.2e}", device::name(kind));
+            assert!(rel < 1e-5, "{} spaced rows [{b}, {h}, {n}, {l}]: rel L2 {rel:.3e}", device::name(kind));
             if sana_video_core::kernels::is_cube_device(&device) {
                 let (x, bt) = inputs();
                 let out = softmax::attention_probs(x, scale, masked.then_some(&bt), DType::F16, Impl::Auto);

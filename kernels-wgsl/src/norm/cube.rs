@@ -9,7 +9,7 @@ use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBacke
 use cubecl::ir::ElemType;
 
 use crate::elem_type;
-use crate::rows::{cube_sum, reshape_rows, row_launch, RowLaunch};
+use crate::rows::{cube_sum, gcd, reshape_rows, row_launch, RowLaunch};
 use cubecl::prelude::*;
 
 /// Units per row: WebGPU's default limit on a workgroup, and enough to stream a 2,240-value row.
@@ -26,8 +26,9 @@ fn lanes_sum<N: Size>(v: Vector<f32, N>) -> f32 {
     total
 }
 
-/// `x` `[R, D]` rows in vectors of `N` channels (`dv = D / N` a row), `scale`/`shift`
-/// `[B·T, D]` with row `r` of sample `r / n` using row `(r / n)·t + (r mod n) mod t`.
+/// `x`: `rows` rows of `dv` vectors of `N` channels, `xs` vectors apart; `out` the same rows
+/// contiguous; `scale`/`shift` `[B·T, D]` with row `r` of sample `r / n` using row
+/// `(r / n)·t + (r mod n) mod t`.
 #[cube(launch, address_type = "dynamic")]
 fn layer_norm_modulate_kernel<F: Float, N: Size>(
     x: &Tensor<Vector<F, N>>,
@@ -36,6 +37,7 @@ fn layer_norm_modulate_kernel<F: Float, N: Size>(
     out: &mut Tensor<Vector<F, N>>,
     rows: u32,
     dv: u32,
+    xs: u32,
     n: u32,
     t: u32,
     eps: f32,
@@ -49,7 +51,8 @@ fn layer_norm_modulate_kernel<F: Float, N: Size>(
     let tid = UNIT_POS as usize;
     let per_sample = n as usize;
     let rows_t = t as usize;
-    let base = row * d;
+    let base = row * xs as usize;
+    let obase = row * d;
     let srow = (row / per_sample) * rows_t + (row % per_sample) % rows_t;
     let sbase = srow * d;
     let width = f32::cast_from(d * x[base].vector_size());
@@ -74,7 +77,7 @@ fn layer_norm_modulate_kernel<F: Float, N: Size>(
     let mut k = tid;
     while k < d {
         let y = (Vector::<f32, N>::cast_from(x[base + k]) - m) * inv;
-        out[base + k] = Vector::<F, N>::cast_from(y * (one + Vector::<f32, N>::cast_from(scale[sbase + k])) + Vector::<f32, N>::cast_from(shift[sbase + k]));
+        out[obase + k] = Vector::<F, N>::cast_from(y * (one + Vector::<f32, N>::cast_from(scale[sbase + k])) + Vector::<f32, N>::cast_from(shift[sbase + k]));
         k += THREADS;
     }
 }
@@ -86,6 +89,7 @@ fn rms_norm_kernel<F: Float, N: Size>(
     out: &mut Tensor<Vector<F, N>>,
     rows: u32,
     dv: u32,
+    xs: u32,
     eps: f32,
     #[define(F)] _dtype: ElemType,
 ) {
@@ -93,7 +97,8 @@ fn rms_norm_kernel<F: Float, N: Size>(
     if CUBE_POS >= rows as usize {
         terminate!();
     }
-    let base = CUBE_POS * d;
+    let base = CUBE_POS * xs as usize;
+    let obase = CUBE_POS * d;
     let tid = UNIT_POS as usize;
     let width = f32::cast_from(d * x[base].vector_size());
     let mut sq = Vector::<f32, N>::new(0.0);
@@ -107,7 +112,7 @@ fn rms_norm_kernel<F: Float, N: Size>(
     let inv = Vector::<f32, N>::new(1.0f32 / f32::sqrt(ms + eps));
     let mut k = tid;
     while k < d {
-        out[base + k] = Vector::<F, N>::cast_from(Vector::<f32, N>::cast_from(x[base + k]) * inv * Vector::<f32, N>::cast_from(weight[k]));
+        out[obase + k] = Vector::<F, N>::cast_from(Vector::<f32, N>::cast_from(x[base + k]) * inv * Vector::<f32, N>::cast_from(weight[k]));
         k += THREADS;
     }
 }
@@ -122,14 +127,14 @@ pub trait NormKernels: Backend {
 impl NormKernels for CubeBackend {
     fn layer_norm_modulate(x: CubeTensor, scale: CubeTensor, shift: CubeTensor, n: usize, t: usize, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let RowLaunch { x, out, d, count, dim, address } = row_launch(x, THREADS, dtype);
+        let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = row_launch(x, THREADS, dtype);
         let as_rows = |c: CubeTensor| {
             let c = into_contiguous(c);
             let r = c.meta.shape().num_elements() / d.max(1);
             reshape_rows(c, r, d)
         };
         let client = x.client.clone();
-        let (rows, vector) = (x.meta.shape()[0], crate::vector_width(&x, d));
+        let vector = crate::vector_width(&x, gcd(d, x_stride));
         layer_norm_modulate_kernel::launch(
             &client,
             count,
@@ -142,6 +147,7 @@ impl NormKernels for CubeBackend {
             out.clone().into_tensor_arg(),
             rows as u32,
             (d / vector) as u32,
+            (x_stride / vector) as u32,
             n as u32,
             t as u32,
             eps,
@@ -152,10 +158,10 @@ impl NormKernels for CubeBackend {
 
     fn rms_norm(x: CubeTensor, weight: CubeTensor, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let RowLaunch { x, out, d, count, dim, address } = row_launch(x, THREADS, dtype);
+        let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = row_launch(x, THREADS, dtype);
         let client = x.client.clone();
         let weight = into_contiguous(weight);
-        let (rows, vector) = (x.meta.shape()[0], crate::vector_width(&x, d));
+        let vector = crate::vector_width(&x, gcd(d, x_stride));
         rms_norm_kernel::launch(
             &client,
             count,
@@ -167,6 +173,7 @@ impl NormKernels for CubeBackend {
             out.clone().into_tensor_arg(),
             rows as u32,
             (d / vector) as u32,
+            (x_stride / vector) as u32,
             eps,
             elem_type(dtype),
         );

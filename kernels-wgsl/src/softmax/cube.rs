@@ -14,25 +14,29 @@ use cubecl::prelude::*;
 /// Units per row: rows are short (hundreds of keys), so fewer units and reduction steps.
 const UNITS: usize = 64;
 
-/// `x` `[R, L]` f32 logits; `bias` `[R / rows_per_bias, L]` f32 when `has_bias` is 1 (else
-/// one unused value).
+/// `x`: `rows` rows of `l` f32 logits, `xs` apart; `out` the same rows contiguous; `bias`
+/// `[R / rows_per_bias, L]` f32 when `has_bias` is 1 (else one unused value).
 #[cube(launch, address_type = "dynamic")]
 fn attention_probs_kernel<F: Float>(
     x: &Tensor<f32>,
     bias: &Tensor<f32>,
     out: &mut Tensor<F>,
+    rows: u32,
+    l: u32,
+    xs: u32,
     scale: f32,
     rows_per_bias: u32,
     has_bias: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     let row = CUBE_POS;
-    if row >= x.shape(0) {
+    if row >= rows as usize {
         terminate!();
     }
-    let l = x.shape(1);
+    let l = l as usize;
     let tid = UNIT_POS as usize;
-    let base = row * l;
+    let base = row * xs as usize;
+    let obase = row * l;
     let bbase = (row / rows_per_bias as usize) * l;
     let mut m = f32::new(-3.0e38);
     let mut i = tid;
@@ -62,7 +66,7 @@ fn attention_probs_kernel<F: Float>(
         if has_bias == 1 {
             v += bias[bbase + k];
         }
-        out[base + k] = F::cast_from(f32::exp(v - max) * inv);
+        out[obase + k] = F::cast_from(f32::exp(v - max) * inv);
         k += UNITS;
     }
 }
@@ -79,7 +83,7 @@ impl SoftmaxKernels for CubeBackend {
     fn attention_probs(logits: CubeTensor, bias: CubeTensor, scale: f32, rows_per_bias: usize, dtype: u8) -> CubeTensor {
         let dtype = DTYPES[dtype as usize];
         assert!(logits.dtype == DType::F32 && bias.dtype == DType::F32, "attention_probs: f32 logits and bias");
-        let RowLaunch { x, out, d, count, dim, address } = row_launch(logits, UNITS, dtype);
+        let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = row_launch(logits, UNITS, dtype);
         let bias = into_contiguous(bias);
         let brows = (bias.meta.shape().num_elements() / d.max(1)).max(1);
         let bias = if rows_per_bias > 0 { reshape_rows(bias, brows, d) } else { bias };
@@ -92,6 +96,9 @@ impl SoftmaxKernels for CubeBackend {
             x.into_tensor_arg(),
             bias.into_tensor_arg(),
             out.clone().into_tensor_arg(),
+            rows as u32,
+            d as u32,
+            x_stride as u32,
             scale,
             rows_per_bias.max(1) as u32,
             (rows_per_bias > 0) as u32,
