@@ -57,14 +57,7 @@ pub struct RowLaunch {
 
 pub fn row_launch(x: CubeTensor, units: usize, out_dtype: DType) -> RowLaunch {
     const MAX_PER_DIM: usize = 65_535;
-    let (x, x_stride) = match row_stride(&x) {
-        Some(stride) => (x, stride),
-        None => {
-            let x = into_contiguous(x);
-            let d = x.meta.shape().last().copied().unwrap_or(1);
-            (x, d)
-        }
-    };
+    let (x, x_stride) = spaced_rows(x);
     let dims = x.meta.shape().clone();
     let d = dims.last().copied().unwrap_or(1);
     let rows = dims.num_elements() / d.max(1);
@@ -73,6 +66,19 @@ pub fn row_launch(x: CubeTensor, units: usize, out_dtype: DType) -> RowLaunch {
     let (gx, gy) = (rows.clamp(1, MAX_PER_DIM), rows.div_ceil(MAX_PER_DIM).max(1));
     let count = CubeCount::Static(gx as u32, gy as u32, 1);
     RowLaunch { x, out, d, rows, x_stride, count, dim: CubeDim::new_1d(units as u32), address }
+}
+
+/// `x` as it is when its rows are evenly spaced with unit stride inside, else a contiguous
+/// copy; with the distance between consecutive rows.
+pub fn spaced_rows(x: CubeTensor) -> (CubeTensor, usize) {
+    match row_stride(&x) {
+        Some(stride) => (x, stride),
+        None => {
+            let x = into_contiguous(x);
+            let d = x.meta.shape().last().copied().unwrap_or(1);
+            (x, d)
+        }
+    }
 }
 
 /// The distance between consecutive rows of `x` when its rows are evenly spaced with unit

@@ -685,6 +685,17 @@ fn temporal_combine_matches_naive_and_reference() {
                 println!("{} {which:?} temporal_combine [{b}, {f}, {t}, {d}] left {with_left}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
                 assert!(rel < 1e-6, "{} {which:?} [{b}, {f}, {t}, {d}]: rel L2 {rel:.3e}", device::name(kind));
             }
+            // s and p with rows spaced apart (as CUDA pitches them): views of wider tensors
+            // whose extra 64 values a row are huge (64, so burn's `narrow` keeps a view).
+            let spaced = |v: &[f32], w: usize| {
+                let wide: Vec<f32> = (0..b * f * t * (w + 64)).map(|j| if j % (w + 64) < w { v[j / (w + 64) * w + j % (w + 64)] } else { 1.0e6 }).collect();
+                Tensor::<4>::from_data(TensorData::new(wide, [b, f, t, w + 64]), &device).narrow(3, 0, w)
+            };
+            let (_, _, lt) = inputs();
+            let got = temporal::temporal_combine(spaced(&sv, d), spaced(&pv, 3 * d), lt, Impl::Auto).into_data().try_to_vec::<f32>().unwrap();
+            let (rel, _) = rel_l2(&got, &expected);
+            println!("{} Auto temporal_combine [{b}, {f}, {t}, {d}], rows 64 values apart: rel {rel:.2e}", device::name(kind));
+            assert!(rel < 1e-6, "{} spaced rows [{b}, {f}, {t}, {d}]: rel L2 {rel:.3e}", device::name(kind));
             if sana_video_core::kernels::is_cube_device(&device) {
                 let (st, pt, lt) = inputs();
                 let h4 = |x: Tensor<4>| x.cast(FloatDType::F16);

@@ -7,10 +7,12 @@ use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_co
 use cubecl::ir::ElemType;
 
 use crate::elem_type;
+use crate::rows::{gcd, spaced_rows};
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
-/// `s` `[B, F, T, D]`, `p` `[B, F, T, 3D]`, `left0` `[B, T, D]` when `has_left` is 1, all in
-/// vectors of `N` channels (`dv = D / N`): one thread per output vector.
+/// `s` `[B, F, T, D]` (rows `ss` apart), `p` `[B, F, T, 3D]` (rows `sp` apart), `left0`
+/// `[B, T, D]` when `has_left` is 1, `out` contiguous, all in vectors of `N` channels
+/// (`dv = D / N`; strides in vectors too): one thread per output vector.
 #[cube(launch, address_type = "dynamic")]
 fn temporal_combine_kernel<F: Float, N: Size>(
     s: &Tensor<Vector<F, N>>,
@@ -20,6 +22,8 @@ fn temporal_combine_kernel<F: Float, N: Size>(
     frames: u32,
     tokens: u32,
     dv: u32,
+    ss: u32,
+    sp: u32,
     has_left: u32,
     #[define(F)] _dtype: ElemType,
 ) {
@@ -28,21 +32,22 @@ fn temporal_combine_kernel<F: Float, N: Size>(
     }
     let (frames, t, d) = (frames as usize, tokens as usize, dv as usize);
     let c = ABSOLUTE_POS % d;
-    let tok = (ABSOLUTE_POS / d) % t;
-    let bf = ABSOLUTE_POS / (d * t);
+    let row = ABSOLUTE_POS / d;
+    let tok = row % t;
+    let bf = row / t;
     let fr = bf % frames;
     let bb = bf / frames;
-    // Row (b, f, tok) of p starts at ((b·F + f)·T + tok)·3D; a frame step is T·3D.
-    let row = (bf * t + tok) * 3 * d;
-    let step = t * 3 * d;
-    let mut acc = Vector::<f32, N>::cast_from(s[ABSOLUTE_POS]) + Vector::<f32, N>::cast_from(p[row + d + c]);
+    // Row (b, f, tok) of p starts at row·sp; a frame step is T·sp.
+    let base = row * sp as usize;
+    let step = t * sp as usize;
+    let mut acc = Vector::<f32, N>::cast_from(s[row * ss as usize + c]) + Vector::<f32, N>::cast_from(p[base + d + c]);
     if fr > 0 {
-        acc += Vector::<f32, N>::cast_from(p[row - step + c]);
+        acc += Vector::<f32, N>::cast_from(p[base - step + c]);
     } else if has_left == 1 {
         acc += Vector::<f32, N>::cast_from(left0[(bb * t + tok) * d + c]);
     }
     if fr + 1 < frames {
-        acc += Vector::<f32, N>::cast_from(p[row + step + 2 * d + c]);
+        acc += Vector::<f32, N>::cast_from(p[base + step + 2 * d + c]);
     }
     out[ABSOLUTE_POS] = Vector::<F, N>::cast_from(acc);
 }
@@ -57,12 +62,13 @@ pub trait TemporalKernels: Backend {
 impl TemporalKernels for CubeBackend {
     fn temporal_combine(s: CubeTensor, p: CubeTensor, left0: CubeTensor, has_left: bool) -> CubeTensor {
         let dtype = s.dtype;
-        let (s, p, left0) = (into_contiguous(s), into_contiguous(p), into_contiguous(left0));
+        // s and p are read where their rows are (CUDA pitches them); left0 is one small frame.
+        let ((s, ss), (p, sp), left0) = (spaced_rows(s), spaced_rows(p), into_contiguous(left0));
         let client = s.client.clone();
         let out = empty_device_contiguous_dtype(client.clone(), s.device.clone(), s.meta.shape().clone(), dtype);
         let dims = s.meta.shape().clone();
         let (frames, tokens, d) = (dims[1], dims[2], dims[3]);
-        let vector = crate::vector_width(&s, d);
+        let vector = crate::vector_width(&s, gcd(gcd(d, ss), sp));
         let n = dims.num_elements() / vector;
         let cube_dim = CubeDim::new(&client, n);
         let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
@@ -80,6 +86,8 @@ impl TemporalKernels for CubeBackend {
             frames as u32,
             tokens as u32,
             (d / vector) as u32,
+            (ss / vector) as u32,
+            (sp / vector) as u32,
             has_left as u32,
             elem_type(dtype),
         );
