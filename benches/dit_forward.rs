@@ -100,16 +100,23 @@ fn main() -> Result<(), String> {
         let tokens = b * grid.iter().product::<usize>();
         // A caption mask as the pipeline passes one: the last `--mask-pad` tokens padded.
         let mask: Option<Vec<f32>> = mask_pad.map(|p| (0..b * text_len).map(|i| if i % text_len + p >= text_len { 0.0 } else { 1.0 }).collect());
-        let run = || -> Result<f64, String> {
+        // Random latents and caption, synced, so the clock starts on an idle device.
+        let inputs = || -> Result<(Tensor<5>, Tensor<3>), String> {
             let x = Tensor::<5>::random([b, cfg.in_channels, f, h, w], Distribution::Normal(0.0, 1.0), &device);
             let y = Tensor::<3>::random([b, text_len, cfg.caption_channels], Distribution::Normal(0.0, 1.0), &device);
-            let t = Timesteps::PerSample(vec![500.0; b]);
             device.sync().map_err(|e| format!("{e:?}"))?;
+            Ok((x, y))
+        };
+        // Reading one value back forces completion of the whole forward.
+        let finish = |out: Tensor<5>| {
+            let _ = out.slice([0..1, 0..1, 0..1, 0..1, 0..1]).into_data();
+        };
+        let t = Timesteps::PerSample(vec![500.0; b]);
+        let run = || -> Result<f64, String> {
+            let (x, y) = inputs()?;
             profile::mark(&device, "start"); // starts the stage clock when profiling
             let start = Instant::now();
-            let out = model.forward(x, y, &t, mask.as_deref()).map_err(|e| e.to_string())?;
-            // Reading one value back forces completion of the whole forward.
-            let _ = out.slice([0..1, 0..1, 0..1, 0..1, 0..1]).into_data();
+            finish(model.forward(x, y, &t, mask.as_deref()).map_err(|e| e.to_string())?);
             Ok(start.elapsed().as_secs_f64())
         };
         for _ in 0..warmup {
@@ -119,18 +126,13 @@ fn main() -> Result<(), String> {
         if chain > 0 {
             // Forwards back to back, as the sampler issues them: no sync between them, one
             // read at the end; the throughput a denoising loop can reach.
-            let x = Tensor::<5>::random([b, cfg.in_channels, f, h, w], Distribution::Normal(0.0, 1.0), &device);
-            let y = Tensor::<3>::random([b, text_len, cfg.caption_channels], Distribution::Normal(0.0, 1.0), &device);
-            let t = Timesteps::PerSample(vec![500.0; b]);
-            device.sync().map_err(|e| format!("{e:?}"))?;
+            let (x, y) = inputs()?;
             let start = Instant::now();
             let mut last = None;
             for _ in 0..chain {
                 last = Some(model.forward(x.clone(), y.clone(), &t, mask.as_deref()).map_err(|e| e.to_string())?);
             }
-            if let Some(out) = last {
-                let _ = out.slice([0..1, 0..1, 0..1, 0..1, 0..1]).into_data();
-            }
+            last.map(finish);
             let secs = start.elapsed().as_secs_f64();
             eprintln!("chain of {chain} forwards, latent {b}x{f}x{h}x{w}: {:.4} s each ({secs:.3} s)", secs / chain as f64);
         }

@@ -1,7 +1,9 @@
-//! What the row-wise kernels share (`norm`, `softmax`): one cube per row of a `[rows, d]`
-//! view, its units striding over the row, f32 reductions through shared memory.
+//! What the row-wise kernels share (`norm`, `softmax`): one cube per row, its units
+//! striding over the row, f32 reductions through shared memory; and what other kernels
+//! borrow from them: rows read where CUDA's pitched layout puts them (`temporal`), a 2-D
+//! grid of cubes (`glu_conv`).
 
-use burn::tensor::{DType, Shape};
+use burn::tensor::DType;
 use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
 use cubecl::prelude::*;
 
@@ -56,16 +58,28 @@ pub struct RowLaunch {
 }
 
 pub fn row_launch(x: CubeTensor, units: usize, out_dtype: DType) -> RowLaunch {
-    const MAX_PER_DIM: usize = 65_535;
     let (x, x_stride) = spaced_rows(x);
     let dims = x.meta.shape().clone();
     let d = dims.last().copied().unwrap_or(1);
     let rows = dims.num_elements() / d.max(1);
     let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), dims, out_dtype);
     let address = [x.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
-    let (gx, gy) = (rows.clamp(1, MAX_PER_DIM), rows.div_ceil(MAX_PER_DIM).max(1));
-    let count = CubeCount::Static(gx as u32, gy as u32, 1);
-    RowLaunch { x, out, d, rows, x_stride, count, dim: CubeDim::new_1d(units as u32), address }
+    RowLaunch { x, out, d, rows, x_stride, count: cube_grid(rows), dim: CubeDim::new_1d(units as u32), address }
+}
+
+impl RowLaunch {
+    /// The widest channel vector that divides both a row and the row stride.
+    pub fn vector(&self) -> usize {
+        crate::vector_width(&self.x, gcd(self.d, self.x_stride))
+    }
+}
+
+/// `cubes` cubes, one per `CUBE_POS`: a 2-D grid past 65,535 (WebGPU's limit per dispatch
+/// dimension), so kernels return at once for `CUBE_POS` past their count.
+pub fn cube_grid(cubes: usize) -> CubeCount {
+    const MAX_PER_DIM: usize = 65_535;
+    let (gx, gy) = (cubes.clamp(1, MAX_PER_DIM), cubes.div_ceil(MAX_PER_DIM).max(1));
+    CubeCount::Static(gx as u32, gy as u32, 1)
 }
 
 /// `x` as it is when its rows are evenly spaced with unit stride inside, else a contiguous
@@ -114,9 +128,4 @@ fn row_stride(x: &CubeTensor) -> Option<usize> {
 /// The greatest common divisor (a vector width must divide both a row and its stride).
 pub fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
-}
-
-/// A contiguous tensor viewed as `[rows, d]`.
-pub fn reshape_rows(t: CubeTensor, rows: usize, d: usize) -> CubeTensor {
-    CubeTensor::new_contiguous(t.client.clone(), t.device.clone(), Shape::new([rows, d]), t.handle.clone(), t.dtype)
 }

@@ -10,6 +10,7 @@ use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_co
 use cubecl::ir::ElemType;
 
 use crate::elem_type;
+use crate::rows::cube_grid;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 #[cube]
@@ -129,8 +130,6 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
     }
 }
 
-/// WebGPU's limit per dispatch dimension.
-const MAX_PER_DIM: usize = 65_535;
 /// Units per strip at most (each strides over the strip's channel vectors).
 const UNITS: usize = 128;
 /// Positions per strip (one cube), slid along by each unit's window.
@@ -172,13 +171,11 @@ impl GluConvKernels for CubeBackend {
         };
         let out = empty_device_contiguous_dtype(client.clone(), s.device.clone(), Shape::new([m, hh, ww, c]), dtype);
         let vector = vector.min(MAX_VECTOR);
-        let cubes = m * hh * ww.div_ceil(STRIP);
-        let (gx, gy) = (cubes.clamp(1, MAX_PER_DIM), cubes.div_ceil(MAX_PER_DIM).max(1));
         let units = (c / vector).next_multiple_of(32).min(UNITS) as u32;
         let address = [s.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
         glu_depthwise_kernel::launch(
             &client,
-            CubeCount::Static(gx as u32, gy as u32, 1),
+            cube_grid(m * hh * ww.div_ceil(STRIP)),
             CubeDim::new_1d(units),
             address,
             vector,

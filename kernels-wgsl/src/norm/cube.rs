@@ -9,7 +9,7 @@ use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBacke
 use cubecl::ir::ElemType;
 
 use crate::elem_type;
-use crate::rows::{cube_sum, gcd, reshape_rows, row_launch, RowLaunch};
+use crate::rows::{cube_sum, row_launch, RowLaunch};
 use cubecl::prelude::*;
 
 /// Units per row: WebGPU's default limit on a workgroup, and enough to stream a 2,240-value row.
@@ -127,14 +127,10 @@ pub trait NormKernels: Backend {
 impl NormKernels for CubeBackend {
     fn layer_norm_modulate(x: CubeTensor, scale: CubeTensor, shift: CubeTensor, n: usize, t: usize, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = row_launch(x, THREADS, dtype);
-        let as_rows = |c: CubeTensor| {
-            let c = into_contiguous(c);
-            let r = c.meta.shape().num_elements() / d.max(1);
-            reshape_rows(c, r, d)
-        };
+        let launch = row_launch(x, THREADS, dtype);
+        let vector = launch.vector();
+        let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = launch;
         let client = x.client.clone();
-        let vector = crate::vector_width(&x, gcd(d, x_stride));
         layer_norm_modulate_kernel::launch(
             &client,
             count,
@@ -142,8 +138,8 @@ impl NormKernels for CubeBackend {
             address,
             vector,
             x.into_tensor_arg(),
-            as_rows(scale).into_tensor_arg(),
-            as_rows(shift).into_tensor_arg(),
+            into_contiguous(scale).into_tensor_arg(),
+            into_contiguous(shift).into_tensor_arg(),
             out.clone().into_tensor_arg(),
             rows as u32,
             (d / vector) as u32,
@@ -158,10 +154,11 @@ impl NormKernels for CubeBackend {
 
     fn rms_norm(x: CubeTensor, weight: CubeTensor, eps: f32) -> CubeTensor {
         let dtype = x.dtype;
-        let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = row_launch(x, THREADS, dtype);
+        let launch = row_launch(x, THREADS, dtype);
+        let vector = launch.vector();
+        let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = launch;
         let client = x.client.clone();
         let weight = into_contiguous(weight);
-        let vector = crate::vector_width(&x, gcd(d, x_stride));
         rms_norm_kernel::launch(
             &client,
             count,

@@ -8,7 +8,7 @@ use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBacke
 use cubecl::ir::ElemType;
 
 use crate::{dtype_code, elem_type, DTYPES};
-use crate::rows::{cube_max, cube_sum, reshape_rows, row_launch, RowLaunch};
+use crate::rows::{cube_max, cube_sum, row_launch, RowLaunch};
 use cubecl::prelude::*;
 
 /// Units per row: rows are short (hundreds of keys), so fewer units and reduction steps.
@@ -85,8 +85,6 @@ impl SoftmaxKernels for CubeBackend {
         assert!(logits.dtype == DType::F32 && bias.dtype == DType::F32, "attention_probs: f32 logits and bias");
         let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = row_launch(logits, UNITS, dtype);
         let bias = into_contiguous(bias);
-        let brows = (bias.meta.shape().num_elements() / d.max(1)).max(1);
-        let bias = if rows_per_bias > 0 { reshape_rows(bias, brows, d) } else { bias };
         let client = x.client.clone();
         attention_probs_kernel::launch(
             &client,
