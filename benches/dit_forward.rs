@@ -93,8 +93,9 @@ fn main() -> Result<(), String> {
         load_s
     );
     let mut profiles = Vec::new();
-    println!("| latent [B,C,F,H,W] | tokens | median s | min s | max s | TFLOP/s |");
-    println!("|---|---|---|---|---|---|");
+    // "host issue s": how long `forward` took to return, before the read waits for the GPU.
+    println!("| latent [B,C,F,H,W] | tokens | median s | min s | max s | TFLOP/s | host issue s |");
+    println!("|---|---|---|---|---|---|---|");
     for [b, f, h, w] in latents {
         let grid = model.token_grid(f, h, w).map_err(|e| e.to_string())?;
         let tokens = b * grid.iter().product::<usize>();
@@ -112,46 +113,96 @@ fn main() -> Result<(), String> {
             let _ = out.slice([0..1, 0..1, 0..1, 0..1, 0..1]).into_data();
         };
         let t = Timesteps::PerSample(vec![500.0; b]);
-        let run = || -> Result<f64, String> {
+        let sync_after = std::env::var("SANA_BENCH_SYNC").map_or(true, |v| v != "0");
+        let check_read = std::env::var("SANA_BENCH_CHECK_READ").is_ok_and(|v| v == "1");
+        // (seconds to the result, seconds the host took to issue the forward)
+        let run = || -> Result<(f64, f64), String> {
             let (x, y) = inputs()?;
             profile::mark(&device, "start"); // starts the stage clock when profiling
             let start = Instant::now();
-            finish(model.forward(x, y, &t, mask.as_deref()).map_err(|e| e.to_string())?);
-            Ok(start.elapsed().as_secs_f64())
+            let out = model.forward(x, y, &t, mask.as_deref()).map_err(|e| e.to_string())?;
+            let issued = start.elapsed().as_secs_f64();
+            if check_read {
+                // Does a read wait for the work that wrote it? Read the whole output at once,
+                // then again after a sync: the two must agree.
+                let host = |t: Tensor<5>| t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| format!("{e:?}"));
+                let early = host(out.clone())?;
+                let at = start.elapsed().as_secs_f64();
+                device.sync().map_err(|e| format!("{e:?}"))?;
+                let late = host(out.clone())?;
+                let diff = early.iter().zip(&late).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                let nan = early.iter().filter(|v| !v.is_finite()).count();
+                eprintln!(
+                    "check-read: whole output read after {at:.4} s, idle after {:.4} s; max |early - late| = {diff:e}, {nan} non-finite",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            finish(out);
+            let read = start.elapsed().as_secs_f64();
+            // The read should imply an idle device; the sync checks it (`SANA_BENCH_SYNC=0` skips).
+            if sync_after {
+                device.sync().map_err(|e| format!("{e:?}"))?;
+            }
+            let done = start.elapsed().as_secs_f64();
+            if done > read + 1e-3 {
+                eprintln!("note: the read returned after {read:.4} s but the device was busy until {done:.4} s");
+            }
+            Ok((done, issued))
         };
         for _ in 0..warmup {
             run()?;
         }
-        let mut times: Vec<f64> = (0..iters.max(1)).map(|_| run()).collect::<Result<_, _>>()?;
+        let runs: Vec<(f64, f64)> = (0..iters.max(1)).map(|_| run()).collect::<Result<_, _>>()?;
+        let mut times: Vec<f64> = runs.iter().map(|r| r.0).collect();
+        let mut issue: Vec<f64> = runs.iter().map(|r| r.1).collect();
+        issue.sort_by(|a, b| a.total_cmp(b));
         if chain > 0 {
             // Forwards back to back, as the sampler issues them: no sync between them, one
             // read at the end; the throughput a denoising loop can reach.
+            // With `--profile`, the chain is profiled too (best in timeline mode: no syncs).
             let (x, y) = inputs()?;
+            profile::enable(profile);
+            profile::mark(&device, "start");
             let start = Instant::now();
             let mut last = None;
             for _ in 0..chain {
                 last = Some(model.forward(x.clone(), y.clone(), &t, mask.as_deref()).map_err(|e| e.to_string())?);
             }
+            let issued = start.elapsed().as_secs_f64();
             last.map(finish);
+            let read = start.elapsed().as_secs_f64();
+            device.sync().map_err(|e| format!("{e:?}"))?;
             let secs = start.elapsed().as_secs_f64();
-            eprintln!("chain of {chain} forwards, latent {b}x{f}x{h}x{w}: {:.4} s each ({secs:.3} s)", secs / chain as f64);
+            if secs > read + 1e-3 {
+                eprintln!("note: the chain's read returned after {read:.4} s but the device was busy until {secs:.4} s");
+            }
+            eprintln!(
+                "chain of {chain} forwards, latent {b}x{f}x{h}x{w}: {:.4} s each ({secs:.3} s; the host issued them in {issued:.3} s)",
+                secs / chain as f64
+            );
+            if profile {
+                let rec = profile::take();
+                profile::enable(false);
+                profiles.push((format!("{b}x{}x{f}x{h}x{w}, chain of {chain}", cfg.in_channels), secs, rec));
+            }
         }
         if profile {
             profile::enable(true);
-            let total = run()?;
-            let stages = profile::take();
+            let (total, _) = run()?;
+            let rec = profile::take();
             profile::enable(false);
-            profiles.push((format!("{b}x{}x{f}x{h}x{w}", cfg.in_channels), total, stages));
+            profiles.push((format!("{b}x{}x{f}x{h}x{w}", cfg.in_channels), total, rec));
         }
         times.sort_by(|a, b| a.total_cmp(b));
         let median = times[times.len() / 2];
         // 2 FLOPs per weight per token for the GEMMs (attention sums and cross-attention excluded).
         let tflops = 2.0 * params * tokens as f64 / median / 1e12;
         println!(
-            "| {b}x{}x{f}x{h}x{w} | {tokens} | {median:.4} | {:.4} | {:.4} | {tflops:.3} |",
+            "| {b}x{}x{f}x{h}x{w} | {tokens} | {median:.4} | {:.4} | {:.4} | {tflops:.3} | {:.4} |",
             cfg.in_channels,
             times[0],
-            times[times.len() - 1]
+            times[times.len() - 1],
+            issue[issue.len() / 2]
         );
     }
     // How many GEMMs went to cuBLASLt (all forwards, warm-up included).
@@ -160,8 +211,8 @@ fn main() -> Result<(), String> {
         let st = sana_video_core::kernels::matmul::cublas::stats();
         println!("\ncuBLASLt GEMMs: {}", st.calls);
     }
-    for (latent, total, stages) in profiles {
-        print!("{}", profile::table(&format!("latent {latent}"), total, stages));
+    for (latent, total, rec) in profiles {
+        print!("{}", profile::table(&format!("latent {latent}"), total, rec));
     }
     Ok(())
 }

@@ -17,6 +17,18 @@ pub mod norm;
 mod rows;
 pub mod softmax;
 pub mod temporal;
+pub mod timeline;
+
+/// A stage mark inside the fused ops, for the engine's profiler (`sana_video_core::profile`
+/// installs it); unset, a mark costs one atomic load.
+pub static STAGE_MARK: std::sync::OnceLock<fn(&burn::tensor::Device, &'static str)> = std::sync::OnceLock::new();
+
+#[allow(dead_code)]
+pub(crate) fn mark(device: &burn::tensor::Device, stage: &'static str) {
+    if let Some(f) = STAGE_MARK.get() {
+        f(device, stage);
+    }
+}
 
 /// Which implementation an op should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use burn::tensor::{Tensor, TensorData};
 use sana_video_core::device;
 use sana_video_core::kernels::{dequant, glu_conv, linear_attention, norm, softmax, temporal, Impl};
 use sana_video_core::models::dit::rope;
-use sana_video_tests::{backends, rel_l2, random_vec};
+use sana_video_tests::{backends, random_vec, rel_l2};
 
 /// o_n = Σ_m v_m ⟨R_m φk_m, R_n φq_n⟩ / (Σ_m ⟨φk_m, φq_n⟩ + eps), in f64, O(N²) (MODEL-SPEC §12).
 fn naive(q: &[f32], k: &[f32], v: &[f32], cos: &[f32], sin: &[f32], [b, n, h, d]: [usize; 4], eps: f64) -> Vec<f32> {
@@ -140,8 +140,7 @@ fn segment_sums_add_up() {
         );
         let both = first.add(second);
         let (r1, _) = rel_l2(&both.kv.into_data().try_to_vec::<f32>().unwrap(), &whole.kv.into_data().try_to_vec::<f32>().unwrap());
-        let (r2, _) =
-            rel_l2(&both.ksum.into_data().try_to_vec::<f32>().unwrap(), &whole.ksum.into_data().try_to_vec::<f32>().unwrap());
+        let (r2, _) = rel_l2(&both.ksum.into_data().try_to_vec::<f32>().unwrap(), &whole.ksum.into_data().try_to_vec::<f32>().unwrap());
         println!("{}: kv rel {r1:.2e}, ksum rel {r2:.2e}", device::name(kind));
         assert!(r1 < 1e-6 && r2 < 1e-6, "{}: segment sums differ ({r1:.2e}, {r2:.2e})", device::name(kind));
     }
@@ -158,44 +157,39 @@ fn reductions_at_realistic_sizes() {
         let x = random_vec(rows * cols, 7);
         let t: Tensor<2> = Tensor::from_data(TensorData::new(x.clone(), [rows, cols]), &device);
         let got = t.clone().square().mean_dim(1).into_data().try_to_vec::<f32>().unwrap();
-        let expected: Vec<f32> = (0..rows)
-            .map(|r| (x[r * cols..(r + 1) * cols].iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / cols as f64) as f32)
-            .collect();
+        let expected: Vec<f32> =
+            (0..rows).map(|r| (x[r * cols..(r + 1) * cols].iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / cols as f64) as f32).collect();
         let (rel, _) = rel_l2(&got, &expected);
         println!("{}: mean_dim over [600, 2240]: rel {rel:.2e}", device::name(kind));
         assert!(rel < 1e-6, "{}: mean_dim rel {rel:.3e}", device::name(kind));
 
-        let (n, d) = (10_000, 112);
-        let k = random_vec(n * d, 8);
-        let v = random_vec(n * d, 9);
-        let (_, _, ct, st) = rope_for([100, 10, 10], d, &device);
-        let mut ksum = vec![0f64; d];
-        for m in 0..n {
-            for c in 0..d {
-                ksum[c] += (k[m * d + c] as f64).max(0.0);
+        // 10,000 tokens run as 8 token splits on CubeCL devices (cube.rs, token_splits), 9,797
+        // (97 x 101) as 9 padded ones; the plain reference sums them in one product.
+        for (n, grid) in [(10_000usize, [100, 10, 10]), (9_797, [97, 101, 1])] {
+            let d = 112;
+            let k = random_vec(n * d, 8);
+            let v = random_vec(n * d, 9);
+            let (_, _, ct, st) = rope_for(grid, d, &device);
+            let mut ksum = vec![0f64; d];
+            for m in 0..n {
+                for c in 0..d {
+                    ksum[c] += (k[m * d + c] as f64).max(0.0);
+                }
             }
+            let ksum: Vec<f32> = ksum.into_iter().map(|s| s as f32).collect();
+            let mut kvs = Vec::new();
+            for which in [Impl::Auto, Impl::Reference] {
+                let s = linear_attention::kv_sums(tensor4(&k, [1, n, 1, d], &device), tensor4(&v, [1, n, 1, d], &device), ct.clone(), st.clone(), which);
+                let got = s.ksum.into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&got, &ksum);
+                println!("{} {which:?}: ksum over {n} tokens: rel {rel:.2e}", device::name(kind));
+                assert!(rel < 1e-5, "{} {which:?}: ksum over {n} tokens rel {rel:.3e}", device::name(kind));
+                kvs.push(s.kv.into_data().try_to_vec::<f32>().unwrap());
+            }
+            let (rel, _) = rel_l2(&kvs[0], &kvs[1]);
+            println!("{}: kv sums over {n} tokens, kernel path against reference: rel {rel:.2e}", device::name(kind));
+            assert!(rel < 1e-5, "{}: kv over {n} tokens rel {rel:.3e}", device::name(kind));
         }
-        let ksum: Vec<f32> = ksum.into_iter().map(|s| s as f32).collect();
-        let mut kvs = Vec::new();
-        for which in [Impl::Auto, Impl::Reference] {
-            let s = linear_attention::kv_sums(
-                tensor4(&k, [1, n, 1, d], &device),
-                tensor4(&v, [1, n, 1, d], &device),
-                ct.clone(),
-                st.clone(),
-                which,
-            );
-            let got = s.ksum.into_data().try_to_vec::<f32>().unwrap();
-            let (rel, _) = rel_l2(&got, &ksum);
-            println!("{} {which:?}: ksum over 10,000 tokens: rel {rel:.2e}", device::name(kind));
-            assert!(rel < 1e-5, "{} {which:?}: ksum rel {rel:.3e}", device::name(kind));
-            kvs.push(s.kv.into_data().try_to_vec::<f32>().unwrap());
-        }
-        // On CubeCL devices the kv sums over 10,000 tokens run as 9 token splits with
-        // padding (cube.rs, token_splits): the plain reference sums them in one product.
-        let (rel, _) = rel_l2(&kvs[0], &kvs[1]);
-        println!("{}: kv sums over 10,000 tokens, kernel path against reference: rel {rel:.2e}", device::name(kind));
-        assert!(rel < 1e-5, "{}: kv rel {rel:.3e}", device::name(kind));
     }
 }
 
@@ -263,7 +257,6 @@ fn matmul_f32_is_exact() {
         }
     }
 }
-
 
 fn silu64(x: f64) -> f64 {
     x / (1.0 + (-x).exp())
@@ -399,6 +392,49 @@ fn matmul_half_to_f32_accumulates_in_f32() {
     }
 }
 
+/// The cross-attention output product `[B, H, M, K] · [B, H, K, N]` with the heads merged by
+/// the GEMM into `[B, M, H, N]`, the left operand a per-head view of token-major rows: each
+/// value within one rounding of the host's f64 product.
+#[test]
+fn matmul_merge_heads_matches_host() {
+    use burn::tensor::FloatDType;
+    use sana_video_core::kernels::matmul::matmul_rounded_merge_heads;
+    for (kind, device) in backends() {
+        for dtype in [FloatDType::F16, FloatDType::BF16] {
+            if dtype == FloatDType::BF16 && kind == device::BackendKind::Wgpu {
+                continue;
+            }
+            let (bs, h, m, k, n) = (2usize, 3usize, 37usize, 30usize, 20usize);
+            // a: [B, M, H, K] rows viewed as [B, H, M, K]; b: contiguous [B, H, K, N].
+            let a = Tensor::<4>::from_data(TensorData::new(random_vec(bs * m * h * k, 121), [bs, m, h, k]), &device).cast(dtype);
+            let b = Tensor::<4>::from_data(TensorData::new(random_vec(bs * h * k * n, 122), [bs, h, k, n]), &device).cast(dtype);
+            let av = a.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+            let bv = b.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+            // expected[b, r, hh, c] = Σ_i a[b, r, hh, i] · b[b, hh, i, c]
+            let mut expected = vec![0f32; bs * m * h * n];
+            for bb in 0..bs {
+                for r in 0..m {
+                    for hh in 0..h {
+                        for c in 0..n {
+                            let acc: f64 = (0..k).map(|i| av[((bb * m + r) * h + hh) * k + i] as f64 * bv[((bb * h + hh) * k + i) * n + c] as f64).sum();
+                            expected[((bb * m + r) * h + hh) * n + c] = acc as f32;
+                        }
+                    }
+                }
+            }
+            let unit = if dtype == FloatDType::F16 { 2f32.powi(-11) } else { 2f32.powi(-8) };
+            for which in [Impl::Auto, Impl::Reference] {
+                let out = matmul_rounded_merge_heads(a.clone().swap_dims(1, 2), b.clone(), which);
+                assert_eq!(out.dims(), [bs, m, h, n], "{which:?}: merged dims");
+                let got = out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let worst = got.iter().zip(&expected).map(|(g, e)| (g - e).abs() / (e.abs() * unit + 1e-6)).fold(0f32, f32::max);
+                println!("{} {which:?} {dtype:?}: merged heads, worst error {worst:.2} units of the last place", device::name(kind));
+                assert!(worst <= 1.01, "{} {which:?} {dtype:?}: {worst:.3} units of rounding", device::name(kind));
+            }
+        }
+    }
+}
+
 /// The storage dtypes the dequantisation kernels are checked in: f32 everywhere, f16 on
 /// CubeCL devices, bf16 where the device has it (WGSL does not).
 fn dequant_dtypes(kind: device::BackendKind, device: &burn::tensor::Device) -> &'static [burn::tensor::DType] {
@@ -474,9 +510,15 @@ fn nvfp4_dequant_matches_reference_and_host() {
             let (codes, blocks, global) = quant::quantize_nvfp4(&values, out, inp);
             let host = quant::dequantize_nvfp4(&codes, &blocks, global, out, inp); // [out, inp]
             let want: Vec<f32> = (0..inp * out).map(|j| host[(j % out) * inp + j / out]).collect(); // [inp, out]
-            // The device layouts (nn::Linear's): e2m1 codes [inp, out/8], block codes [inp/16, out/4].
+                                                                                                    // The device layouts (nn::Linear's): e2m1 codes [inp, out/8], block codes [inp/16, out/4].
             let nb = inp / 16;
-            let nibble = |o: usize, i: usize| if (o * inp + i) % 2 == 0 { codes[(o * inp + i) / 2] & 15 } else { codes[(o * inp + i) / 2] >> 4 };
+            let nibble = |o: usize, i: usize| {
+                if (o * inp + i) % 2 == 0 {
+                    codes[(o * inp + i) / 2] & 15
+                } else {
+                    codes[(o * inp + i) / 2] >> 4
+                }
+            };
             let packed = sana_video_core::nn::pack_transposed(out, inp, 4, nibble);
             let bpacked = sana_video_core::nn::pack_transposed(out, nb, 8, |o, b| blocks[o * nb + b]);
             let dtypes = dequant_dtypes(kind, &device);
@@ -513,7 +555,11 @@ fn norms_match_naive_and_reference() {
     use burn::tensor::FloatDType;
     let eps = 1e-6;
     for (kind, device) in backends() {
-        for (i, &(b, n, d, per_token)) in [(2usize, 3usize, 40usize, false), (1, 5, 300, true), (2, 2, 2240, false), (1, 70_000, 8, true), (2, 3, 7, false), (1, 4, 30, true)].iter().enumerate() {
+        for (i, &(b, n, d, per_token)) in
+            [(2usize, 3usize, 40usize, false), (1, 5, 300, true), (2, 2, 2240, false), (1, 70_000, 8, true), (2, 3, 7, false), (1, 4, 30, true)]
+                .iter()
+                .enumerate()
+        {
             let t = if per_token { n } else { 1 };
             // An offset, so the centring matters.
             let x: Vec<f32> = random_vec(b * n * d, 200 + i as u64).iter().map(|v| 3.0 * v + 0.7).collect();
@@ -569,7 +615,8 @@ fn norms_match_naive_and_reference() {
             if sana_video_core::kernels::is_cube_device(&device) {
                 let (xt, st, sh, w) = inputs();
                 let h = |t: Tensor<3>| t.cast(FloatDType::F16);
-                let got = norm::layer_norm_modulate(h(xt.clone()), h(st), h(sh), eps, Impl::Auto).cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let got =
+                    norm::layer_norm_modulate(h(xt.clone()), h(st), h(sh), eps, Impl::Auto).cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
                 let (rel, _) = rel_l2(&got, &ln);
                 let got2 = norm::rms_norm(h(xt), &w.cast(FloatDType::F16), eps, Impl::Auto).cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
                 let (rel2, _) = rel_l2(&got2, &rms);
@@ -619,7 +666,8 @@ fn attention_probs_match_naive_and_reference() {
             // Rows spaced apart (as CUDA pitches them), the gaps holding huge logits; 64 values,
             // so burn's `narrow` keeps a view (it copies when the trimmed bytes are unaligned).
             let pad = 64;
-            let wide: Vec<f32> = (0..b * h * n * (l + pad)).map(|j| if j % (l + pad) < l { logits[j / (l + pad) * l + j % (l + pad)] } else { 1.0e4 }).collect();
+            let wide: Vec<f32> =
+                (0..b * h * n * (l + pad)).map(|j| if j % (l + pad) < l { logits[j / (l + pad) * l + j % (l + pad)] } else { 1.0e4 }).collect();
             let x = Tensor::<4>::from_data(TensorData::new(wide, [b, h, n, l + pad]), &device).narrow(3, 0, l);
             let (_, bt) = inputs();
             let got = softmax::attention_probs(x, scale, masked.then_some(&bt), DType::F32, Impl::Auto).into_data().try_to_vec::<f32>().unwrap();
@@ -646,7 +694,9 @@ fn attention_probs_match_naive_and_reference() {
 fn temporal_combine_matches_naive_and_reference() {
     use burn::tensor::FloatDType;
     for (kind, device) in backends() {
-        for (i, &(b, f, t, d, with_left)) in [(2usize, 4usize, 5usize, 6usize, true), (1, 1, 3, 8, true), (2, 3, 7, 5, false), (1, 1, 2, 4, false), (2, 3, 4, 12, true)].iter().enumerate() {
+        for (i, &(b, f, t, d, with_left)) in
+            [(2usize, 4usize, 5usize, 6usize, true), (1, 1, 3, 8, true), (2, 3, 7, 5, false), (1, 1, 2, 4, false), (2, 3, 4, 12, true)].iter().enumerate()
+        {
             let sv = random_vec(b * f * t * d, 400 + i as u64);
             let pv = random_vec(b * f * t * 3 * d, 410 + i as u64);
             let lv = random_vec(b * t * d, 420 + i as u64);

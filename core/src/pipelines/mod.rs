@@ -545,9 +545,9 @@ pub async fn run_async(
         }
         sync_step(device);
         if let Some(start) = step_start {
-            let stages = crate::profile::take();
+            let rec = crate::profile::take();
             crate::profile::enable(false);
-            eprintln!("{}", crate::profile::table(&format!("denoising step {i}"), start.elapsed().as_secs_f64(), stages));
+            eprintln!("{}", crate::profile::table(&format!("denoising step {i}"), start.elapsed().as_secs_f64(), rec));
         }
         events.advance(i + 1);
     }

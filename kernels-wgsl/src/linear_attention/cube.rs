@@ -82,7 +82,6 @@ pub trait LinearAttentionKernels: Backend {
     fn la_finish(num: FloatTensor<Self>, den: FloatTensor<Self>, eps: f32, dtype: DType) -> FloatTensor<Self>;
 }
 
-
 impl LinearAttentionKernels for CubeBackend {
     fn la_relu_rope(x: CubeTensor, cos: CubeTensor, sin: CubeTensor) -> (CubeTensor, CubeTensor) {
         for (name, t) in [("cos", &cos), ("sin", &sin)] {
@@ -151,41 +150,60 @@ fn relu_rope(x: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> (BTensor<4>, BT
 /// while the reduction runs over every token, so one GEMM leaves most of a large GPU idle.
 /// Splitting the tokens into `S` batches of partial sums (then adding them) multiplies the
 /// parallel work by `S`; about 1k tokens a split, at most 32.
+/// A split count that divides `n` is preferred (down to half the target): padding costs a copy
+/// of both operands.
 fn token_splits(n: usize) -> usize {
-    (n / 1024).clamp(1, 32)
+    let target = (n / 1024).clamp(1, 32);
+    (target.div_ceil(2)..=target).rev().find(|s| n % s == 0).unwrap_or(target)
 }
 
 pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> KvSums {
     let [b, n, h, d] = k.dims();
+    let dev = k.device();
     let (phi, rot) = relu_rope(k, cos, sin);
+    crate::mark(&dev, "la.relu_rope(k)");
     let vt = to_f32(v).permute([0, 2, 3, 1]); // [B, H, d, N]
     let splits = token_splits(n);
-    let kv = if splits == 1 {
+    // Both sums are GEMMs over the tokens, `S` partial sums each: `KV = vᵀ·R·φ(k)` and
+    // `Σ φ(k) = 1ᵀ·φ(k)` (a GEMM, not a reduction op: burn's `sum_dim` over N took 4 ms a
+    // layer at 480p on an H200, the GEMM reads the same bytes at full bandwidth).
+    let (kv, ksum) = if splits == 1 {
         // [B, H, d, N] x [B, H, N, d] -> [B, H, d, d]
-        matmul(vt, rot.clone(), Impl::Auto)
+        let ones = BTensor::<4>::ones([b, h, 1, n], (&dev, DType::F32));
+        (matmul(vt, rot, Impl::Auto), matmul(ones, phi, Impl::Auto).reshape([b, h, d]))
     } else {
         // Zero tokens add nothing to the sums: pad N to a multiple of the splits.
         let per = n.div_ceil(splits);
         let pad = per * splits - n;
-        let (mut vt, mut r) = (vt, rot.clone());
+        let (mut vt, mut r, mut phi) = (vt, rot, phi);
         if pad > 0 {
-            let dev = r.device();
             vt = BTensor::cat(vec![vt.clone(), BTensor::zeros([b, h, d, pad], (&dev, vt.dtype()))], 3);
             r = BTensor::cat(vec![r, BTensor::zeros([b, h, pad, d], (&dev, DType::F32))], 2);
+            phi = BTensor::cat(vec![phi, BTensor::zeros([b, h, pad, d], (&dev, DType::F32))], 2);
         }
         // [B, H, S, d, N/S] x [B, H, S, N/S, d] -> [B, H, S, d, d], summed over S.
         let vt: BTensor<5> = vt.reshape([b, h, d, splits, per]).swap_dims(2, 3);
         let r: BTensor<5> = r.reshape([b, h, splits, per, d]);
-        matmul(vt, r, Impl::Auto).sum_dim(2).reshape([b, h, d, d])
+        let kv = matmul(vt, r, Impl::Auto).sum_dim(2).reshape([b, h, d, d]);
+        crate::mark(&dev, "la.kv (v to f32, GEMM)");
+        let ones = BTensor::<5>::ones([b, h, splits, 1, per], (&dev, DType::F32));
+        let phi: BTensor<5> = phi.reshape([b, h, splits, per, d]);
+        (kv, matmul(ones, phi, Impl::Auto).sum_dim(2).reshape([b, h, d]))
     };
-    let ksum = phi.sum_dim(2).reshape([b, h, d]);
+    crate::mark(&dev, "la.ksum");
     KvSums { kv, ksum }
 }
 
 pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType) -> BTensor<4> {
     let [b, _, h, d] = q.dims();
+    let dev = q.device();
     let (phi, rot) = relu_rope(q, cos, sin);
+    crate::mark(&dev, "la.relu_rope(q)");
     let num = matmul(rot, s.kv.clone().swap_dims(2, 3), Impl::Auto); // [B, H, N, d]
+    crate::mark(&dev, "la.num GEMM");
     let den = matmul(phi, s.ksum.clone().reshape([b, h, d, 1]), Impl::Auto); // [B, H, N, 1]
-    BTensor::from_dispatch(<Dispatch as LinearAttentionKernels>::la_finish(num.into_dispatch(), den.into_dispatch(), eps, dtype))
+    crate::mark(&dev, "la.den GEMM");
+    let out = BTensor::from_dispatch(<Dispatch as LinearAttentionKernels>::la_finish(num.into_dispatch(), den.into_dispatch(), eps, dtype));
+    crate::mark(&dev, "la.finish");
+    out
 }

@@ -21,9 +21,13 @@ pub trait ExactMatmul: Backend {
 impl ExactMatmul for CubeBackend {
     fn matmul_f32_exact(lhs: CubeTensor, rhs: CubeTensor) -> CubeTensor {
         assert!(lhs.dtype == DType::F32 && rhs.dtype == DType::F32, "matmul_f32_exact: f32 operands only");
+        #[cfg(feature = "cuda")]
+        if let Some(out) = super::cublas::matmul(&lhs, &rhs, DType::F32, super::cublas::OutLayout::Contiguous) {
+            return out;
+        }
         let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
         #[cfg(feature = "cuda")]
-        if let Some(out) = super::cublas::matmul(&lhs, &rhs, DType::F32) {
+        if let Some(out) = super::cublas::matmul(&lhs, &rhs, DType::F32, super::cublas::OutLayout::Contiguous) {
             return out;
         }
         let strategy = Strategy::MultiLevel(multi_level::Strategy::SimpleUnit(Default::default()));
@@ -123,10 +127,7 @@ fn chosen_half_routine() -> &'static str {
     static CHOICE: OnceLock<&'static str> = OnceLock::new();
     CHOICE.get_or_init(|| match std::env::var("SANA_HALF_MATMUL") {
         Ok(v) => HALF_ROUTINES.iter().copied().find(|r| *r == v).unwrap_or_else(|| {
-            eprintln!(
-                "warning: SANA_HALF_MATMUL={v} is not a matmul routine (one of: {}); using {DEFAULT_HALF_ROUTINE}",
-                HALF_ROUTINES.join(", ")
-            );
+            eprintln!("warning: SANA_HALF_MATMUL={v} is not a matmul routine (one of: {}); using {DEFAULT_HALF_ROUTINE}", HALF_ROUTINES.join(", "));
             DEFAULT_HALF_ROUTINE
         }),
         Err(_) => DEFAULT_HALF_ROUTINE,
@@ -165,16 +166,28 @@ fn launch_with(strategy: &Strategy, lhs: CubeTensor, rhs: CubeTensor, out_dtype:
 /// The chosen routine, then the fallback, then cubek's own choice (`Strategy::Auto`: tensor cores
 /// where present, else a unit routine) when it cannot run here.
 fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTensor {
+    // On CUDA devices, cuBLASLt first (cublas.rs), unless `SANA_CUBLAS` or a named routine
+    // says otherwise. It reads pitched rows and folded batch strides as they are, so it is
+    // tried before any copy to contiguous.
+    #[cfg(feature = "cuda")]
+    {
+        let direct = match std::env::var("SANA_HALF_MATMUL").as_deref() {
+            Ok("cublas") => super::cublas::matmul_any(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous),
+            Ok(_) => None,
+            Err(_) => super::cublas::matmul(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous),
+        };
+        if let Some(out) = direct {
+            return out;
+        }
+    }
     // Once, before the attempts: a routine that cannot run must not cost a copy each.
     let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
-    // On CUDA devices, cuBLASLt first (cublas.rs), unless `SANA_CUBLAS` or a named routine
-    // says otherwise.
     #[cfg(feature = "cuda")]
     {
         let out = match std::env::var("SANA_HALF_MATMUL").as_deref() {
-            Ok("cublas") => super::cublas::matmul_any(&lhs, &rhs, out_dtype),
+            Ok("cublas") => super::cublas::matmul_any(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous),
             Ok(_) => None,
-            Err(_) => super::cublas::matmul(&lhs, &rhs, out_dtype),
+            Err(_) => super::cublas::matmul(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous),
         };
         if let Some(out) = out {
             return out;
@@ -197,6 +210,9 @@ fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTe
 pub trait HalfMatmul: Backend {
     /// f16/bf16 operands, result in `out_f32 ? f32 : the operands' dtype`, f32 accumulation.
     fn matmul_half(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, out_f32: bool) -> FloatTensor<Self>;
+    /// `[B, H, M, K] · [B, H, K, N]` rounded to the operands' dtype, stored as row-major
+    /// `[B, M, H, N]` and returned as its `[B, H, M, N]` view: the heads merge for free.
+    fn matmul_half_heads_merged(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
     /// One named routine, no fallback (benchmarks); `None` when it cannot run here.
     fn matmul_half_routine(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, routine: usize) -> Option<FloatTensor<Self>>;
 }
@@ -207,11 +223,26 @@ impl HalfMatmul for CubeBackend {
         matmul_half_any(lhs, rhs, out_dtype)
     }
 
+    fn matmul_half_heads_merged(lhs: CubeTensor, rhs: CubeTensor) -> CubeTensor {
+        let dtype = lhs.dtype;
+        // cuBLASLt writes each head's rows straight into the merged layout.
+        #[cfg(feature = "cuda")]
+        if let Some(out) = super::cublas::matmul(&lhs, &rhs, dtype, super::cublas::OutLayout::HeadsMerged) {
+            return out;
+        }
+        // Elsewhere: the product, then one copy into merged-head order.
+        let mut out = matmul_half_any(lhs, rhs, dtype);
+        out.meta.swap(1, 2);
+        let mut out = into_contiguous(out);
+        out.meta.swap(1, 2);
+        out
+    }
+
     fn matmul_half_routine(lhs: CubeTensor, rhs: CubeTensor, routine: usize) -> Option<CubeTensor> {
         let dtype = lhs.dtype;
         if HALF_ROUTINES.get(routine) == Some(&"cublas") {
             #[cfg(feature = "cuda")]
-            return super::cublas::matmul_any(&into_contiguous(lhs), &into_contiguous(rhs), dtype);
+            return super::cublas::matmul_any(&into_contiguous(lhs), &into_contiguous(rhs), dtype, super::cublas::OutLayout::Contiguous);
             #[cfg(not(feature = "cuda"))]
             return None;
         }
@@ -221,6 +252,11 @@ impl HalfMatmul for CubeBackend {
 
 pub fn matmul_half<const D: usize>(a: BTensor<D>, b: BTensor<D>, out_f32: bool) -> BTensor<D> {
     BTensor::from_dispatch(<Dispatch as HalfMatmul>::matmul_half(a.into_dispatch(), b.into_dispatch(), out_f32))
+}
+
+/// See [`HalfMatmul::matmul_half_heads_merged`]; returns the `[B, M, H, N]` tensor.
+pub fn matmul_half_heads_merged(a: BTensor<4>, b: BTensor<4>) -> BTensor<4> {
+    BTensor::from_dispatch(<Dispatch as HalfMatmul>::matmul_half_heads_merged(a.into_dispatch(), b.into_dispatch())).swap_dims(1, 2)
 }
 
 /// Runs routine `HALF_ROUTINES[routine]` alone; `None` if it cannot run on this device/problem.

@@ -23,7 +23,7 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::{DType, Shape};
-use burn_cubecl::{ops::numeric::empty_device_dtype, tensor::CubeTensor};
+use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
 use cubecl::cuda::{CudaDevice, CudaRuntime};
 use cubecl_common::device::Device as _;
 use cubecl_common::device_handle::DeviceHandle;
@@ -31,7 +31,7 @@ use cubecl_environment::backtrace::BackTrace;
 use cubecl_environment::stream::StreamId;
 use cubecl_runtime::runtime::Runtime;
 use cubecl_runtime::server::{ServerError, ServerStorage};
-use cubecl_server::stream::{ExecuteScope, WriteScoped, failed_writing};
+use cubecl_server::stream::{failed_writing, ExecuteScope, WriteScoped};
 use cudarc::cublaslt::{result as lt, sys};
 use cudarc::driver::{result as drv, sys as dsys};
 
@@ -163,14 +163,11 @@ fn cuda_type(dtype: DType) -> Option<(sys::cudaDataType, u8)> {
 }
 
 /// A matrix operand's (rows, cols, row stride, batch count, batch stride), if its layout is
-/// one cuBLASLt reads: unit column stride, and the batch dims foldable into one stride.
-fn layout(t: &CubeTensor) -> Option<(usize, usize, usize, usize, usize)> {
-    if t.meta.tiling != Default::default() {
-        return None;
-    }
-    let shape = t.meta.shape();
-    let strides = t.meta.strides();
-    let r = shape.num_dims();
+/// one cuBLASLt reads: unit column stride, and the batch dims foldable into one stride. The
+/// matrices of a batch may interleave (per-head views of `[B, N, H, d]` rows, batch stride
+/// `d` inside a row stride `H·d`) as long as no two share an element.
+fn layout_of(shape: &[usize], strides: &[usize]) -> Option<(usize, usize, usize, usize, usize)> {
+    let r = shape.len();
     if r < 2 {
         return None;
     }
@@ -182,7 +179,7 @@ fn layout(t: &CubeTensor) -> Option<(usize, usize, usize, usize, usize)> {
     if ld < cols.max(1) {
         return None;
     }
-    let batch: usize = (0..r - 2).map(|i| shape[i]).product();
+    let batch: usize = shape[..r - 2].iter().product();
     let mut batch_stride = 0;
     if batch > 1 {
         // Fold the batch dims: each must step over the next one whole.
@@ -196,31 +193,72 @@ fn layout(t: &CubeTensor) -> Option<(usize, usize, usize, usize, usize)> {
             }
             expect = strides[i] * shape[i];
         }
-        if batch_stride < ld * rows.max(1) {
+        let disjoint = batch_stride >= ld * rows.max(1);
+        let interleaved = batch_stride >= cols && (batch - 1) * batch_stride + cols <= ld;
+        if !(disjoint || interleaved) {
             return None;
         }
     }
     Some((rows, cols, ld, batch, batch_stride))
 }
 
+fn layout(t: &CubeTensor) -> Option<(usize, usize, usize, usize, usize)> {
+    if t.meta.tiling != Default::default() {
+        return None;
+    }
+    layout_of(t.meta.shape(), t.meta.strides())
+}
+
+/// At most this many cuBLASLt calls for one product whose outer batch dim does not fold
+/// (`[B, H, ..]` views of `[B, N, H, d]` rows: one strided batch over `H` per `b`).
+const MAX_OUTER: usize = 64;
+
+/// `t`'s layout as `outer` products `outer_stride` elements apart, each a strided batch;
+/// `outer` is 1 when [`layout`] folds the whole batch.
+fn split_layout(t: &CubeTensor, split: bool) -> Option<(usize, usize, (usize, usize, usize, usize, usize))> {
+    if !split {
+        return layout(t).map(|l| (1, 0, l));
+    }
+    if t.meta.tiling != Default::default() || t.meta.shape().num_dims() < 3 {
+        return None;
+    }
+    let (shape, strides) = (t.meta.shape(), t.meta.strides());
+    Some((shape[0], strides[0], layout_of(&shape[1..], &strides[1..])?))
+}
+
+/// How [`matmul_any`] lays out its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutLayout {
+    /// Row-major `[.., M, N]`.
+    Contiguous,
+    /// For `[B, H, M, K] · [B, H, K, N]`: the `[B, H, M, N]` result stored as row-major
+    /// `[B, M, H, N]` (returned as that view), so merging the heads back is free.
+    HeadsMerged,
+}
+
 /// `lhs · rhs` (`[.., M, K] · [.., K, N]`, equal batch dims) into a new `out_dtype` tensor,
 /// or `None` where cuBLASLt cannot take it or is not used for its dtype (see [`mode`]).
-pub fn matmul(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType) -> Option<CubeTensor> {
+pub fn matmul(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout: OutLayout) -> Option<CubeTensor> {
     let (f32s, halves) = mode();
     if !(if lhs.dtype == DType::F32 { f32s } else { halves }) {
         return None;
     }
-    matmul_any(lhs, rhs, out_dtype)
+    matmul_any(lhs, rhs, out_dtype, out_layout)
 }
 
 /// [`matmul`] for every dtype cuBLASLt takes, whatever `SANA_CUBLAS` says (`matmul-bench`,
 /// `SANA_HALF_MATMUL=cublas`).
-pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType) -> Option<CubeTensor> {
-    let cubecl::Device::Cuda(dev) = &lhs.device else { return None };
+pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout: OutLayout) -> Option<CubeTensor> {
+    let cubecl::Device::Cuda(dev) = &lhs.device else {
+        return None;
+    };
     let state = state(dev)?;
     let (in_ty, in_code) = cuda_type(lhs.dtype)?;
     let (out_ty, out_code) = cuda_type(out_dtype)?;
-    if rhs.dtype != lhs.dtype || (lhs.dtype == DType::F32 && out_dtype != DType::F32) || (lhs.dtype != DType::F32 && out_dtype != DType::F32 && out_dtype != lhs.dtype) {
+    if rhs.dtype != lhs.dtype
+        || (lhs.dtype == DType::F32 && out_dtype != DType::F32)
+        || (lhs.dtype != DType::F32 && out_dtype != DType::F32 && out_dtype != lhs.dtype)
+    {
         return None;
     }
     let (ls, rs) = (lhs.meta.shape(), rhs.meta.shape());
@@ -228,16 +266,34 @@ pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType) -> Optio
     if r != rs.num_dims() || r < 2 || (0..r - 2).any(|i| ls[i] != rs[i]) || ls[r - 1] != rs[r - 2] {
         return None;
     }
-    let (m, k, lda, batch, sa) = layout(lhs)?;
-    let (_, n, ldb, _, sb) = layout(rhs)?;
-    if m == 0 || n == 0 || k == 0 {
+    let mut out_dims: Vec<usize> = ls.iter().copied().collect();
+    out_dims[r - 1] = rs[r - 1];
+    // Contiguous, not CubeCL's default pitched rows (256-byte row starts on CUDA): every
+    // consumer that reshapes or indexes rows linearly would otherwise copy it first.
+    let out = match out_layout {
+        OutLayout::Contiguous => empty_device_contiguous_dtype(lhs.client.clone(), lhs.device.clone(), Shape::from(out_dims), out_dtype),
+        OutLayout::HeadsMerged => {
+            if r != 4 {
+                return None;
+            }
+            let merged = Shape::from(vec![out_dims[0], out_dims[2], out_dims[1], out_dims[3]]);
+            let mut t = empty_device_contiguous_dtype(lhs.client.clone(), lhs.device.clone(), merged, out_dtype);
+            t.meta.swap(1, 2);
+            t
+        }
+    };
+    // One strided batch if every operand folds its batch dims, else one per index of the
+    // outermost dim (each of the rest folding).
+    let split = layout(lhs).is_none() || layout(rhs).is_none() || layout(&out).is_none();
+    let (outer, oa, (m, k, lda, batch, sa)) = split_layout(lhs, split)?;
+    let (_, ob, (_, n, ldb, _, sb)) = split_layout(rhs, split)?;
+    let (_, od, (_, _, ldd, _, sd)) = split_layout(&out, split)?;
+    if m == 0 || n == 0 || k == 0 || outer > MAX_OUTER {
         return None;
     }
-    let mut out_dims: Vec<usize> = ls.iter().copied().collect();
-    out_dims[r - 1] = n;
-    let out = empty_device_dtype(lhs.client.clone(), lhs.device.clone(), Shape::from(out_dims), out_dtype);
-    let (_, _, ldd, _, sd) = layout(&out)?;
     let problem = Problem { in_dtype: in_code, out_dtype: out_code, m, n, k, batch, ld: [lda, ldb, ldd], batch_stride: [sa, sb, sd] };
+    let (in_size, out_size) = (lhs.dtype.size() as u64, out_dtype.size() as u64);
+    let offsets: Vec<[u64; 3]> = (0..outer as u64).map(|i| [i * oa as u64 * in_size, i * ob as u64 * in_size, i * od as u64 * out_size]).collect();
 
     let mut st = state.lock().ok()?;
     if st.ordinal != dev.index {
@@ -261,7 +317,7 @@ pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType) -> Optio
             plan
         }
     };
-    st.stats.calls += 1;
+    st.stats.calls += outer as u64;
     let lt = st.lt.clone();
     let (a, b, d) = (lhs.handle.clone().binding(), rhs.handle.clone().binding(), out.handle.clone().binding());
     let stream_id = StreamId::current();
@@ -281,16 +337,15 @@ pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType) -> Optio
         let (pa, pb, pd) = (ra.resource().ptr, rb.resource().ptr, rd.resource().ptr);
         let _ = ExecuteScope::over(server, stream_id, vec![d]).execute(|server| {
             let generic = |reason: String| ServerError::Generic { reason, backtrace: BackTrace::capture() };
-            let stream = server
-                .write_streams()
-                .try_stream_mut(&stream_id)
-                .ok_or_else(|| generic("cuBLASLt GEMM: CubeCL has no stream for this thread".into()))?
-                .sys;
+            let stream =
+                server.write_streams().try_stream_mut(&stream_id).ok_or_else(|| generic("cuBLASLt GEMM: CubeCL has no stream for this thread".into()))?.sys;
             let workspace = lt.workspace(stream_id).map_err(generic)?;
-            // SAFETY: the pointers address live buffers of the plan's sizes (the resources
-            // are held until the GEMM is enqueued; later reuse is ordered on this stream).
-            unsafe { gemm(&lt, &plan, workspace, stream, pb, pa, pd) }
-                .map_err(|e| generic(format!("cuBLASLt GEMM {problem:?}: {e}")))
+            for [oa, ob, od] in &offsets {
+                // SAFETY: the pointers address live buffers of the plan's sizes (the resources
+                // are held until the GEMM is enqueued; later reuse is ordered on this stream).
+                unsafe { gemm(&lt, &plan, workspace, stream, pb + ob, pa + oa, pd + od) }.map_err(|e| generic(format!("cuBLASLt GEMM {problem:?}: {e}")))?;
+            }
+            Ok(())
         });
         drop((ra, rb, rd));
     });
@@ -349,9 +404,20 @@ unsafe fn make_plan(handle: sys::cublasLtHandle_t, p: &Problem, in_ty: sys::cuda
         if p.batch > 1 {
             let count = p.batch as i32;
             let stride = stride as i64;
-            lt::set_matrix_layout_attribute(l, sys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count as *const i32 as *const c_void, 4).map_err(err("batch count"))?;
-            lt::set_matrix_layout_attribute(l, sys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride as *const i64 as *const c_void, 8)
-                .map_err(err("batch stride"))?;
+            lt::set_matrix_layout_attribute(
+                l,
+                sys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                &count as *const i32 as *const c_void,
+                4,
+            )
+            .map_err(err("batch count"))?;
+            lt::set_matrix_layout_attribute(
+                l,
+                sys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                &stride as *const i64 as *const c_void,
+                8,
+            )
+            .map_err(err("batch stride"))?;
         }
         Ok(l)
     };
@@ -361,7 +427,13 @@ unsafe fn make_plan(handle: sys::cublasLtHandle_t, p: &Problem, in_ty: sys::cuda
     let d = matrix(out_ty, p.n, p.m, p.ld[2], p.batch_stride[2])?;
     let pref = lt::create_matmul_pref().map_err(err("preference"))?;
     let ws = WORKSPACE_BYTES as u64;
-    lt::set_matmul_pref_attribute(pref, sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws as *const u64 as *const c_void, 8).map_err(err("workspace size"))?;
+    lt::set_matmul_pref_attribute(
+        pref,
+        sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+        &ws as *const u64 as *const c_void,
+        8,
+    )
+    .map_err(err("workspace size"))?;
     let heuristic = lt::get_matmul_algo_heuristic(handle, desc, a, b, d, d, pref).map_err(err("no algorithm for this problem"));
     let _ = lt::destroy_matmul_pref(pref);
     Ok(Plan { desc, a, b, d, algo: heuristic?.algo })

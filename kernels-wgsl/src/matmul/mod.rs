@@ -8,10 +8,10 @@
 //!
 //! The reference is burn's own `Tensor::matmul`, exact on the CPU backend.
 
-#[cfg(feature = "cuda")]
-pub mod cublas;
 #[cfg(feature = "cube")]
 pub mod cube;
+#[cfg(feature = "cuda")]
+pub mod cublas;
 #[cfg(feature = "cube")]
 pub use cube::{matmul_half_routine, DEFAULT_HALF_ROUTINE, HALF_ROUTINES};
 
@@ -47,7 +47,22 @@ pub fn matmul_rounded<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -
         return cube::matmul_half(a, b, false);
     }
     let out = matmul_to_f32(a, b, which);
-    if out.dtype() == dtype { out } else { out.cast(burn::tensor::FloatDType::from(dtype)) }
+    if out.dtype() == dtype {
+        out
+    } else {
+        out.cast(burn::tensor::FloatDType::from(dtype))
+    }
+}
+
+/// [`matmul_rounded`] of per-head operands `[B, H, M, K] · [B, H, K, N]`, returned with the
+/// heads merged, `[B, M, H, N]`: row-major on CubeCL devices (on CUDA the GEMM writes that
+/// layout itself), a view on the reference path.
+pub fn matmul_rounded_merge_heads(a: Tensor<4>, b: Tensor<4>, which: Impl) -> Tensor<4> {
+    #[cfg(feature = "cube")]
+    if which == Impl::Auto && a.dtype() == b.dtype() && matches!(a.dtype(), DType::F16 | DType::BF16) && crate::is_cube_device(&a.device()) {
+        return cube::matmul_half_heads_merged(a, b);
+    }
+    matmul_rounded(a, b, which).swap_dims(1, 2)
 }
 
 /// `a · b` for same-rank tensors with equal batch dims (`[.., M, K] · [.., K, N]`).

@@ -9,7 +9,7 @@ use super::config::DitConfig;
 use crate::io::safetensors::{tensor_from_f32, Weights};
 use crate::kernels::{glu_conv, norm, softmax, temporal};
 use crate::kernels::linear_attention::{self, KvSums};
-use crate::kernels::matmul::{matmul_rounded, matmul_to_f32};
+use crate::kernels::matmul::{matmul_rounded_merge_heads, matmul_to_f32};
 use crate::kernels::Impl;
 use crate::nn::{matmul, to_dtype, transpose_host, Linear};
 use crate::profile;
@@ -232,9 +232,12 @@ impl Attention {
         let l = ctx.caption.dims()[1];
         let (h, dh) = (cfg.cross_heads, cfg.cross_head_dim);
         let dtype = x.dtype();
+        let device = x.device();
         let q = norm::rms_norm(self.to_q.forward(x), &self.norm_q, QK_NORM_EPS, ctx.kernels);
+        profile::mark(&device, "attn2.q+rmsnorm");
         let k = norm::rms_norm(self.to_k.forward(ctx.caption.clone()), &self.norm_k, QK_NORM_EPS, ctx.kernels);
         let v = self.to_v.forward(ctx.caption.clone());
+        profile::mark(&device, "attn2.k,v");
         // f32 models: f32 throughout. f16/bf16 models: operands in the model dtype with f32
         // accumulation and f32 logits/softmax, and the probabilities rounded to the model
         // dtype for the product with v, as PyTorch's fused attention does.
@@ -243,13 +246,18 @@ impl Attention {
         let v = v.reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, dh]
         // Products stay `Auto` under `Impl::Reference` too: only our fused ops switch.
         let logits = matmul_to_f32(q, k, Impl::Auto);
+        profile::mark(&device, "attn2.logits GEMM");
         // Scale, key mask, softmax and the cast to the model dtype: one fused op.
         let probs = softmax::attention_probs(logits, 1.0 / (dh as f64).sqrt(), ctx.caption_bias, dtype, ctx.kernels);
+        profile::mark(&device, "attn2.softmax");
         // Accumulated in f32, rounded once to the model dtype (half the bytes of an f32
         // product for the head merge that follows).
-        let o = matmul_rounded(probs, v, Impl::Auto); // [B, H, N, dh]
-        let o = o.swap_dims(1, 2).reshape([b, n, h * dh]);
-        self.to_out.forward(o)
+        // Written by the GEMM with the heads already merged (no copy for the reshape).
+        let o = matmul_rounded_merge_heads(probs, v, Impl::Auto); // [B, N, H, dh]
+        profile::mark(&device, "attn2.pv GEMM");
+        let out = self.to_out.forward(o.reshape([b, n, h * dh]));
+        profile::mark(&device, "attn2.to_out");
+        out
     }
 }
 
@@ -279,6 +287,7 @@ impl FeedForward {
         let t = gh * gw;
         let last = s.clone().narrow(1, f - 1, 1).reshape([b, t, d]);
         let p = matmul(s.clone().reshape([b * f * t, d]), self.conv_temp.clone()).reshape([b, f, t, 3 * d]);
+        profile::mark(&device, "ff.conv_temp GEMM");
         let left0 = left.map(|l| {
             let l = to_dtype(l.clone(), s.dtype()).reshape([b * t, d]);
             matmul(l, self.conv_temp.clone().narrow(1, 0, d)).reshape([b, t, d])
