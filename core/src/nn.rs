@@ -75,11 +75,13 @@ impl Linear {
         };
         let weight = match resident {
             Some(quantised) => quantised,
-            None => {
+            // Quantised files the device does not hold as codes are dequantised on the host.
+            None if w.quant_info(&name)?.is_some() => {
                 let (values, shape) = w.read_f32(&name)?;
                 let (out, inp) = (shape[0], shape[1..].iter().product::<usize>());
                 LinearWeight::Dense(crate::io::safetensors::tensor_from_f32(transpose_host(&values, out, inp), vec![inp, out], device, dtype))
             }
+            None => LinearWeight::Dense(w.load_transposed(&name, device, dtype)?),
         };
         let bias = if bias { Some(w.load::<1>(&format!("{prefix}.bias"), device, dtype)?) } else { None };
         Ok(Linear { weight, bias })
