@@ -12,6 +12,8 @@
 # Carry .devcarry/ (stripped xz CUDA builds of sana-video and dit-forward), .whl/ (diffusers
 # 0.42.1) and tests/fixtures/downloads/gemma-2-tokenizer (tokenizer.json may travel as
 # tokenizer.json.xz). Few files come back from the device tool, so each stage writes one.
+# E2E_REF=0 skips the diffusers runs (ours only); E2E_FORWARD_ARGS adds dit-forward flags
+# (e.g. "--profile", with SANA_PROFILE_MODE=timeline for GPU time per stage).
 set -uo pipefail
 source benches/device_unpack.sh
 STAGES=${E2E_STAGES:-forward pipeline long}
@@ -22,12 +24,12 @@ peak() { sort -n $1 | tail -1; }
 P=/tmp/sana480p; PL=/tmp/sana480p-long
 [ -d $P/transformer ] || python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-bench 2>&1 | grep -v -i -E "warn|Writing"
 if [[ $STAGES == *forward* ]]; then
-  { timeout 150 $B/dit-forward --model $P/transformer --backend cuda --dtype bf16 --latent 1x10x60x104 --latent 2x21x60x104 --mask-pad 250 2>&1
-    python3 tools/bench_reference.py --model $P/transformer --dtype bfloat16 --latent 1x16x10x60x104 --latent 2x16x21x60x104 2>&1 | grep -v -i warn
+  { timeout 150 $B/dit-forward --model $P/transformer --backend cuda --dtype bf16 --latent 1x10x60x104 --latent 2x21x60x104 --mask-pad 250 ${E2E_FORWARD_ARGS:-} 2>&1
+    [ "${E2E_REF:-1}" = 1 ] && python3 tools/bench_reference.py --model $P/transformer --dtype bfloat16 --latent 1x16x10x60x104 --latent 2x16x21x60x104 2>&1 | grep -v -i warn
   } | tee $OUT/forward.md
 fi
 if [[ $STAGES == *pipeline* ]]; then
-  python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-build 2>&1 | grep -v -i warn | tee $OUT/pipeline_reference.md
+  [ "${E2E_REF:-1}" = 1 ] && python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-build 2>&1 | grep -v -i warn | tee $OUT/pipeline_reference.md
   ( while sleep 2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done ) > /tmp/nvsmi.txt &
   MON=$!
   SANA_PROFILE_STEP=3 $B/sana-video generate --model $P --backend cuda --dtype bf16 --prompt "A small red ball bounces across a wooden floor, casting a soft shadow." \
