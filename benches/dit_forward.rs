@@ -8,12 +8,16 @@
 //! ```
 //! `--kernels reference` runs the plain tensor-op versions of our fused ops instead of the
 //! CubeCL kernels (same numerics, for comparison). `--profile` adds one more forward per
-//! size with a device sync after every stage of every block and prints where the time went
-//! (the syncs themselves cost a little; the timed forwards run without them).
+//! size (and profiles the `--chain`) with per-stage figures: a device sync after every stage,
+//! or with `SANA_PROFILE_MODE=timeline` on CUDA, GPU time between events and no syncs.
 //! DIR is a diffusers `transformer/` folder, e.g. a random full-size checkpoint from
 //! `tools/make_fullsize_checkpoint.py`. Inputs are random; the figure reported is the
-//! median wall time of `--iters` forwards after `--warmup`, each ending in a device sync
-//! (read-back of the output), plus tokens and achieved TFLOP/s (2·params_per_token FLOPs).
+//! median wall time of `--iters` forwards after `--warmup`, each ending in a one-value read
+//! and a device sync, plus tokens, achieved TFLOP/s (2·params_per_token FLOPs) and the time
+//! the host took to issue the forward. The sync matters: on CUDA the one-value read returned
+//! before the GPU had finished (BENCHMARKS.md); a note is printed whenever it does.
+//! `SANA_BENCH_CHECK_READ=1` also reads the whole output before and after a sync and
+//! compares the two.
 
 use std::time::Instant;
 
@@ -108,12 +112,11 @@ fn main() -> Result<(), String> {
             device.sync().map_err(|e| format!("{e:?}"))?;
             Ok((x, y))
         };
-        // Reading one value back forces completion of the whole forward.
+        // A one-value read; the caller then syncs (the read alone did not wait on CUDA).
         let finish = |out: Tensor<5>| {
             let _ = out.slice([0..1, 0..1, 0..1, 0..1, 0..1]).into_data();
         };
         let t = Timesteps::PerSample(vec![500.0; b]);
-        let sync_after = std::env::var("SANA_BENCH_SYNC").map_or(true, |v| v != "0");
         let check_read = std::env::var("SANA_BENCH_CHECK_READ").is_ok_and(|v| v == "1");
         // (seconds to the result, seconds the host took to issue the forward)
         let run = || -> Result<(f64, f64), String> {
@@ -139,10 +142,7 @@ fn main() -> Result<(), String> {
             }
             finish(out);
             let read = start.elapsed().as_secs_f64();
-            // The read should imply an idle device; the sync checks it (`SANA_BENCH_SYNC=0` skips).
-            if sync_after {
-                device.sync().map_err(|e| format!("{e:?}"))?;
-            }
+            device.sync().map_err(|e| format!("{e:?}"))?;
             let done = start.elapsed().as_secs_f64();
             if done > read + 1e-3 {
                 eprintln!("note: the read returned after {read:.4} s but the device was busy until {done:.4} s");

@@ -51,7 +51,7 @@ mod imp {
         /// (stage, seconds, calls), in first-seen order.
         pub stages: Vec<(&'static str, f64, u64)>,
         /// Timeline mode: each mark's stage, host clock and GPU event, and the device.
-        pub marks: Vec<(&'static str, Instant, Option<sana_video_kernels::timeline::Stamp>)>,
+        pub marks: Vec<(&'static str, Instant, sana_video_kernels::timeline::Stamp)>,
         pub device: Option<burn::tensor::Device>,
     }
 
@@ -90,14 +90,14 @@ pub fn mark(device: &Device, stage: &'static str) {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        if timeline_mode() {
+        if timeline_mode() && sana_video_kernels::timeline::available(device) {
             if let Ok(mut c) = imp::CLOCK.lock() {
                 if c.marks.is_empty() {
                     // Start on an idle device, so the first event and the host clock agree.
                     let _ = device.sync();
                 }
                 if let Some(stamp) = sana_video_kernels::timeline::stamp(device) {
-                    c.marks.push((stage, std::time::Instant::now(), Some(stamp)));
+                    c.marks.push((stage, std::time::Instant::now(), stamp));
                     c.device.get_or_insert_with(|| device.clone());
                     return;
                 }
@@ -146,18 +146,16 @@ pub fn take() -> Recorded {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn timeline_of(marks: Vec<(&'static str, std::time::Instant, Option<sana_video_kernels::timeline::Stamp>)>) -> Recorded {
+fn timeline_of(marks: Vec<(&'static str, std::time::Instant, sana_video_kernels::timeline::Stamp)>) -> Recorded {
     use sana_video_kernels::timeline::seconds_between;
     let mut rec = Recorded::default();
     let mut tl = Timeline::default();
-    let Some((_, h0, Some(g0))) = marks.first() else {
+    let Some((_, h0, g0)) = marks.first() else {
         return rec;
     };
     let mut host_by_stage: Vec<(&'static str, f64)> = Vec::new();
     for w in marks.windows(2) {
-        let ((_, ha, Some(ga)), (stage, hb, Some(gb))) = (&w[0], &w[1]) else {
-            continue;
-        };
+        let ((_, ha, ga), (stage, hb, gb)) = (&w[0], &w[1]);
         let gpu = seconds_between(ga, gb).unwrap_or(f64::NAN);
         charge(&mut rec.stages, stage, gpu);
         let host = (*hb - *ha).as_secs_f64();
@@ -172,7 +170,7 @@ fn timeline_of(marks: Vec<(&'static str, std::time::Instant, Option<sana_video_k
             tl.starved += 1;
         }
     }
-    if let Some((_, hl, Some(gl))) = marks.last() {
+    if let Some((_, hl, gl)) = marks.last() {
         tl.host_s = (*hl - *h0).as_secs_f64();
         tl.gpu_s = seconds_between(g0, gl).unwrap_or(f64::NAN);
     }
@@ -239,5 +237,21 @@ mod tests {
         assert_eq!(names, vec![("a", 2), ("b", 1)]);
         assert!(stages.iter().all(|s| s.1 >= 0.0));
         assert!(take().stages.is_empty());
+    }
+
+    /// Timeline records print GPU seconds and the host's issue seconds side by side, largest
+    /// GPU stage first, and the header says how often the GPU caught up with the host.
+    #[test]
+    fn timeline_table_lists_both_clocks() {
+        let rec = Recorded {
+            stages: vec![("a", 0.010, 2), ("b", 0.030, 2)],
+            timeline: Some(Timeline { host_s: 0.02, gpu_s: 0.04, marks: 4, starved: 1, host_by_stage: vec![0.015, 0.005] }),
+        };
+        let t = table("x", 0.05, rec);
+        assert!(t.contains("GPU 0.0400 s from first to last mark, host issued it in 0.0200 s"), "{t}");
+        assert!(t.contains("at 1 of 4 marks"), "{t}");
+        let b = t.find("| b | 2 | 0.0300 | 75.0% | 0.0050 |").expect("row b");
+        let a = t.find("| a | 2 | 0.0100 | 25.0% | 0.0150 |").expect("row a");
+        assert!(b < a, "largest first: {t}");
     }
 }

@@ -12,6 +12,19 @@ pub struct Stamp {
     inner: cuda::Event,
 }
 
+/// Whether `device` takes stamps (a CUDA device in a build with CUDA).
+pub fn available(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::cuda_device(device).is_some()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 /// Records a stamp on `device`'s stream, or `None` where the device is not CUDA (or the event
 /// could not be made).
 pub fn stamp(device: &burn::tensor::Device) -> Option<Stamp> {
@@ -60,7 +73,7 @@ mod cuda {
         device: DeviceHandle<CudaServer>,
     }
 
-    fn cuda_device(device: &burn::tensor::Device) -> Option<CudaDevice> {
+    pub fn cuda_device(device: &burn::tensor::Device) -> Option<CudaDevice> {
         match device.as_dispatch() {
             burn::backend::DispatchDevice::Cube(cubecl::Device::Cuda(d)) => Some(d.clone()),
             _ => None,

@@ -163,35 +163,32 @@ fn launch_with(strategy: &Strategy, lhs: CubeTensor, rhs: CubeTensor, out_dtype:
     Ok(out)
 }
 
+/// A half-precision product through cuBLASLt (cublas.rs), where it takes it:
+/// `SANA_HALF_MATMUL=cublas` forces it, another named routine skips it, unset follows
+/// `SANA_CUBLAS`.
+#[cfg(feature = "cuda")]
+fn half_cublas(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, layout: super::cublas::OutLayout) -> Option<CubeTensor> {
+    match std::env::var("SANA_HALF_MATMUL").as_deref() {
+        Ok("cublas") => super::cublas::matmul_any(lhs, rhs, out_dtype, layout),
+        Ok(_) => None,
+        Err(_) => super::cublas::matmul(lhs, rhs, out_dtype, layout),
+    }
+}
+
 /// The chosen routine, then the fallback, then cubek's own choice (`Strategy::Auto`: tensor cores
 /// where present, else a unit routine) when it cannot run here.
 fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTensor {
-    // On CUDA devices, cuBLASLt first (cublas.rs), unless `SANA_CUBLAS` or a named routine
-    // says otherwise. It reads pitched rows and folded batch strides as they are, so it is
-    // tried before any copy to contiguous.
+    // On CUDA devices, cuBLASLt first. It reads pitched rows and folded batch strides as they
+    // are, so it is tried before any copy to contiguous, and again after one.
     #[cfg(feature = "cuda")]
-    {
-        let direct = match std::env::var("SANA_HALF_MATMUL").as_deref() {
-            Ok("cublas") => super::cublas::matmul_any(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous),
-            Ok(_) => None,
-            Err(_) => super::cublas::matmul(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous),
-        };
-        if let Some(out) = direct {
-            return out;
-        }
+    if let Some(out) = half_cublas(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous) {
+        return out;
     }
     // Once, before the attempts: a routine that cannot run must not cost a copy each.
     let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
     #[cfg(feature = "cuda")]
-    {
-        let out = match std::env::var("SANA_HALF_MATMUL").as_deref() {
-            Ok("cublas") => super::cublas::matmul_any(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous),
-            Ok(_) => None,
-            Err(_) => super::cublas::matmul(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous),
-        };
-        if let Some(out) = out {
-            return out;
-        }
+    if let Some(out) = half_cublas(&lhs, &rhs, out_dtype, super::cublas::OutLayout::Contiguous) {
+        return out;
     }
     let first = match chosen_half_routine() {
         "cublas" => DEFAULT_HALF_ROUTINE,
@@ -227,7 +224,7 @@ impl HalfMatmul for CubeBackend {
         let dtype = lhs.dtype;
         // cuBLASLt writes each head's rows straight into the merged layout.
         #[cfg(feature = "cuda")]
-        if let Some(out) = super::cublas::matmul(&lhs, &rhs, dtype, super::cublas::OutLayout::HeadsMerged) {
+        if let Some(out) = half_cublas(&lhs, &rhs, dtype, super::cublas::OutLayout::HeadsMerged) {
             return out;
         }
         // Elsewhere: the product, then one copy into merged-head order.
