@@ -44,6 +44,18 @@ fn nvfp4_resident() -> bool {
     *ON.get_or_init(|| env_on("SANA_NVFP4_RESIDENT"))
 }
 
+/// W8A8 emulation for FP8-resident weights ([`set_fp8_activations`]).
+static FP8_ACTIVATIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether products with FP8-resident weights also quantise their activations to FP8 (per
+/// token, `kernels::act_quant`) and multiply the codes' values with f32 accumulation: the
+/// numerics of an FP8 tensor-core GEMM (W8A8), emulated on any device, to measure what
+/// W8A8 costs in accuracy before the CUDA path runs it on FP8 tensor cores. Process-wide;
+/// off by default (W8A16).
+pub fn set_fp8_activations(on: bool) {
+    FP8_ACTIVATIONS.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
 fn env_on(var: &str) -> bool {
     !matches!(std::env::var(var).as_deref(), Ok("0") | Ok("off") | Ok("false"))
 }
@@ -190,6 +202,14 @@ impl Linear {
         let dims = x.dims();
         let inp = dims[D - 1];
         let rows = x.shape().num_elements() / inp.max(1);
+        if let LinearWeight::Fp8 { packed, scale, lut, dtype } = &self.weight {
+            if FP8_ACTIVATIONS.load(std::sync::atomic::Ordering::Relaxed) && inp % 4 == 0 {
+                let y = self.forward_w8a8(x.reshape([rows, inp]), packed, scale, lut, *dtype);
+                let mut out_dims = dims;
+                out_dims[D - 1] = y.dims()[1];
+                return y.reshape(out_dims);
+            }
+        }
         let weight_t = self.weight_t();
         let [_, out] = weight_t.dims();
         let mut y = matmul(x.reshape([rows, inp]), weight_t);
@@ -199,6 +219,28 @@ impl Linear {
         let mut out_dims = dims;
         out_dims[D - 1] = out;
         y.reshape(out_dims)
+    }
+}
+
+impl Linear {
+    /// W8A8 (see [`set_fp8_activations`]): `x` `[rows, in]` to per-token e4m3 codes and
+    /// power-of-two scales; the activation and weight codes' values (exact in any float dtype)
+    /// multiplied with f32 accumulation, as FP8 tensor cores do; then the token and channel
+    /// scales and the bias in f32, rounded once to `dtype`.
+    fn forward_w8a8(&self, x: Tensor<2>, packed: &Tensor<2, Int>, scale: &Tensor<2>, lut: &Tensor<1>, dtype: DType) -> Tensor<2> {
+        use crate::kernels::{act_quant::quantize_fp8_rows, dequant::dequant_fp8, matmul::matmul_to_f32, Impl};
+        let [rows, inp] = x.dims();
+        let out = scale.dims()[1];
+        let device = x.device();
+        let (codes, token_scale) = quantize_fp8_rows(x, Impl::Auto);
+        let ones = |n: usize| Tensor::<2>::ones([1, n], (&device, DType::F32));
+        let a = dequant_fp8(codes, ones(inp), lut.clone(), dtype, Impl::Auto);
+        let w = dequant_fp8(packed.clone(), ones(out), lut.clone(), dtype, Impl::Auto);
+        let mut y = matmul_to_f32(a, w, Impl::Auto) * token_scale.reshape([rows, 1]) * scale.clone();
+        if let Some(b) = &self.bias {
+            y = y + to_f32(b.clone()).unsqueeze::<2>();
+        }
+        to_dtype(y, dtype)
     }
 }
 

@@ -8,6 +8,7 @@
 //! The public functions pick the kernel on CubeCL devices and the reference elsewhere
 //! (the CPU backend, burn-flex). `tests/` runs both on every compiled backend.
 
+pub mod act_quant;
 pub mod dequant;
 pub mod glu_conv;
 pub mod linear_attention;

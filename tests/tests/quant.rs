@@ -190,3 +190,70 @@ fn resident_weights_match_dequantised_ones(format: Format, smaller: usize) {
         assert!(max_abs == 0.0, "{} {tag}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
     }
 }
+
+/// The activation quantiser's e4m3 rounding (integer RNE on the f32 bits, as its kernel does
+/// it) gives PyTorch's `.to(torch.float8_e4m3fn)` codes on the fixture's values.
+#[test]
+fn activation_fp8_rounding_matches_pytorch_bit_for_bit() {
+    use sana_video_core::kernels::act_quant::e4m3_rne;
+    let w = codecs();
+    let (x, _) = w.read_f32("fp8_in").unwrap();
+    let codes = bytes(&w, "fp8_codes");
+    let mismatches: Vec<(f32, u8, u8)> = x.iter().zip(&codes).map(|(&v, &c)| (v, e4m3_rne(v), c)).filter(|(_, ours, theirs)| ours != theirs).collect();
+    assert!(mismatches.is_empty(), "{} of {} differ, first: {:?}", mismatches.len(), x.len(), &mismatches[..mismatches.len().min(5)]);
+}
+
+/// Per-token FP8 quantisation of activations (the W8A8 building block): the kernel on CubeCL
+/// devices and the host reference give the host encoder's codes and scales bit for bit, in
+/// each storage dtype the device has; the scales are powers of two, and each decoded value is
+/// within half an e4m3 step of the input.
+#[test]
+fn activation_quantiser_matches_host_bit_for_bit() {
+    use burn::tensor::FloatDType;
+    use sana_video_core::kernels::act_quant::{encode_rows, quantize_fp8_rows};
+    use sana_video_core::kernels::Impl;
+    let (rows, cols) = (7usize, 2240usize);
+    let mut x: Vec<f32> = (0..rows * cols).map(|i| (((i * 7919) % 2003) as f32 / 1001.0 - 1.0) * (1.0 + (i % 13) as f32)).collect();
+    // Row 1 all zeros; row 2 tiny; row 3 huge; row 4 has exact e4m3 midpoints after scaling.
+    x[cols..2 * cols].iter_mut().for_each(|v| *v = 0.0);
+    x[2 * cols..3 * cols].iter_mut().for_each(|v| *v *= 1e-6);
+    x[3 * cols..4 * cols].iter_mut().for_each(|v| *v *= 3e3); // still finite in f16
+    x[4 * cols] = 448.0;
+    for (k, v) in x[4 * cols + 1..5 * cols].iter_mut().enumerate() {
+        *v = 1.0 + (2 * (k % 8) + 1) as f32 / 16.0; // halfway between 1 + m/8 and 1 + (m+1)/8
+    }
+    for (kind, device) in backends() {
+        let cube = sana_video_core::kernels::is_cube_device(&device);
+        let dtypes: &[FloatDType] = match kind {
+            _ if !cube => &[FloatDType::F32],
+            device::BackendKind::Wgpu => &[FloatDType::F32, FloatDType::F16],
+            _ => &[FloatDType::F32, FloatDType::F16, FloatDType::BF16],
+        };
+        for &dtype in dtypes {
+            let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(x.clone(), [rows, cols]), &device).cast(dtype);
+            let stored = t.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+            let (want_codes, want_scales) = encode_rows(&stored, rows, cols);
+            for which in [Impl::Auto, Impl::Reference] {
+                let (codes, scales) = quantize_fp8_rows(t.clone(), which);
+                assert_eq!(codes.dims(), [rows, cols / 4]);
+                let codes = codes.into_data().try_to_vec::<i32>().unwrap();
+                let scales = scales.into_data().try_to_vec::<f32>().unwrap();
+                let bad = codes.iter().zip(&want_codes).filter(|(a, b)| a != b).count();
+                assert_eq!(bad, 0, "{} {which:?} {dtype:?}: {bad} of {} code words differ", device::name(kind), codes.len());
+                assert_eq!(scales, want_scales, "{} {which:?} {dtype:?}: scales", device::name(kind));
+                println!("{} {which:?} {dtype:?}: {} code words and {rows} scales equal to the host's", device::name(kind), codes.len());
+            }
+            assert_eq!(want_scales[1], 0.0, "an all-zero row has scale 0");
+            for (r, &s) in want_scales.iter().enumerate() {
+                assert!(s == 0.0 || s == 2f32.powi(s.log2().round() as i32), "row {r}: scale {s} is not a power of two");
+                for c in 0..cols {
+                    let code = (want_codes[(r * cols + c) / 4] as u32 >> (8 * (c % 4))) as u8;
+                    let (v, got) = (stored[r * cols + c], quant::e4m3_to_f32(code) * s);
+                    // Half a step: 2^-4 relative in e4m3's normal range, 2^-10 · s below it.
+                    let tol = (v.abs() / 16.0).max(s * 2f32.powi(-10)) * 1.0001;
+                    assert!((got - v).abs() <= tol, "row {r} col {c}: {v} decoded as {got}");
+                }
+            }
+        }
+    }
+}
