@@ -79,3 +79,24 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The f32 output of the DiT in `dir` (a `transformer/` folder, e.g. a quantised copy of the
+/// fixture) on the `dit/p122_b2_mask` fixture's inputs, and the tensors the loader did not
+/// expect.
+pub fn dit_mask_case_output(dir: &str, device: &Device) -> (Vec<f32>, Vec<String>) {
+    use burn::tensor::{DType, Tensor};
+    use sana_video_core::io::safetensors::{tensor_from_f32, Weights};
+    use sana_video_core::io::FsSource;
+    use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
+    let case = fixtures().join("dit/p122_b2_mask");
+    let inputs = Weights::open_files(&FsSource, &[case.join("inputs.safetensors").to_string_lossy().to_string()]).unwrap();
+    let (model, report) = SanaVideoTransformer3DModel::load(&FsSource, dir, device, DType::F32).unwrap();
+    let (x, xs) = inputs.read_f32("hidden_states").unwrap();
+    let (y, ys) = inputs.read_f32("encoder_hidden_states").unwrap();
+    let (t, _) = inputs.read_f32("timestep").unwrap();
+    let mask = inputs.read_f32("encoder_attention_mask").unwrap().0;
+    let x: Tensor<5> = tensor_from_f32(x, xs, device, DType::F32);
+    let y: Tensor<3> = tensor_from_f32(y, ys, device, DType::F32);
+    let out = model.forward(x, y, &Timesteps::PerSample(t), Some(&mask)).unwrap();
+    (out.into_data().try_to_vec::<f32>().unwrap(), report.unexpected)
+}

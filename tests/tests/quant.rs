@@ -5,9 +5,8 @@
 
 use burn::tensor::{DType, Tensor};
 use sana_video_core::device;
-use sana_video_core::io::safetensors::{tensor_from_f32, Weights};
+use sana_video_core::io::safetensors::Weights;
 use sana_video_core::io::FsSource;
-use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
 use sana_video_core::quant::{self, Format};
 use sana_video_tests::{backends, fixtures, rel_l2};
 
@@ -48,20 +47,6 @@ fn nvfp4_matches_the_reference_recipe_bit_for_bit() {
     assert!(rel < 0.12, "nvfp4 round trip rel {rel}");
 }
 
-fn dit_output(dir: &str, device: &burn::tensor::Device) -> (Vec<f32>, Vec<String>) {
-    let case = fixtures().join("dit/p122_b2_mask");
-    let inputs = Weights::open_files(&FsSource, &[case.join("inputs.safetensors").to_string_lossy().to_string()]).unwrap();
-    let (model, report) = SanaVideoTransformer3DModel::load(&FsSource, dir, device, DType::F32).unwrap();
-    let (x, xs) = inputs.read_f32("hidden_states").unwrap();
-    let (y, ys) = inputs.read_f32("encoder_hidden_states").unwrap();
-    let (t, _) = inputs.read_f32("timestep").unwrap();
-    let mask = inputs.read_f32("encoder_attention_mask").unwrap().0;
-    let x: Tensor<5> = tensor_from_f32(x, xs, device, DType::F32);
-    let y: Tensor<3> = tensor_from_f32(y, ys, device, DType::F32);
-    let out = model.forward(x, y, &Timesteps::PerSample(t), Some(&mask)).unwrap();
-    (out.into_data().try_to_vec::<f32>().unwrap(), report.unexpected)
-}
-
 /// A ComfyUI float8_e4m3fn checkpoint (header metadata for some layers, `comfy_quant`
 /// records for others, scalar scales) runs like diffusers on its dequantised weights.
 #[test]
@@ -70,7 +55,7 @@ fn comfyui_fp8_checkpoint_matches_diffusers() {
     let outputs = Weights::open_files(&FsSource, &[fixtures().join("quant/comfy_fp8/outputs.safetensors").to_string_lossy().to_string()]).unwrap();
     let (expected, _) = outputs.read_f32("sample").unwrap();
     for (kind, device) in backends() {
-        let (got, unexpected) = dit_output(&dir, &device);
+        let (got, unexpected) = sana_video_tests::dit_mask_case_output(&dir, &device);
         assert!(unexpected.is_empty(), "scales and records must count as expected: {unexpected:?}");
         let (rel, max_abs) = rel_l2(&got, &expected);
         println!("comfy fp8 on {}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
@@ -90,7 +75,7 @@ fn comfyui_nvfp4_checkpoint_matches_comfy_kitchen() {
     let outputs = Weights::open_files(&FsSource, &[fixtures().join("quant/comfy_nvfp4/outputs.safetensors").to_string_lossy().to_string()]).unwrap();
     let (expected, _) = outputs.read_f32("sample").unwrap();
     for (kind, device) in backends() {
-        let (got, unexpected) = dit_output(&dir, &device);
+        let (got, unexpected) = sana_video_tests::dit_mask_case_output(&dir, &device);
         assert!(unexpected.is_empty(), "scales and records must count as expected: {unexpected:?}");
         let (rel, max_abs) = rel_l2(&got, &expected);
         println!("comfy nvfp4 on {}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
@@ -122,7 +107,7 @@ fn own_fp8_and_nvfp4_files_load_back_within_bounds() {
         assert!(q.quant_info("patch_embedding.weight").unwrap().is_none(), "the first layer stays precise");
         // Quantising again is refused.
         assert!(quant::quantize_weights(&q, format).is_err());
-        let (got, unexpected) = dit_output(&dir.to_string_lossy(), &device);
+        let (got, unexpected) = sana_video_tests::dit_mask_case_output(&dir.to_string_lossy(), &device);
         assert!(unexpected.is_empty(), "{unexpected:?}");
         let (rel, _) = rel_l2(&got, &expected);
         println!("{format:?}: DiT output rel L2 {rel:.3e} against f32 ({} tensors, {} -> {} bytes)", sum.quantised, sum.bytes_in, sum.bytes_out);
@@ -182,9 +167,9 @@ fn resident_weights_match_dequantised_ones(format: Format, smaller: usize) {
         assert!(lin.weight_bytes() * smaller < full.weight_bytes(), "{tag}: {} vs {} bytes", lin.weight_bytes(), full.weight_bytes());
         let (a, b) = (lin.weight_t().into_data().try_to_vec::<f32>().unwrap(), full.weight_t().into_data().try_to_vec::<f32>().unwrap());
         assert!(a == b, "{} {tag}: the dequantised weights differ", device::name(kind));
-        let (got, unexpected) = dit_output(&resident.to_string_lossy(), &device);
+        let (got, unexpected) = sana_video_tests::dit_mask_case_output(&resident.to_string_lossy(), &device);
         assert!(unexpected.is_empty(), "{unexpected:?}");
-        let (want, _) = dit_output(&dense.to_string_lossy(), &device);
+        let (want, _) = sana_video_tests::dit_mask_case_output(&dense.to_string_lossy(), &device);
         let (rel, max_abs) = rel_l2(&got, &want);
         println!("{tag} resident vs dequantised at load on {}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));
         assert!(max_abs == 0.0, "{} {tag}: rel L2 {rel:.3e}, max abs {max_abs:.3e}", device::name(kind));

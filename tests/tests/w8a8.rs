@@ -1,27 +1,11 @@
 //! W8A8 emulation (issue 9): FP8-resident weights with per-token FP8 activations. Its own
 //! test binary because the switch (`nn::set_fp8_activations`) is process-wide.
 
-use burn::tensor::{DType, Tensor};
 use sana_video_core::device;
-use sana_video_core::io::safetensors::{tensor_from_f32, Weights};
+use sana_video_core::io::safetensors::Weights;
 use sana_video_core::io::FsSource;
-use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
 use sana_video_core::quant::{self, Format};
 use sana_video_tests::{backends, fixtures, rel_l2};
-
-fn dit_output(dir: &str, device: &burn::tensor::Device) -> Vec<f32> {
-    let case = fixtures().join("dit/p122_b2_mask");
-    let inputs = Weights::open_files(&FsSource, &[case.join("inputs.safetensors").to_string_lossy().to_string()]).unwrap();
-    let (model, _) = SanaVideoTransformer3DModel::load(&FsSource, dir, device, DType::F32).unwrap();
-    let (x, xs) = inputs.read_f32("hidden_states").unwrap();
-    let (y, ys) = inputs.read_f32("encoder_hidden_states").unwrap();
-    let (t, _) = inputs.read_f32("timestep").unwrap();
-    let mask = inputs.read_f32("encoder_attention_mask").unwrap().0;
-    let x: Tensor<5> = tensor_from_f32(x, xs, device, DType::F32);
-    let y: Tensor<3> = tensor_from_f32(y, ys, device, DType::F32);
-    let out = model.forward(x, y, &Timesteps::PerSample(t), Some(&mask)).unwrap();
-    out.into_data().try_to_vec::<f32>().unwrap()
-}
 
 /// The DiT fixture with FP8 weights, run W8A16 (activations as they are) and W8A8 (per-token
 /// FP8 activations) on every backend, against the f32 reference output. W8A8 adds the
@@ -40,9 +24,9 @@ fn w8a8_emulation_stays_within_bounds_on_every_backend() {
     let mut w8a8_runs = Vec::new();
     for (kind, device) in backends() {
         sana_video_core::nn::set_fp8_activations(false);
-        let w8a16 = dit_output(&dir, &device);
+        let w8a16 = sana_video_tests::dit_mask_case_output(&dir, &device).0;
         sana_video_core::nn::set_fp8_activations(true);
-        let w8a8 = dit_output(&dir, &device);
+        let w8a8 = sana_video_tests::dit_mask_case_output(&dir, &device).0;
         sana_video_core::nn::set_fp8_activations(false);
         let (r16, _) = rel_l2(&w8a16, &expected);
         let (r8, _) = rel_l2(&w8a8, &expected);
