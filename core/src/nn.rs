@@ -50,8 +50,8 @@ static FP8_ACTIVATIONS: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// Whether products with FP8-resident weights also quantise their activations to FP8 (per
 /// token, `kernels::act_quant`) and multiply the codes' values with f32 accumulation: the
 /// numerics of an FP8 tensor-core GEMM (W8A8), emulated on any device, to measure what
-/// W8A8 costs in accuracy before the CUDA path runs it on FP8 tensor cores. Process-wide;
-/// off by default (W8A16).
+/// W8A8 costs in accuracy before the CUDA path runs it on FP8 tensor cores. Layers whose input
+/// width is not a multiple of 4 stay W8A16. Process-wide; off by default (W8A16).
 pub fn set_fp8_activations(on: bool) {
     FP8_ACTIVATIONS.store(on, std::sync::atomic::Ordering::SeqCst);
 }
