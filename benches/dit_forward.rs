@@ -80,6 +80,7 @@ fn main() -> Result<(), String> {
         Some(k) => (k, device::create(k).map_err(|e| e.to_string())?),
         None => device::best_available().map_err(|e| e.to_string())?,
     };
+    let w8a8 = sana_video_core::nn::configure_fp8_activations(&device).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let (mut model, _) = SanaVideoTransformer3DModel::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
     model.kernels = kernels;
@@ -87,10 +88,11 @@ fn main() -> Result<(), String> {
     let cfg = model.config.clone();
     let params = cfg.parameter_count() as f64;
     println!(
-        "# dit-forward: backend {} dtype {:?} kernels {:?} model {} ({:.3} B params, {} layers) loaded in {:.1} s",
+        "# dit-forward: backend {} dtype {:?} kernels {:?} FP8 weights {} model {} ({:.3} B params, {} layers) loaded in {:.1} s",
         device::name(kind),
         dtype,
         kernels,
+        if w8a8 { "W8A8" } else { "W8A16" },
         model_dir,
         params / 1e9,
         cfg.layers,

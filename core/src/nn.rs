@@ -23,6 +23,10 @@ enum LinearWeight {
     /// product (W8A16), so the resident weights take a quarter of f32's memory and half of
     /// bf16's, and the values multiplied are exactly those a dequantise-at-load gives.
     Fp8 { packed: Tensor<2, Int>, scale: Tensor<2>, lut: Tensor<1>, dtype: DType },
+    /// An FP8 weight for W8A8 products ([`set_fp8_activations`]): the `[out, in]` codes
+    /// row-major, four per i32 along `in` (`[out, in/4]`, code `i` in bits `8·(i mod 4)`, so
+    /// the buffer is the byte matrix FP8 tensor cores read), f32 scales `[out]`.
+    Fp8Rows { codes: Tensor<2, Int>, scale: Tensor<1>, lut: Tensor<1>, dtype: DType },
     /// An NVFP4 weight kept as its codes, half a byte a weight: eight e2m1 codes per i32
     /// along `out` (`[in, out/8]`, code `o` in bits `4·(o mod 8)`), the e4m3 code of each
     /// 16-value block along `in` four per i32 (`[in/16, out/4]`), the global scale `[1]`, and
@@ -47,13 +51,36 @@ fn nvfp4_resident() -> bool {
 /// W8A8 emulation for FP8-resident weights ([`set_fp8_activations`]).
 static FP8_ACTIVATIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether products with FP8-resident weights also quantise their activations to FP8 (per
-/// token, `kernels::act_quant`) and multiply the codes' values with f32 accumulation: the
-/// numerics of an FP8 tensor-core GEMM (W8A8), emulated on any device, to measure what
-/// W8A8 costs in accuracy before the CUDA path runs it on FP8 tensor cores. Layers whose input
-/// width is not a multiple of 4 stay W8A16. Process-wide; off by default (W8A16).
+/// Whether FP8 weights loaded from now on run W8A8: their products quantise the activations
+/// to FP8 too (per token, `kernels::act_quant`) and multiply codes with f32 accumulation
+/// (`kernels::fp8_gemm`): on FP8 tensor cores where the device has them (cuBLASLt on Hopper
+/// and newer), emulated with the same numerics elsewhere. Layers whose input width is not a
+/// multiple of 4 stay W8A16. Process-wide, read at load (the weight layout differs); off by
+/// default (W8A16). [`fp8_tensor_cores`] tells whether a device runs it natively.
 pub fn set_fp8_activations(on: bool) {
     FP8_ACTIVATIONS.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Sets [`set_fp8_activations`] for a run on `device` from `SANA_FP8_ACTIVATIONS`: `on` (or
+/// `1`, `emulate`) everywhere (FP8 tensor cores where the device has them, the emulation
+/// elsewhere), `auto` where the device has FP8 tensor cores, `off` (`0`, and unset) nowhere.
+/// Unset means off until the tensor-core path has run on hardware (it was written without a
+/// GPU at hand; `benches/device_w8a8.sh` checks it); then the default becomes `auto`.
+/// Returns the choice; an unknown value is an error naming the variable.
+pub fn configure_fp8_activations(device: &Device) -> Result<bool> {
+    let on = match std::env::var("SANA_FP8_ACTIVATIONS").as_deref() {
+        Ok("auto") => fp8_tensor_cores(device),
+        Ok("on") | Ok("1") | Ok("emulate") => true,
+        Err(_) | Ok("") | Ok("off") | Ok("0") => false,
+        Ok(other) => return Err(crate::Error::Input(format!("SANA_FP8_ACTIVATIONS={other}: expected auto, on or off"))),
+    };
+    set_fp8_activations(on);
+    Ok(on)
+}
+
+/// Whether `device` runs W8A8 products on FP8 tensor cores (see [`set_fp8_activations`]).
+pub fn fp8_tensor_cores(device: &Device) -> bool {
+    crate::kernels::fp8_gemm::tensor_cores(device)
 }
 
 fn env_on(var: &str) -> bool {
@@ -64,7 +91,19 @@ impl Linear {
     /// Loads `{prefix}.weight` (`[out, in]`, or a 1x1 conv `[out, in, 1, 1]`) and, if asked, `{prefix}.bias`.
     /// An FP8 weight whose `out` is a multiple of 4, or an NVFP4 one whose `out` is a multiple
     /// of 8, stays quantised on the device; other quantised weights are dequantised here.
+    /// FP8 weights are stored for W8A8 if [`set_fp8_activations`] is on.
     pub fn load(w: &Weights, prefix: &str, bias: bool, device: &Device, dtype: DType) -> Result<Linear> {
+        Self::load_with(w, prefix, bias, device, dtype, true)
+    }
+
+    /// [`Linear::load`] for layers whose FP8 weights always run W8A16, whatever
+    /// [`set_fp8_activations`] says (the text encoder: it runs once per prompt, so W8A8 would
+    /// save nothing, and per-token FP8 activations would meet Gemma-2's outlier channels).
+    pub fn load_w8a16(w: &Weights, prefix: &str, bias: bool, device: &Device, dtype: DType) -> Result<Linear> {
+        Self::load_with(w, prefix, bias, device, dtype, false)
+    }
+
+    fn load_with(w: &Weights, prefix: &str, bias: bool, device: &Device, dtype: DType, allow_w8a8: bool) -> Result<Linear> {
         use crate::quant::Format;
         let name = format!("{prefix}.weight");
         let resident = match w.quant_info(&name)? {
@@ -74,7 +113,8 @@ impl Linear {
                 match q.format {
                     Format::Fp8 if fp8_resident() && fits(4) => {
                         let (codes, scales) = w.fp8_codes(&name, &q)?;
-                        Some(fp8_weight(&codes, &scales, out, inp, device, dtype))
+                        let w8a8 = allow_w8a8 && FP8_ACTIVATIONS.load(std::sync::atomic::Ordering::Relaxed) && inp % 4 == 0;
+                        Some(if w8a8 { fp8_rows_weight(&codes, &scales, out, inp, device, dtype) } else { fp8_weight(&codes, &scales, out, inp, device, dtype) })
                     }
                     Format::Nvfp4 if nvfp4_resident() && fits(8) => {
                         let (codes, blocks, global) = w.nvfp4_codes(&name, &q)?;
@@ -104,13 +144,14 @@ impl Linear {
         match &self.weight {
             LinearWeight::Dense(t) => t.shape().num_elements() * t.dtype().size(),
             LinearWeight::Fp8 { packed, scale, .. } => (packed.shape().num_elements() + scale.shape().num_elements()) * 4,
+            LinearWeight::Fp8Rows { codes, scale, .. } => (codes.shape().num_elements() + scale.shape().num_elements()) * 4,
             LinearWeight::Nvfp4 { codes, blocks, .. } => (codes.shape().num_elements() + blocks.shape().num_elements() + 1) * 4,
         }
     }
 
     /// Whether the weight is held as FP8 codes.
     pub fn is_fp8_resident(&self) -> bool {
-        matches!(self.weight, LinearWeight::Fp8 { .. })
+        matches!(self.weight, LinearWeight::Fp8 { .. } | LinearWeight::Fp8Rows { .. })
     }
 
     /// Whether the weight is held as NVFP4 codes.
@@ -131,6 +172,14 @@ impl Linear {
             LinearWeight::Fp8 { packed, scale, lut, dtype } => {
                 crate::kernels::dequant::dequant_fp8(packed.clone(), scale.clone(), lut.clone(), *dtype, crate::kernels::Impl::Auto)
             }
+            // Only for callers outside `forward` (which multiplies these W8A8): the codes'
+            // values scaled per row, transposed.
+            LinearWeight::Fp8Rows { codes, scale, lut, dtype } => {
+                let [out, groups] = codes.dims();
+                let ones = Tensor::<2>::ones([1, 4 * groups], (&codes.device(), DType::F32));
+                let w = crate::kernels::dequant::dequant_fp8(codes.clone(), ones, lut.clone(), DType::F32, crate::kernels::Impl::Auto);
+                to_dtype((w * scale.clone().reshape([out, 1])).transpose(), *dtype)
+            }
             LinearWeight::Nvfp4 { codes, blocks, global, e2m1, e4m3, dtype } => crate::kernels::dequant::dequant_nvfp4(
                 codes.clone(),
                 blocks.clone(),
@@ -150,7 +199,7 @@ impl Linear {
     /// byte a weight for FP8; keeping host-side codes on that backend would save the copy).
     fn host_dequantised(&self) -> Option<Tensor<2>> {
         let (device, dtype) = match &self.weight {
-            LinearWeight::Dense(_) => return None,
+            LinearWeight::Dense(_) | LinearWeight::Fp8Rows { .. } => return None,
             LinearWeight::Fp8 { packed, dtype, .. } => (packed.device(), *dtype),
             LinearWeight::Nvfp4 { codes, dtype, .. } => (codes.device(), *dtype),
         };
@@ -160,7 +209,7 @@ impl Linear {
         let ints = |t: &Tensor<2, Int>| -> Option<Vec<i32>> { t.clone().into_data().try_to_vec::<i32>().ok() };
         let floats = |t: Tensor<1>| -> Option<Vec<f32>> { t.into_data().try_to_vec::<f32>().ok() };
         let (values, inp, out) = match &self.weight {
-            LinearWeight::Dense(_) => return None,
+            LinearWeight::Dense(_) | LinearWeight::Fp8Rows { .. } => return None,
             LinearWeight::Fp8 { packed, scale, .. } => {
                 let [inp, groups] = packed.dims();
                 let out = 4 * groups;
@@ -202,13 +251,12 @@ impl Linear {
         let dims = x.dims();
         let inp = dims[D - 1];
         let rows = x.shape().num_elements() / inp.max(1);
-        if let LinearWeight::Fp8 { packed, scale, lut, dtype } = &self.weight {
-            if FP8_ACTIVATIONS.load(std::sync::atomic::Ordering::Relaxed) && inp % 4 == 0 {
-                let y = self.forward_w8a8(x.reshape([rows, inp]), packed, scale, lut, *dtype);
-                let mut out_dims = dims;
-                out_dims[D - 1] = y.dims()[1];
-                return y.reshape(out_dims);
-            }
+        if let LinearWeight::Fp8Rows { codes, scale, lut, dtype } = &self.weight {
+            use crate::kernels::{fp8_gemm, Impl};
+            let y = fp8_gemm::linear(x.reshape([rows, inp]), codes, scale, self.bias.as_ref(), lut, *dtype, Impl::Auto);
+            let mut out_dims = dims;
+            out_dims[D - 1] = y.dims()[1];
+            return y.reshape(out_dims);
         }
         let weight_t = self.weight_t();
         let [_, out] = weight_t.dims();
@@ -223,24 +271,24 @@ impl Linear {
 }
 
 impl Linear {
-    /// W8A8 (see [`set_fp8_activations`]): `x` `[rows, in]` to per-token e4m3 codes and
-    /// power-of-two scales; the activation and weight codes' values (exact in any float dtype)
-    /// multiplied with f32 accumulation, as FP8 tensor cores do; then the token and channel
-    /// scales and the bias in f32, rounded once to `dtype`.
-    fn forward_w8a8(&self, x: Tensor<2>, packed: &Tensor<2, Int>, scale: &Tensor<2>, lut: &Tensor<1>, dtype: DType) -> Tensor<2> {
-        use crate::kernels::{act_quant::quantize_fp8_rows, dequant::dequant_fp8, matmul::matmul_to_f32, Impl};
-        let [rows, inp] = x.dims();
-        let out = scale.dims()[1];
-        let device = x.device();
-        let (codes, token_scale) = quantize_fp8_rows(x, Impl::Auto);
-        let ones = |n: usize| Tensor::<2>::ones([1, n], (&device, DType::F32));
-        let a = dequant_fp8(codes, ones(inp), lut.clone(), dtype, Impl::Auto);
-        let w = dequant_fp8(packed.clone(), ones(out), lut.clone(), dtype, Impl::Auto);
-        let mut y = matmul_to_f32(a, w, Impl::Auto) * token_scale.reshape([rows, 1]) * scale.clone();
-        if let Some(b) = &self.bias {
-            y = y + to_f32(b.clone()).unsqueeze::<2>();
+    /// The products of several layers with one input (`to_q`, `to_k`, `to_v`): as
+    /// [`Linear::forward`] each, except that W8A8 layers quantise the shared input once.
+    pub fn forward_shared<const D: usize, const N: usize>(layers: [&Linear; N], x: Tensor<D>) -> [Tensor<D>; N] {
+        let dims = x.dims();
+        let inp = dims[D - 1];
+        let rows = x.shape().num_elements() / inp.max(1);
+        if N < 2 || !layers.iter().all(|l| matches!(l.weight, LinearWeight::Fp8Rows { .. })) {
+            return layers.map(|l| l.forward(x.clone()));
         }
-        to_dtype(y, dtype)
+        use crate::kernels::{act_quant, fp8_gemm, Impl};
+        let (codes, scale) = act_quant::quantize_fp8_rows(x.reshape([rows, inp]), Impl::Auto);
+        layers.map(|l| {
+            let LinearWeight::Fp8Rows { codes: w, scale: ws, lut, dtype } = &l.weight else { unreachable!("checked above") };
+            let y = fp8_gemm::product(codes.clone(), scale.clone(), w.clone(), ws.clone(), l.bias.clone(), lut.clone(), *dtype, Impl::Auto);
+            let mut out_dims = dims;
+            out_dims[D - 1] = y.dims()[1];
+            y.reshape(out_dims)
+        })
     }
 }
 
@@ -281,6 +329,15 @@ fn fp8_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Dev
     let scale: Vec<f32> = if scales.len() == 1 { vec![scales[0]; out] } else { scales.to_vec() };
     let scale = Tensor::<2>::from_data(TensorData::new(scale, [1, out]), (device, DType::F32));
     LinearWeight::Fp8 { packed, scale, lut: f32_table((0..=255u8).map(crate::quant::e4m3_to_f32).collect(), device), dtype }
+}
+
+/// `[out, inp]` row-major e4m3 codes as [`LinearWeight::Fp8Rows`].
+fn fp8_rows_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device: &Device, dtype: DType) -> LinearWeight {
+    let packed = crate::kernels::fp8_gemm::pack_rows(codes, out, inp);
+    let codes = Tensor::<2, Int>::from_data(TensorData::new(packed, [out, inp / 4]), (device, DType::I32));
+    let scale: Vec<f32> = if scales.len() == 1 { vec![scales[0]; out] } else { scales.to_vec() };
+    let scale = Tensor::<1>::from_data(TensorData::new(scale, [out]), (device, DType::F32));
+    LinearWeight::Fp8Rows { codes, scale, lut: f32_table((0..=255u8).map(crate::quant::e4m3_to_f32).collect(), device), dtype }
 }
 
 /// An `[out, inp]` NVFP4 tensor (codes two per byte, even index low; block codes

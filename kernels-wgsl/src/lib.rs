@@ -10,6 +10,7 @@
 
 pub mod act_quant;
 pub mod dequant;
+pub mod fp8_gemm;
 pub mod glu_conv;
 pub mod linear_attention;
 pub mod matmul;

@@ -30,13 +30,16 @@ pub fn inspect(argv: &[String]) -> Result<(), String> {
 }
 
 pub fn open_device(args: &Args) -> Result<(BackendKind, Device), String> {
-    match args.get("backend") {
+    let (kind, device) = match args.get("backend") {
         Some(b) => {
             let kind = BackendKind::parse(b).map_err(|e| e.to_string())?;
-            Ok((kind, device::create(kind).map_err(|e| e.to_string())?))
+            (kind, device::create(kind).map_err(|e| e.to_string())?)
         }
-        None => device::best_available().map_err(|e| e.to_string()),
-    }
+        None => device::best_available().map_err(|e| e.to_string())?,
+    };
+    // FP8 weights run W8A8 where the device has FP8 tensor cores (`SANA_FP8_ACTIVATIONS`).
+    sana_video_core::nn::configure_fp8_activations(&device).map_err(|e| e.to_string())?;
+    Ok((kind, device))
 }
 
 /// Reads the runner's input file as f32 host tensors, naming the file and tensor in errors.

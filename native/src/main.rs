@@ -142,10 +142,6 @@ OPTIONS:
 const RUNNERS: &str = "transformer, text-encoder, encode-prompt, vae-decode, vae-encode";
 
 fn main() -> ExitCode {
-    // W8A8 emulation for FP8 weights (quality studies; see `nn::set_fp8_activations`).
-    if matches!(std::env::var("SANA_FP8_ACTIVATIONS").as_deref(), Ok("emulate") | Ok("1")) {
-        sana_video_core::nn::set_fp8_activations(true);
-    }
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.is_empty() || argv.iter().any(|a| a == "-h" || a == "--help") {
         print!("{HELP}");

@@ -102,6 +102,8 @@ struct State {
     lt: Arc<Lt>,
     device: DeviceHandle<CudaServer>,
     plans: HashMap<Problem, Arc<Plan>>,
+    /// FP8 plans, `None` where cuBLASLt has none for the problem (asked once).
+    fp8_plans: HashMap<Fp8Problem, Option<Arc<Plan>>>,
 }
 
 /// Which products [`matmul`] takes: f32 and f16/bf16 ones (the default, `SANA_CUBLAS=all`),
@@ -150,6 +152,7 @@ fn init(device: &CudaDevice) -> Result<State, String> {
         // The device thread CubeCL's client for this device already runs.
         device: DeviceHandle::<CudaServer>::new(device.to_id()),
         plans: HashMap::new(),
+        fp8_plans: HashMap::new(),
     })
 }
 
@@ -437,4 +440,220 @@ unsafe fn make_plan(handle: sys::cublasLtHandle_t, p: &Problem, in_ty: sys::cuda
     let heuristic = lt::get_matmul_algo_heuristic(handle, desc, a, b, d, d, pref).map_err(err("no algorithm for this problem"));
     let _ = lt::destroy_matmul_pref(pref);
     Ok(Plan { desc, a, b, d, algo: heuristic?.algo })
+}
+
+// ---- FP8 (e4m3) W8A8 products ---------------------------------------------------------
+
+/// An FP8 product's plan key: `[m, k]` activation codes times `[n, k]` weight codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fp8Problem {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Row strides of the activation and weight codes, in bytes (codes): at least `k`.
+    pub ld_x: usize,
+    pub ld_w: usize,
+    /// 0 f32, 1 f16, 2 bf16 (see `cuda_type`).
+    pub out_dtype: u8,
+    /// Whether the bias is added in cuBLASLt's epilogue (half-precision results only).
+    pub bias: bool,
+}
+
+fn out_type(code: u8) -> Option<sys::cudaDataType> {
+    [DType::F32, DType::F16, DType::BF16].get(code as usize).and_then(|&d| cuda_type(d)).map(|(t, _)| t)
+}
+
+/// Whether cuBLASLt plans `problem` on `device` (planning it now if it was not asked yet).
+/// FP8 products with per-row scale vectors need Hopper or newer and cuBLASLt 12.9 or newer;
+/// elsewhere there is no plan. Sizes: `k` and `n` multiples of 16 (cuBLASLt's FP8 alignment).
+pub fn fp8_plannable(device: &CudaDevice, problem: Fp8Problem) -> bool {
+    let Some(state) = state(device) else { return false };
+    let Ok(mut st) = state.lock() else { return false };
+    st.ordinal == device.index && fp8_plan(&mut st, problem).is_some()
+}
+
+fn fp8_plan(st: &mut State, p: Fp8Problem) -> Option<Arc<Plan>> {
+    let aligned = p.n % 16 == 0 && p.k % 16 == 0 && p.ld_x % 16 == 0 && p.ld_w % 16 == 0 && p.ld_x >= p.k && p.ld_w >= p.k;
+    if p.m == 0 || p.n == 0 || p.k == 0 || !aligned || (p.bias && p.out_dtype == 0) {
+        return None;
+    }
+    if let Some(plan) = st.fp8_plans.get(&p) {
+        return plan.clone();
+    }
+    let out_ty = out_type(p.out_dtype)?;
+    // SAFETY: descriptors only; the handle is live.
+    let plan = unsafe { make_fp8_plan(st.lt.handle, &p, out_ty) }.ok().map(Arc::new);
+    if st.fp8_plans.len() >= MAX_PLANS {
+        st.fp8_plans.clear();
+    }
+    st.fp8_plans.insert(p, plan.clone());
+    plan
+}
+
+/// `y[M, N] = x_scale[m] · w_scale[n] · Σ_k e4m3(x_codes[m, k]) · e4m3(w_codes[n, k]) (+ bias[n])`
+/// on FP8 tensor cores, accumulated in f32 and rounded once to `out_dtype`. `x_codes` `[M, K/4]`
+/// and `w_codes` `[N, K/4]` are row-major e4m3 bytes packed in i32s (first code in the lowest
+/// byte, so the buffers are the byte matrices cuBLASLt reads); the scales are f32 vectors; the
+/// bias, in `out_dtype` (f16 or bf16 only), is added in the GEMM's epilogue. `None` where the
+/// device or cuBLASLt cannot (see [`fp8_plannable`]).
+pub fn fp8_linear(x_codes: &CubeTensor, x_scale: &CubeTensor, w_codes: &CubeTensor, w_scale: &CubeTensor, bias: Option<&CubeTensor>, out_dtype: DType) -> Option<CubeTensor> {
+    let cubecl::Device::Cuda(dev) = &x_codes.device else {
+        return None;
+    };
+    let (_, out_code) = cuda_type(out_dtype)?;
+    let (xs, ws) = (x_codes.meta.shape(), w_codes.meta.shape());
+    if xs.num_dims() != 2 || ws.num_dims() != 2 || xs[1] != ws[1] || x_codes.dtype != DType::I32 || w_codes.dtype != DType::I32 {
+        return None;
+    }
+    let (m, n, k) = (xs[0], ws[0], xs[1] * 4);
+    // Row stride (in i32 words) of a row-major matrix with unit column stride.
+    let row_stride = |t: &CubeTensor, cols: usize| layout(t).and_then(|(_, c, ld, batch, _)| (c == cols && batch == 1).then_some(ld));
+    let vector = |t: &CubeTensor, len: usize, dtype: DType| {
+        t.dtype == dtype && t.meta.tiling == Default::default() && t.meta.shape().num_dims() == 1 && t.meta.shape()[0] == len && t.meta.strides()[0] == 1
+    };
+    let (Some(ld_x), Some(ld_w)) = (row_stride(x_codes, k / 4), row_stride(w_codes, k / 4)) else {
+        return None;
+    };
+    if !vector(x_scale, m, DType::F32) || !vector(w_scale, n, DType::F32) {
+        return None;
+    }
+    if bias.is_some_and(|b| !vector(b, n, out_dtype)) {
+        return None;
+    }
+    let problem = Fp8Problem { m, n, k, ld_x: 4 * ld_x, ld_w: 4 * ld_w, out_dtype: out_code, bias: bias.is_some() };
+    let state = state(dev)?;
+    let mut st = state.lock().ok()?;
+    if st.ordinal != dev.index {
+        return None;
+    }
+    let plan = fp8_plan(&mut st, problem)?;
+    let out = empty_device_contiguous_dtype(x_codes.client.clone(), x_codes.device.clone(), Shape::from(vec![m, n]), out_dtype);
+    st.stats.calls += 1;
+    let lt = st.lt.clone();
+    let inputs: Vec<_> = [x_codes, x_scale, w_codes, w_scale].into_iter().chain(bias).map(|t| t.handle.clone().binding()).collect();
+    let d = out.handle.clone().binding();
+    let stream_id = StreamId::current();
+    st.device.submit(move |server: &mut CudaServer| {
+        let resources = (|| {
+            let mut r = Vec::with_capacity(inputs.len() + 1);
+            for b in inputs.iter().chain([&d]) {
+                r.push(server.get_resource(b.clone(), stream_id)?);
+            }
+            Ok::<_, ServerError>(r)
+        })();
+        let resources = match resources {
+            Ok(r) => r,
+            Err(e) => return failed_writing(server, stream_id, vec![d], e),
+        };
+        let ptr: Vec<u64> = resources.iter().map(|r| r.resource().ptr).collect();
+        let _ = ExecuteScope::over(server, stream_id, vec![d.clone()]).execute(|server| {
+            let generic = |reason: String| ServerError::Generic { reason, backtrace: BackTrace::capture() };
+            let stream =
+                server.write_streams().try_stream_mut(&stream_id).ok_or_else(|| generic("cuBLASLt FP8 GEMM: CubeCL has no stream for this thread".into()))?.sys;
+            let workspace = lt.workspace(stream_id).map_err(generic)?;
+            // SAFETY: the pointers address live buffers of the plan's sizes, held until the GEMM
+            // is enqueued; the descriptor is only touched on this (the device) thread.
+            unsafe { fp8_gemm(&lt, &plan, workspace, stream, &ptr) }.map_err(|e| generic(format!("cuBLASLt FP8 GEMM {problem:?}: {e}")))
+        });
+        drop(resources);
+    });
+    Some(out)
+}
+
+/// Enqueues an FP8 GEMM. `ptr`: activation codes, token scales, weight codes, channel scales,
+/// then the bias if the plan adds one, and last the output. cuBLASLt's "A" is the weight
+/// (`[N, K]` row-major, i.e. column-major `[K, N]` transposed: the "TN" layout FP8 tensor
+/// cores require), its "B" the activations, so its `m` is our `n`.
+unsafe fn fp8_gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: dsys::CUstream, ptr: &[u64]) -> Result<(), String> {
+    use sys::cublasLtMatmulDescAttributes_t as A;
+    let set = |attr: A, p: &u64| lt::set_matmul_desc_attribute(plan.desc, attr, p as *const u64 as *const c_void, 8).map_err(|e| format!("{attr:?}: {e:?}"));
+    let (x, xs, w, ws, out) = (ptr[0], ptr[1], ptr[2], ptr[3], ptr[ptr.len() - 1]);
+    set(A::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws)?;
+    set(A::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs)?;
+    if ptr.len() == 6 {
+        set(A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr[4])?;
+    }
+    let (alpha, beta) = (1.0f32, 0.0f32);
+    lt::matmul(
+        lt.handle,
+        plan.desc,
+        &alpha as *const f32 as *const c_void,
+        &beta as *const f32 as *const c_void,
+        w as *const c_void,
+        plan.a,
+        x as *const c_void,
+        plan.b,
+        out as *const c_void,
+        plan.d,
+        out as *mut c_void,
+        plan.d,
+        &plan.algo,
+        workspace as *mut c_void,
+        WORKSPACE_BYTES,
+        stream as sys::cudaStream_t,
+    )
+    .map_err(|e| format!("cublasLtMatmul: {e:?}"))
+}
+
+/// Whether FP8 products use cuBLASLt's fast accumulation (`SANA_FP8_FAST_ACCUM=1`): Hopper's
+/// FP8 tensor cores keep fewer accumulator bits than f32, and without it cuBLASLt adds their
+/// partial sums into f32 every few steps of `k` (the default, for accuracy).
+fn fast_accum() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| matches!(std::env::var("SANA_FP8_FAST_ACCUM").as_deref(), Ok("1") | Ok("on")))
+}
+
+unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: sys::cudaDataType) -> Result<Plan, String> {
+    use sys::cublasLtMatmulDescAttributes_t as A;
+    let err = |what: &'static str| move |e: cudarc::cublaslt::result::CublasError| format!("{what}: {e:?}");
+    let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, sys::cudaDataType::CUDA_R_32F).map_err(err("matmul desc"))?;
+    let set_i32 = |attr: A, v: i32| lt::set_matmul_desc_attribute(desc, attr, &v as *const i32 as *const c_void, 4);
+    // A (the weight) transposed: CUBLAS_OP_T is 1.
+    let outer = sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F as i32;
+    let attrs = || -> Result<(), cudarc::cublaslt::result::CublasError> {
+        set_i32(A::CUBLASLT_MATMUL_DESC_TRANSA, 1)?;
+        set_i32(A::CUBLASLT_MATMUL_DESC_A_SCALE_MODE, outer)?;
+        set_i32(A::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, outer)?;
+        let fast = fast_accum() as i8;
+        lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast as *const i8 as *const c_void, 1)?;
+        if p.bias {
+            let epilogue = sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS as u32;
+            lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue as *const u32 as *const c_void, 4)?;
+            set_i32(A::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, out_ty as i32)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = attrs() {
+        let _ = lt::destroy_matmul_desc(desc);
+        return Err(format!("FP8 descriptor: {e:?}"));
+    }
+    let e4m3 = sys::cudaDataType::CUDA_R_8F_E4M3;
+    let layouts = || -> Result<_, cudarc::cublaslt::result::CublasError> {
+        Ok((
+            lt::create_matrix_layout(e4m3, p.k as u64, p.n as u64, p.ld_w as i64)?,
+            lt::create_matrix_layout(e4m3, p.k as u64, p.m as u64, p.ld_x as i64)?,
+            lt::create_matrix_layout(out_ty, p.n as u64, p.m as u64, p.n as i64)?,
+        ))
+    };
+    let (a, b, d) = match layouts() {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = lt::destroy_matmul_desc(desc);
+            return Err(format!("FP8 layouts: {e:?}"));
+        }
+    };
+    // From here the plan owns the descriptors (its Drop destroys them).
+    let mut plan = Plan { desc, a, b, d, algo: std::mem::zeroed() };
+    let pref = lt::create_matmul_pref().map_err(err("preference"))?;
+    let ws = WORKSPACE_BYTES as u64;
+    let set_ws = lt::set_matmul_pref_attribute(
+        pref,
+        sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+        &ws as *const u64 as *const c_void,
+        8,
+    );
+    let heuristic = set_ws.and_then(|_| lt::get_matmul_algo_heuristic(handle, desc, a, b, d, d, pref)).map_err(err("no FP8 algorithm for this problem"));
+    let _ = lt::destroy_matmul_pref(pref);
+    plan.algo = heuristic?.algo;
+    Ok(plan)
 }

@@ -199,9 +199,9 @@ impl Attention {
     ) -> (Tensor<3>, Option<KvSums>) {
         let [b, n, d] = u.dims();
         let dtype = u.dtype();
-        let q = norm::rms_norm(self.to_q.forward(u.clone()), &self.norm_q, QK_NORM_EPS, ctx.kernels);
-        let k = norm::rms_norm(self.to_k.forward(u.clone()), &self.norm_k, QK_NORM_EPS, ctx.kernels);
-        let v = self.to_v.forward(u);
+        let [q, k, v] = Linear::forward_shared([&self.to_q, &self.to_k, &self.to_v], u);
+        let q = norm::rms_norm(q, &self.norm_q, QK_NORM_EPS, ctx.kernels);
+        let k = norm::rms_norm(k, &self.norm_k, QK_NORM_EPS, ctx.kernels);
         let device = v.device();
         profile::mark(&device, "attn1.qkv+rmsnorm");
         // Per-head views in the model dtype: the linear-attention ops compute in f32.
@@ -235,8 +235,8 @@ impl Attention {
         let device = x.device();
         let q = norm::rms_norm(self.to_q.forward(x), &self.norm_q, QK_NORM_EPS, ctx.kernels);
         profile::mark(&device, "attn2.q+rmsnorm");
-        let k = norm::rms_norm(self.to_k.forward(ctx.caption.clone()), &self.norm_k, QK_NORM_EPS, ctx.kernels);
-        let v = self.to_v.forward(ctx.caption.clone());
+        let [k, v] = Linear::forward_shared([&self.to_k, &self.to_v], ctx.caption.clone());
+        let k = norm::rms_norm(k, &self.norm_k, QK_NORM_EPS, ctx.kernels);
         profile::mark(&device, "attn2.k,v");
         // f32 models: f32 throughout. f16/bf16 models: operands in the model dtype with f32
         // accumulation and f32 logits/softmax, and the probabilities rounded to the model

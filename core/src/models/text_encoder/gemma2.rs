@@ -128,8 +128,9 @@ impl Gemma2Model {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for (i, &layer_type) in config.layer_types.iter().enumerate() {
             let p = format!("{prefix}layers.{i}");
-            let attn = |n: &str| Linear::load(&w, &format!("{p}.self_attn.{n}"), config.attention_bias, device, dtype);
-            let mlp = |n: &str| Linear::load(&w, &format!("{p}.mlp.{n}"), false, device, dtype);
+            // FP8 weights stay W8A16 here (see `Linear::load_w8a16`).
+            let attn = |n: &str| Linear::load_w8a16(&w, &format!("{p}.self_attn.{n}"), config.attention_bias, device, dtype);
+            let mlp = |n: &str| Linear::load_w8a16(&w, &format!("{p}.mlp.{n}"), false, device, dtype);
             let norm = |n: &str| RmsNorm::load(&w, &format!("{p}.{n}.weight"), eps, device);
             layers.push(DecoderLayer {
                 self_attn: SelfAttention {
