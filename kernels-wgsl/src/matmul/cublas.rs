@@ -573,26 +573,7 @@ unsafe fn fp8_gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: d
     if ptr.len() == 6 {
         set(A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr[4])?;
     }
-    let (alpha, beta) = (1.0f32, 0.0f32);
-    lt::matmul(
-        lt.handle,
-        plan.desc,
-        &alpha as *const f32 as *const c_void,
-        &beta as *const f32 as *const c_void,
-        w as *const c_void,
-        plan.a,
-        x as *const c_void,
-        plan.b,
-        out as *const c_void,
-        plan.d,
-        out as *mut c_void,
-        plan.d,
-        &plan.algo,
-        workspace as *mut c_void,
-        WORKSPACE_BYTES,
-        stream as sys::cudaStream_t,
-    )
-    .map_err(|e| format!("cublasLtMatmul: {e:?}"))
+    gemm(lt, plan, workspace, stream, w, x, out)
 }
 
 /// Whether FP8 products use cuBLASLt's fast accumulation (`SANA_FP8_FAST_ACCUM=1`): Hopper's
