@@ -248,43 +248,33 @@ impl Linear {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let dims = x.dims();
-        let inp = dims[D - 1];
-        let rows = x.shape().num_elements() / inp.max(1);
-        if let LinearWeight::Fp8Rows { codes, scale, lut, dtype } = &self.weight {
-            use crate::kernels::{fp8_gemm, Impl};
-            let y = fp8_gemm::linear(x.reshape([rows, inp]), codes, scale, self.bias.as_ref(), lut, *dtype, Impl::Auto);
-            let mut out_dims = dims;
-            out_dims[D - 1] = y.dims()[1];
-            return y.reshape(out_dims);
-        }
-        let weight_t = self.weight_t();
-        let [_, out] = weight_t.dims();
-        let mut y = matmul(x.reshape([rows, inp]), weight_t);
-        if let Some(b) = &self.bias {
-            y = y + b.clone().unsqueeze::<2>();
-        }
-        let mut out_dims = dims;
-        out_dims[D - 1] = out;
-        y.reshape(out_dims)
+        let [y] = Self::forward_shared([self], x);
+        y
     }
-}
 
-impl Linear {
     /// The products of several layers with one input (`to_q`, `to_k`, `to_v`): as
-    /// [`Linear::forward`] each, except that W8A8 layers quantise the shared input once.
+    /// [`Linear::forward`] each, except that the W8A8 layers among them quantise the shared
+    /// input once.
     pub fn forward_shared<const D: usize, const N: usize>(layers: [&Linear; N], x: Tensor<D>) -> [Tensor<D>; N] {
+        use crate::kernels::{act_quant, fp8_gemm, Impl};
         let dims = x.dims();
         let inp = dims[D - 1];
         let rows = x.shape().num_elements() / inp.max(1);
-        if N < 2 || !layers.iter().all(|l| matches!(l.weight, LinearWeight::Fp8Rows { .. })) {
-            return layers.map(|l| l.forward(x.clone()));
-        }
-        use crate::kernels::{act_quant, fp8_gemm, Impl};
-        let (codes, scale) = act_quant::quantize_fp8_rows(x.reshape([rows, inp]), Impl::Auto);
+        let mut quantised = None;
         layers.map(|l| {
-            let LinearWeight::Fp8Rows { codes: w, scale: ws, lut, dtype } = &l.weight else { unreachable!("checked above") };
-            let y = fp8_gemm::product(codes.clone(), scale.clone(), w.clone(), ws.clone(), l.bias.clone(), lut.clone(), *dtype, Impl::Auto);
+            let y = match &l.weight {
+                LinearWeight::Fp8Rows { codes: w, scale: ws, lut, dtype } => {
+                    let (codes, scale) = quantised.get_or_insert_with(|| act_quant::quantize_fp8_rows(x.clone().reshape([rows, inp]), Impl::Auto)).clone();
+                    fp8_gemm::product(codes, scale, w.clone(), ws.clone(), l.bias.clone(), lut.clone(), *dtype, Impl::Auto)
+                }
+                _ => {
+                    let mut y = matmul(x.clone().reshape([rows, inp]), l.weight_t());
+                    if let Some(b) = &l.bias {
+                        y = y + b.clone().unsqueeze::<2>();
+                    }
+                    y
+                }
+            };
             let mut out_dims = dims;
             out_dims[D - 1] = y.dims()[1];
             y.reshape(out_dims)
