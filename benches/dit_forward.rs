@@ -4,8 +4,12 @@
 //! cargo run --release -p sana-video-benches --bin dit-forward -- \
 //!     --model DIR [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] \
 //!     [--latent BxFxHxW ...] [--text-len 300] [--warmup 1] [--iters 3] [--chain N] [--mask-pad P] \
-//!     [--kernels auto|reference] [--profile]
+//!     [--kernels auto|reference] [--quantize fp8|nvfp4] [--profile]
 //! ```
+//! `--quantize` first writes the model's weights quantised as `sana-video quantize` would
+//! (to a folder under the temp dir, removed at the end, or to `--quantized-dir DIR`, kept
+//! for later runs' `--model`; it must not exist yet): one bf16 checkpoint serves every
+//! format, without the CLI.
 //! `--kernels reference` runs the plain tensor-op versions of our fused ops instead of the
 //! CubeCL kernels (same numerics, for comparison). `--profile` adds one more forward per
 //! size (and profiles the `--chain`) with per-stage figures: a device sync after every stage,
@@ -26,7 +30,49 @@ use sana_video_core::device::{self, BackendKind};
 use sana_video_core::io::FsSource;
 use sana_video_core::kernels::Impl;
 use sana_video_core::models::dit::{SanaVideoTransformer3DModel, Timesteps};
+use sana_video_core::io::safetensors::Weights;
 use sana_video_core::profile;
+use sana_video_core::quant::{quantize_weights, Format};
+
+/// A folder removed when dropped, unless `keep`.
+struct TempDir {
+    path: std::path::PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// `dir` (a diffusers `transformer/` folder) with its weights quantised to `format`, in
+/// `keep_in` (kept) or a temporary folder.
+fn quantised_copy(dir: &str, format: Format, keep_in: Option<&str>) -> Result<TempDir, String> {
+    let t0 = Instant::now();
+    let out = match keep_in {
+        Some(d) if std::path::Path::new(d).exists() => return Err(format!("--quantized-dir {d}: already exists")),
+        Some(d) => TempDir { path: d.into(), keep: true },
+        None => TempDir { path: std::env::temp_dir().join(format!("dit-forward-{format:?}-{}", std::process::id())), keep: false },
+    };
+    std::fs::create_dir_all(&out.path).map_err(|e| format!("{}: {e}", out.path.display()))?;
+    let config = std::path::Path::new(dir).join("config.json");
+    std::fs::copy(&config, out.path.join("config.json")).map_err(|e| format!("{}: {e}", config.display()))?;
+    let w = Weights::open_dir(&FsSource, dir, "diffusion_pytorch_model").map_err(|e| e.to_string())?;
+    let (bytes, sum) = quantize_weights(&w, format).map_err(|e| e.to_string())?;
+    let file = out.path.join("diffusion_pytorch_model.safetensors");
+    std::fs::write(&file, bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    println!(
+        "# quantised to {format:?} in {:.1} s: {} tensors, weights {:.1} MB -> {:.1} MB",
+        t0.elapsed().as_secs_f64(),
+        sum.quantised,
+        sum.bytes_in as f64 / 1e6,
+        sum.bytes_out as f64 / 1e6
+    );
+    Ok(out)
+}
 
 fn parse_latent(s: &str) -> Result<[usize; 4], String> {
     let v: Vec<usize> = s.split('x').map(|p| p.parse::<usize>()).collect::<Result<_, _>>().map_err(|_| format!("--latent {s}: expected BxFxHxW"))?;
@@ -43,6 +89,7 @@ fn main() -> Result<(), String> {
     let mut kernels = Impl::Auto;
     let mut profile = false;
     let (mut chain, mut mask_pad) = (0usize, None::<usize>);
+    let (mut quantize, mut quantized_dir) = (None, None::<String>);
     let mut i = 0;
     while i < argv.len() {
         if argv[i] == "--profile" {
@@ -61,6 +108,8 @@ fn main() -> Result<(), String> {
             "--iters" => iters = val.parse().map_err(|_| "--iters: integer")?,
             "--chain" => chain = val.parse().map_err(|_| "--chain: integer")?,
             "--mask-pad" => mask_pad = Some(val.parse().map_err(|_| "--mask-pad: integer")?),
+            "--quantized-dir" => quantized_dir = Some(val),
+            "--quantize" => quantize = Some(Format::parse(&val).ok_or_else(|| format!("--quantize {val}: expected fp8 or nvfp4"))?),
             "--kernels" => {
                 kernels = match val.as_str() {
                     "auto" => Impl::Auto,
@@ -72,7 +121,15 @@ fn main() -> Result<(), String> {
         }
         i += 2;
     }
-    let model_dir = model.ok_or("--model DIR is required")?;
+    let mut model_dir = model.ok_or("--model DIR is required")?;
+    let _quantised = match quantize {
+        Some(format) => {
+            let dir = quantised_copy(&model_dir, format, quantized_dir.as_deref())?;
+            model_dir = dir.path.to_string_lossy().to_string();
+            Some(dir)
+        }
+        None => None,
+    };
     if latents.is_empty() {
         latents = vec![[1, 2, 8, 8], [1, 5, 30, 52]];
     }
@@ -80,7 +137,7 @@ fn main() -> Result<(), String> {
         Some(k) => (k, device::create(k).map_err(|e| e.to_string())?),
         None => device::best_available().map_err(|e| e.to_string())?,
     };
-    let w8a8 = sana_video_core::nn::configure_fp8_activations(&device).map_err(|e| e.to_string())?;
+    sana_video_core::nn::configure_fp8_activations().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let (mut model, _) = SanaVideoTransformer3DModel::load(&FsSource, &model_dir, &device, dtype).map_err(|e| e.to_string())?;
     model.kernels = kernels;
@@ -92,7 +149,7 @@ fn main() -> Result<(), String> {
         device::name(kind),
         dtype,
         kernels,
-        if w8a8 { "W8A8" } else { "W8A16" },
+        if sana_video_core::nn::fp8_activations(&device) { "W8A8" } else { "W8A16" },
         model_dir,
         params / 1e9,
         cfg.layers,

@@ -48,34 +48,45 @@ fn nvfp4_resident() -> bool {
     *ON.get_or_init(|| env_on("SANA_NVFP4_RESIDENT"))
 }
 
-/// W8A8 emulation for FP8-resident weights ([`set_fp8_activations`]).
-static FP8_ACTIVATIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// W8A8 for FP8-resident weights ([`set_fp8_activations`]): 0 off, 1 on, 2 where the device
+/// has FP8 tensor cores (the default).
+static FP8_ACTIVATIONS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(2);
 
 /// Whether FP8 weights loaded from now on run W8A8: their products quantise the activations
 /// to FP8 too (per token, `kernels::act_quant`) and multiply codes with f32 accumulation
 /// (`kernels::fp8_gemm`): on FP8 tensor cores where the device has them (cuBLASLt on Hopper
 /// and newer), emulated with the same numerics elsewhere. Layers whose input width is not a
-/// multiple of 4 stay W8A16. Process-wide, read at load (the weight layout differs); off by
-/// default (W8A16). [`fp8_tensor_cores`] tells whether a device runs it natively.
+/// multiple of 4 stay W8A16. Process-wide, read at load (the weight layout differs). The
+/// default (before any call) is W8A8 exactly where the device has FP8 tensor cores, W8A16
+/// elsewhere: the emulation is slower than W8A16 and no more accurate.
 pub fn set_fp8_activations(on: bool) {
-    FP8_ACTIVATIONS.store(on, std::sync::atomic::Ordering::SeqCst);
+    FP8_ACTIVATIONS.store(on as u8, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Sets [`set_fp8_activations`] for a run on `device` from `SANA_FP8_ACTIVATIONS`: `on` (or
-/// `1`, `emulate`) everywhere (FP8 tensor cores where the device has them, the emulation
-/// elsewhere), `auto` where the device has FP8 tensor cores, `off` (`0`, and unset) nowhere.
-/// Unset means off until the tensor-core path has run on hardware (it was written without a
-/// GPU at hand; `benches/device_w8a8.sh` checks it); then the default becomes `auto`.
-/// Returns the choice; an unknown value is an error naming the variable.
-pub fn configure_fp8_activations(device: &Device) -> Result<bool> {
-    let on = match std::env::var("SANA_FP8_ACTIVATIONS").as_deref() {
-        Ok("auto") => fp8_tensor_cores(device),
-        Ok("on") | Ok("1") | Ok("emulate") => true,
-        Err(_) | Ok("") | Ok("off") | Ok("0") => false,
+/// Whether FP8 weights loaded now on `device` run W8A8 (see [`set_fp8_activations`]). Under
+/// the default this probes the device's FP8 tensor cores once (CUDA only).
+pub fn fp8_activations(device: &Device) -> bool {
+    match FP8_ACTIVATIONS.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => false,
+        1 => true,
+        _ => fp8_tensor_cores(device),
+    }
+}
+
+/// Sets [`set_fp8_activations`] from `SANA_FP8_ACTIVATIONS`: `on` (or `1`, `emulate`)
+/// everywhere (FP8 tensor cores where the device has them, the emulation elsewhere), `off`
+/// (or `0`) nowhere, `auto` (and unset) where the device has FP8 tensor cores, decided when
+/// FP8 weights are loaded (so runs without them never probe). An unknown value is an error
+/// naming the variable.
+pub fn configure_fp8_activations() -> Result<()> {
+    let mode = match std::env::var("SANA_FP8_ACTIVATIONS").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => 2,
+        Ok("on") | Ok("1") | Ok("emulate") => 1,
+        Ok("off") | Ok("0") => 0,
         Ok(other) => return Err(crate::Error::Input(format!("SANA_FP8_ACTIVATIONS={other}: expected auto, on or off"))),
     };
-    set_fp8_activations(on);
-    Ok(on)
+    FP8_ACTIVATIONS.store(mode, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
 }
 
 /// Whether `device` runs W8A8 products on FP8 tensor cores (see [`set_fp8_activations`]).
@@ -91,7 +102,7 @@ impl Linear {
     /// Loads `{prefix}.weight` (`[out, in]`, or a 1x1 conv `[out, in, 1, 1]`) and, if asked, `{prefix}.bias`.
     /// An FP8 weight whose `out` is a multiple of 4, or an NVFP4 one whose `out` is a multiple
     /// of 8, stays quantised on the device; other quantised weights are dequantised here.
-    /// FP8 weights are stored for W8A8 if [`set_fp8_activations`] is on.
+    /// FP8 weights are stored for W8A8 where [`fp8_activations`] says so.
     pub fn load(w: &Weights, prefix: &str, bias: bool, device: &Device, dtype: DType) -> Result<Linear> {
         Self::load_with(w, prefix, bias, device, dtype, true)
     }
@@ -113,7 +124,7 @@ impl Linear {
                 match q.format {
                     Format::Fp8 if fp8_resident() && fits(4) => {
                         let (codes, scales) = w.fp8_codes(&name, &q)?;
-                        let w8a8 = allow_w8a8 && FP8_ACTIVATIONS.load(std::sync::atomic::Ordering::Relaxed) && inp % 4 == 0;
+                        let w8a8 = allow_w8a8 && inp % 4 == 0 && fp8_activations(device);
                         Some(if w8a8 { fp8_rows_weight(&codes, &scales, out, inp, device, dtype) } else { fp8_weight(&codes, &scales, out, inp, device, dtype) })
                     }
                     Format::Nvfp4 if nvfp4_resident() && fits(8) => {

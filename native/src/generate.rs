@@ -406,7 +406,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         None => device::best_available().map_err(|e| e.to_string())?,
     };
     // FP8 weights run W8A8 where the device has FP8 tensor cores (`SANA_FP8_ACTIVATIONS`).
-    sana_video_core::nn::configure_fp8_activations(&device).map_err(|e| e.to_string())?;
+    sana_video_core::nn::configure_fp8_activations().map_err(|e| e.to_string())?;
     req.dtype = dtype_for("dtype", if kind == BackendKind::Cuda { DType::BF16 } else { DType::F32 })?;
     let plan = plan_for(&req).map_err(|e| e.to_string())?;
     let quiet = args.flag("quiet");

@@ -147,6 +147,18 @@ fn bad_input_is_refused_without_output() {
     expect_failure(&o, &["/nonexistent/in.safetensors"]);
     let o = bin().args(["debug", "transformer", "--bogus", "1"]).output().unwrap();
     expect_failure(&o, &["--bogus"]);
+    // An unknown value of an environment switch is named, not ignored.
+    let o = bin()
+        .args(["debug", "transformer", "--backend", "cpu", "--model"])
+        .arg(case.join("transformer"))
+        .arg("--inputs")
+        .arg(case.join("inputs.safetensors"))
+        .arg("--output")
+        .arg(&out)
+        .env("SANA_FP8_ACTIVATIONS", "sometimes")
+        .output()
+        .unwrap();
+    expect_failure(&o, &["SANA_FP8_ACTIVATIONS=sometimes"]);
     assert!(!out.exists());
     // An output folder that does not exist is refused before any compute.
     let o = run_transformer("p122_b2_mask", "cpu", Path::new("/nonexistent/dir/out.safetensors"), &[]);

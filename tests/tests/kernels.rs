@@ -823,5 +823,6 @@ fn fp8_product_matches_host_and_reference() {
 /// Bound on cuBLASLt's FP8 GEMM against the exact product of the same codes (f32 result).
 /// Hopper's FP8 tensor cores add products in an accumulator narrower than f32 (about 14
 /// mantissa bits, reported for H800 in the DeepSeek-V3 report) and cuBLASLt adds those
-/// partial sums into f32 every few steps of `k`.
+/// partial sums into f32 every few steps of `k`. Measured on an H200 (cuBLASLt 13.0): 9.1e-5
+/// to 2.2e-4 for f32 results of these products.
 const FP8_TENSOR_CORE_BOUND: f64 = 1e-3;

@@ -35,17 +35,22 @@ fn w8a8_emulation_stays_within_bounds_on_every_backend() {
         assert!(r16 < 0.04, "{}: W8A16 rel {r16:.3e}", device::name(kind));
         assert!(r8 < BOUND, "{}: W8A8 rel {r8:.3e} >= {BOUND}", device::name(kind));
         assert!(between > 1e-4, "{}: the switch changed nothing", device::name(kind));
-        w8a8_runs.push((kind, device.clone(), w8a8));
+        w8a8_runs.push((kind, device.clone(), w8a8, r8));
     }
     // Same codes on every backend (the quantiser is bit-exact); the emulation differs only in
     // summation order, FP8 tensor cores also in their accumulator's width.
-    if let [(ka, _, a), rest @ ..] = &w8a8_runs[..] {
-        for (kb, device, b) in rest {
+    if let [(ka, _, a, ra), rest @ ..] = &w8a8_runs[..] {
+        for (kb, device, b, rb) in rest {
             let native = sana_video_core::nn::fp8_tensor_cores(device);
             let bound = if native { CROSS_TENSOR_CORES } else { CROSS_BACKEND };
             let (rel, _) = rel_l2(b, a);
             println!("W8A8 {}{} against {}: rel L2 {rel:.3e} (bound {bound:.0e})", device::name(*kb), if native { " (FP8 tensor cores)" } else { "" }, device::name(*ka));
             assert!(rel < bound, "W8A8 {} against {}: rel {rel:.3e}", device::name(*kb), device::name(*ka));
+            // The tensor cores' differences must not cost accuracy: their error against f32
+            // stays that of the emulation (measured 3.370e-2 against 3.361e-2 on an H200).
+            if native {
+                assert!(*rb <= ra * 1.05, "W8A8 on FP8 tensor cores: rel {rb:.3e} against f32, the emulation's {ra:.3e}");
+            }
         }
     }
 }
@@ -57,5 +62,10 @@ const BOUND: f64 = 0.045;
 /// f32 summation order differs (measured 1.7e-7 between the CPU backend and lavapipe).
 const CROSS_BACKEND: f64 = 1e-5;
 /// The same against cuBLASLt's FP8 GEMM on Hopper, whose tensor cores accumulate in fewer bits
-/// than f32 between cuBLASLt's f32 additions (`kernels.rs`, `FP8_TENSOR_CORE_BOUND`).
-const CROSS_TENSOR_CORES: f64 = 1e-3;
+/// than f32 (`kernels.rs`, `FP8_TENSOR_CORE_BOUND`): each product differs from the emulation's
+/// by ε ≈ 2e-4 relative (measured on an H200), and every next W8A8 layer rounds its input to
+/// e4m3 again, so a small fraction of those codes (≈ 2ε/s) land one e4m3 step s ≈ 0.09
+/// (relative) away: about sqrt(2·ε·s) ≈ 6e-3 relative per layer input, not the f32 summation
+/// order's 1e-7. Measured 3.0e-3 at the output of this DiT (H200); the test also holds the
+/// accuracy against f32 to the emulation's.
+const CROSS_TENSOR_CORES: f64 = 1e-2;

@@ -102,8 +102,8 @@ struct State {
     lt: Arc<Lt>,
     device: DeviceHandle<CudaServer>,
     plans: HashMap<Problem, Arc<Plan>>,
-    /// FP8 plans, `None` where cuBLASLt has none for the problem (asked once).
-    fp8_plans: HashMap<Fp8Problem, Option<Arc<Plan>>>,
+    /// FP8 plans, or why cuBLASLt has none for the problem (asked once).
+    fp8_plans: HashMap<Fp8Problem, Result<Arc<Plan>, String>>,
 }
 
 /// Which products [`matmul`] takes: f32 and f16/bf16 ones (the default, `SANA_CUBLAS=all`),
@@ -463,26 +463,44 @@ fn out_type(code: u8) -> Option<sys::cudaDataType> {
     [DType::F32, DType::F16, DType::BF16].get(code as usize).and_then(|&d| cuda_type(d)).map(|(t, _)| t)
 }
 
-/// Whether cuBLASLt plans `problem` on `device` (planning it now if it was not asked yet).
-/// FP8 products with per-row scale vectors need Hopper or newer and cuBLASLt 12.9 or newer;
-/// elsewhere there is no plan. Sizes: `k` and `n` multiples of 16 (cuBLASLt's FP8 alignment).
-pub fn fp8_plannable(device: &CudaDevice, problem: Fp8Problem) -> bool {
-    let Some(state) = state(device) else { return false };
-    let Ok(mut st) = state.lock() else { return false };
-    st.ordinal == device.index && fp8_plan(&mut st, problem).is_some()
+/// Whether cuBLASLt plans `problem` on `device` (planning it now if it was not asked yet),
+/// or why not. FP8 products with per-row scale vectors need Hopper or newer and cuBLASLt 12.9
+/// or newer; elsewhere there is no plan. Sizes: `k` and `n` multiples of 16 (cuBLASLt's FP8
+/// alignment).
+pub fn fp8_plan_status(device: &CudaDevice, problem: Fp8Problem) -> Result<(), String> {
+    let state = state(device).ok_or("cuBLASLt unavailable")?;
+    let mut st = state.lock().map_err(|_| "cuBLASLt state lock poisoned")?;
+    if st.ordinal != device.index {
+        return Err(format!("cuBLASLt runs on CUDA device {}", st.ordinal));
+    }
+    fp8_plan(&mut st, problem).map(|_| ())
 }
 
-fn fp8_plan(st: &mut State, p: Fp8Problem) -> Option<Arc<Plan>> {
+/// [`fp8_plan_status`] as a yes or no.
+pub fn fp8_plannable(device: &CudaDevice, problem: Fp8Problem) -> bool {
+    fp8_plan_status(device, problem).is_ok()
+}
+
+fn fp8_plan(st: &mut State, p: Fp8Problem) -> Result<Arc<Plan>, String> {
     let aligned = p.n % 16 == 0 && p.k % 16 == 0 && p.ld_x % 16 == 0 && p.ld_w % 16 == 0 && p.ld_x >= p.k && p.ld_w >= p.k;
     if p.m == 0 || p.n == 0 || p.k == 0 || !aligned || (p.bias && p.out_dtype == 0) {
-        return None;
+        return Err(format!("{p:?} is not an FP8 problem cuBLASLt takes (sizes multiples of 16; bias only with a 16-bit result)"));
     }
     if let Some(plan) = st.fp8_plans.get(&p) {
         return plan.clone();
     }
-    let out_ty = out_type(p.out_dtype)?;
+    let out_ty = out_type(p.out_dtype).ok_or("unknown output dtype")?;
     // SAFETY: descriptors only; the handle is live.
-    let plan = unsafe { make_fp8_plan(st.lt.handle, &p, out_ty) }.ok().map(Arc::new);
+    let plan = unsafe { make_fp8_plan(st.lt.handle, &p, out_ty, true) }.map(Arc::new).map_err(|e| {
+        // Say whether FP8 GEMMs plan at all here (with scalar scales), to tell a refused scale
+        // mode from a missing FP8 GEMM.
+        // SAFETY: as above.
+        let scalar = match unsafe { make_fp8_plan(st.lt.handle, &p, out_ty, false) } {
+            Ok(_) => "planned".to_string(),
+            Err(e) => e,
+        };
+        format!("{e}; with scalar scales instead: {scalar}")
+    });
     if st.fp8_plans.len() >= MAX_PLANS {
         st.fp8_plans.clear();
     }
@@ -526,7 +544,7 @@ pub fn fp8_linear(x_codes: &CubeTensor, x_scale: &CubeTensor, w_codes: &CubeTens
     if st.ordinal != dev.index {
         return None;
     }
-    let plan = fp8_plan(&mut st, problem)?;
+    let plan = fp8_plan(&mut st, problem).ok()?;
     let out = empty_device_contiguous_dtype(x_codes.client.clone(), x_codes.device.clone(), Shape::from(vec![m, n]), out_dtype);
     st.stats.calls += 1;
     let lt = st.lt.clone();
@@ -584,7 +602,8 @@ fn fast_accum() -> bool {
     *ON.get_or_init(|| matches!(std::env::var("SANA_FP8_FAST_ACCUM").as_deref(), Ok("1") | Ok("on")))
 }
 
-unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: sys::cudaDataType) -> Result<Plan, String> {
+/// `vectors`: per-row scale vectors (what products use); false only to diagnose a refusal.
+unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: sys::cudaDataType, vectors: bool) -> Result<Plan, String> {
     use sys::cublasLtMatmulDescAttributes_t as A;
     let err = |what: &'static str| move |e: cudarc::cublaslt::result::CublasError| format!("{what}: {e:?}");
     let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, sys::cudaDataType::CUDA_R_32F).map_err(err("matmul desc"))?;
@@ -593,8 +612,20 @@ unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: s
     let outer = sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F as i32;
     let attrs = || -> Result<(), cudarc::cublaslt::result::CublasError> {
         set_i32(A::CUBLASLT_MATMUL_DESC_TRANSA, 1)?;
-        set_i32(A::CUBLASLT_MATMUL_DESC_A_SCALE_MODE, outer)?;
-        set_i32(A::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, outer)?;
+        if vectors {
+            set_i32(A::CUBLASLT_MATMUL_DESC_A_SCALE_MODE, outer)?;
+            set_i32(A::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, outer)?;
+        }
+        // Vector scales (and the bias) are read through pointers that are set before every
+        // call; cuBLASLt checks them when planning too and refuses null ones (INVALID_VALUE),
+        // so the plan is made with a stand-in address, never dereferenced while planning.
+        let stand_in: u64 = 1 << 20;
+        for attr in [A::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, A::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER] {
+            lt::set_matmul_desc_attribute(desc, attr, &stand_in as *const u64 as *const c_void, 8)?;
+        }
+        if p.bias {
+            lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in as *const u64 as *const c_void, 8)?;
+        }
         let fast = fast_accum() as i8;
         lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast as *const i8 as *const c_void, 1)?;
         if p.bias {
