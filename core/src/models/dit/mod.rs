@@ -74,6 +74,27 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
 }
 
+/// How many leading caption tokens the cross-attention needs: up to the last one any sample
+/// keeps. Prompts are padded to 300 tokens of which tens are real, and a key masked out gets
+/// the additive bias -10000, so its weight `exp(logit - 10000 - max)` is exactly 0 in f32
+/// (the same in the reference) whenever the logits are far below 4900 in magnitude: keys
+/// padded in every sample change no output, and dropping them saves their share of the
+/// cross-attention (logits, softmax, probabilities times values). A sample with no key kept
+/// attends uniformly to all L keys, so then none is dropped.
+pub fn caption_tokens_needed(mask: &[f32], b: usize, l: usize) -> usize {
+    if b == 0 || l == 0 || mask.len() != b * l {
+        return l;
+    }
+    let mut needed = 0;
+    for row in mask.chunks(l) {
+        match row.iter().rposition(|&k| k != 0.0) {
+            Some(last) => needed = needed.max(last + 1),
+            None => return l,
+        }
+    }
+    needed
+}
+
 impl SanaVideoTransformer3DModel {
     /// Reads and validates `config.json` of a transformer folder.
     pub fn read_config(source: &dyn FileSource, dir: &str) -> Result<DitConfig> {
@@ -262,12 +283,22 @@ impl SanaVideoTransformer3DModel {
         let t6 = gather(t6).reshape([b, t_len, 6, d]);
         let temb = gather(temb).reshape([b, t_len, d]);
 
+        // Caption tokens that are padding in every sample are dropped (see `caption_tokens_needed`).
+        let keep = encoder_attention_mask.map_or(l, |m| caption_tokens_needed(m, b, l));
+        let (encoder_hidden_states, mask, l) = match encoder_attention_mask {
+            Some(m) if keep < l => {
+                let kept: Vec<f32> = m.chunks(l).flat_map(|row| row[..keep].iter().copied()).collect();
+                (encoder_hidden_states.narrow(1, 0, keep), Some(kept), keep)
+            }
+            m => (encoder_hidden_states, m.map(|m| m.to_vec()), l),
+        };
+
         // Caption: Linear -> GELU(tanh) -> Linear -> RMSNorm(eps 1e-5).
         let y = to_dtype(encoder_hidden_states, dtype);
         let y = self.caption_projection.linear_2.forward(gelu_tanh(self.caption_projection.linear_1.forward(y)));
         let caption = crate::kernels::norm::rms_norm(y, &self.caption_norm, 1e-5, self.kernels);
 
-        let caption_bias = encoder_attention_mask.map(|m| {
+        let caption_bias = mask.as_deref().map(|m| {
             let bias: Vec<f32> = m.iter().map(|&k| (1.0 - k) * -10000.0).collect();
             Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, l]), device)
         });
@@ -313,3 +344,23 @@ impl SanaVideoTransformer3DModel {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::caption_tokens_needed;
+
+    #[test]
+    fn caption_keeps_up_to_the_last_token_any_sample_keeps() {
+        // Right padding: the longest prompt decides.
+        assert_eq!(caption_tokens_needed(&[1., 1., 0., 0., 1., 1., 1., 0.], 2, 4), 3);
+        // A kept token after a gap keeps the gap too (its keys are masked, weight zero).
+        assert_eq!(caption_tokens_needed(&[1., 0., 0., 1., 0., 0.], 2, 3), 1);
+        assert_eq!(caption_tokens_needed(&[1., 0., 1., 0., 0., 0.], 1, 6), 3);
+        // Nothing to drop.
+        assert_eq!(caption_tokens_needed(&[1., 1., 1.], 1, 3), 3);
+        // A sample with every key masked attends to all of them uniformly: keep all.
+        assert_eq!(caption_tokens_needed(&[1., 0., 0., 0., 0., 0.], 2, 3), 3);
+        // A mask of the wrong length is refused earlier; here it changes nothing.
+        assert_eq!(caption_tokens_needed(&[1., 0.], 2, 3), 3);
+    }
+}
