@@ -14,12 +14,16 @@ pub const NAME: &str = "builtin";
 /// video is longer than the built-in model's 17 frames, or a LongSANA flag is used.
 pub const LONG_NAME: &str = "builtin-long";
 
+#[cfg(feature = "builtin")]
 macro_rules! embedded {
     ($($path:literal),* $(,)?) => {
         &[$(($path, include_bytes!(concat!("../../builtin-model/", $path)) as &[u8])),*]
     };
 }
 
+// Without the `builtin` feature (on by default) the binary embeds no model: about 35 MB
+// smaller, for builds that always name `--model` (the GPU-machine benchmarks).
+#[cfg(feature = "builtin")]
 pub static SOURCE: StaticSource = StaticSource {
     root: NAME,
     files: embedded!(
@@ -36,6 +40,7 @@ pub static SOURCE: StaticSource = StaticSource {
     ),
 };
 
+#[cfg(feature = "builtin")]
 pub static LONG_SOURCE: StaticSource = StaticSource {
     root: LONG_NAME,
     files: &[
@@ -69,10 +74,16 @@ pub fn defaults(source: &dyn FileSource, model_dir: &str) -> Result<ModelDefault
 
 /// The embedded model a name means, if any.
 pub fn embedded(name: &str) -> Option<&'static StaticSource> {
-    match name {
+    #[cfg(feature = "builtin")]
+    return match name {
         NAME => Some(&SOURCE),
         LONG_NAME => Some(&LONG_SOURCE),
         _ => None,
+    };
+    #[cfg(not(feature = "builtin"))]
+    {
+        let _ = name;
+        None
     }
 }
 
@@ -80,9 +91,12 @@ pub fn embedded(name: &str) -> Option<&'static StaticSource> {
 /// diffusers folder (or a repo id found in the Hugging Face cache) on disk.
 pub fn resolve(model: Option<&str>) -> Result<(&'static dyn FileSource, String), String> {
     static DISK: FsSource = FsSource;
-    match model {
-        None | Some(NAME) => Ok((&SOURCE, NAME.to_string())),
-        Some(LONG_NAME) => Ok((&LONG_SOURCE, LONG_NAME.to_string())),
-        Some(arg) => Ok((&DISK, resolve_model_dir(&DISK, arg).map_err(|e| e.to_string())?)),
+    let name = model.unwrap_or(NAME);
+    if let Some(source) = embedded(name) {
+        return Ok((source, name.to_string()));
     }
+    if name == NAME || name == LONG_NAME {
+        return Err(format!("this sana-video was built without its built-in models (cargo feature `builtin`): pass --model DIR instead of `{name}`"));
+    }
+    Ok((&DISK, resolve_model_dir(&DISK, name).map_err(|e| e.to_string())?))
 }

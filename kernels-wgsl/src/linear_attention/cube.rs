@@ -16,8 +16,16 @@ use crate::elem_type;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
 use super::{to_f32, KvSums};
-use crate::matmul::matmul;
+use crate::matmul::{matmul, matmul_fast_f32};
 use crate::Impl;
+
+/// The sums' f32 GEMMs: exact f32 for an f32 model; on TF32 tensor cores for a 16-bit one,
+/// whose attention output is rounded to 8 (bf16) or 11 (f16) mantissa bits anyway: φ(k), φ(q)
+/// and v are exact in TF32 there, only the rotated operands and the sums are rounded (2^-11).
+/// On CUDA this made the sums' GEMMs several times faster (BENCHMARKS.md).
+fn gemm<const D: usize>(a: BTensor<D>, b: BTensor<D>, fast: bool) -> BTensor<D> {
+    if fast { matmul_fast_f32(a, b, Impl::Auto) } else { matmul(a, b, Impl::Auto) }
+}
 
 /// For `x` `[B, N, H, d]` (any strides, any float dtype): `phi = φ(x)` and `rot = R_n·φ(x)`,
 /// both f32 `[B, H, N, d]` contiguous. One thread per channel pair `(2p, 2p+1)`.
@@ -160,6 +168,7 @@ fn token_splits(n: usize) -> usize {
 pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> KvSums {
     let [b, n, h, d] = k.dims();
     let dev = k.device();
+    let fast = k.dtype() != DType::F32 && v.dtype() != DType::F32;
     let (phi, rot) = relu_rope(k, cos, sin);
     crate::mark(&dev, "la.relu_rope(k)");
     let vt = to_f32(v).permute([0, 2, 3, 1]); // [B, H, d, N]
@@ -170,7 +179,7 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
     let (kv, ksum) = if splits == 1 {
         // [B, H, d, N] x [B, H, N, d] -> [B, H, d, d]
         let ones = BTensor::<4>::ones([b, h, 1, n], (&dev, DType::F32));
-        (matmul(vt, rot, Impl::Auto), matmul(ones, phi, Impl::Auto).reshape([b, h, d]))
+        (gemm(vt, rot, fast), gemm(ones, phi, fast).reshape([b, h, d]))
     } else {
         // Zero tokens add nothing to the sums: pad N to a multiple of the splits.
         let per = n.div_ceil(splits);
@@ -184,11 +193,11 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
         // [B, H, S, d, N/S] x [B, H, S, N/S, d] -> [B, H, S, d, d], summed over S.
         let vt: BTensor<5> = vt.reshape([b, h, d, splits, per]).swap_dims(2, 3);
         let r: BTensor<5> = r.reshape([b, h, splits, per, d]);
-        let kv = matmul(vt, r, Impl::Auto).sum_dim(2).reshape([b, h, d, d]);
+        let kv = gemm(vt, r, fast).sum_dim(2).reshape([b, h, d, d]);
         crate::mark(&dev, "la.kv (v to f32, GEMM)");
         let ones = BTensor::<5>::ones([b, h, splits, 1, per], (&dev, DType::F32));
         let phi: BTensor<5> = phi.reshape([b, h, splits, per, d]);
-        (kv, matmul(ones, phi, Impl::Auto).sum_dim(2).reshape([b, h, d]))
+        (kv, gemm(ones, phi, fast).sum_dim(2).reshape([b, h, d]))
     };
     crate::mark(&dev, "la.ksum");
     KvSums { kv, ksum }
@@ -197,11 +206,12 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
 pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType) -> BTensor<4> {
     let [b, _, h, d] = q.dims();
     let dev = q.device();
+    let fast = q.dtype() != DType::F32 && dtype != DType::F32;
     let (phi, rot) = relu_rope(q, cos, sin);
     crate::mark(&dev, "la.relu_rope(q)");
-    let num = matmul(rot, s.kv.clone().swap_dims(2, 3), Impl::Auto); // [B, H, N, d]
+    let num = gemm(rot, s.kv.clone().swap_dims(2, 3), fast); // [B, H, N, d]
     crate::mark(&dev, "la.num GEMM");
-    let den = matmul(phi, s.ksum.clone().reshape([b, h, d, 1]), Impl::Auto); // [B, H, N, 1]
+    let den = gemm(phi, s.ksum.clone().reshape([b, h, d, 1]), fast); // [B, H, N, 1]
     crate::mark(&dev, "la.den GEMM");
     let out = BTensor::from_dispatch(<Dispatch as LinearAttentionKernels>::la_finish(num.into_dispatch(), den.into_dispatch(), eps, dtype));
     crate::mark(&dev, "la.finish");

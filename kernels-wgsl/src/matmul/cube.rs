@@ -16,6 +16,9 @@ pub trait ExactMatmul: Backend {
     fn matmul_f32_exact(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Half-precision operands, f32 accumulation and result; burn's tuned matmul.
     fn matmul_half_to_f32(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// f32 operands on TF32 tensor cores where cuBLASLt runs (CUDA), else as exact as
+    /// `matmul_f32_exact`.
+    fn matmul_f32_fast(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl ExactMatmul for CubeBackend {
@@ -38,6 +41,20 @@ impl ExactMatmul for CubeBackend {
         assert!(lhs.dtype == rhs.dtype && matches!(lhs.dtype, DType::F16 | DType::BF16), "matmul_half_to_f32: f16 or bf16 operands of one dtype");
         matmul_half_any(lhs, rhs, DType::F32)
     }
+
+    fn matmul_f32_fast(lhs: CubeTensor, rhs: CubeTensor) -> CubeTensor {
+        #[cfg(feature = "cuda")]
+        if let Some(out) = super::cublas::matmul_tf32(&lhs, &rhs) {
+            return out;
+        }
+        #[cfg(feature = "cuda")]
+        let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
+        #[cfg(feature = "cuda")]
+        if let Some(out) = super::cublas::matmul_tf32(&lhs, &rhs) {
+            return out;
+        }
+        Self::matmul_f32_exact(lhs, rhs)
+    }
 }
 
 pub fn matmul_to_f32<const D: usize>(a: BTensor<D>, b: BTensor<D>) -> BTensor<D> {
@@ -46,6 +63,10 @@ pub fn matmul_to_f32<const D: usize>(a: BTensor<D>, b: BTensor<D>) -> BTensor<D>
 
 pub fn matmul_f32<const D: usize>(a: BTensor<D>, b: BTensor<D>) -> BTensor<D> {
     BTensor::from_dispatch(<Dispatch as ExactMatmul>::matmul_f32_exact(a.into_dispatch(), b.into_dispatch()))
+}
+
+pub fn matmul_f32_fast<const D: usize>(a: BTensor<D>, b: BTensor<D>) -> BTensor<D> {
+    BTensor::from_dispatch(<Dispatch as ExactMatmul>::matmul_f32_fast(a.into_dispatch(), b.into_dispatch()))
 }
 
 // ---- f16/bf16 GEMMs: which cubek routine ---------------------------------------------

@@ -68,6 +68,8 @@ impl Drop for Plan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Problem {
     in_dtype: u8,
+    /// f32 operands rounded to TF32 on tensor cores (`CUBLAS_COMPUTE_32F_FAST_TF32`).
+    tf32: bool,
     out_dtype: u8,
     m: usize,
     n: usize,
@@ -252,6 +254,20 @@ pub fn matmul(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout: 
 /// [`matmul`] for every dtype cuBLASLt takes, whatever `SANA_CUBLAS` says (`matmul-bench`,
 /// `SANA_HALF_MATMUL=cublas`).
 pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout: OutLayout) -> Option<CubeTensor> {
+    matmul_with(lhs, rhs, out_dtype, out_layout, false)
+}
+
+/// An f32 product on TF32 tensor cores (operands rounded to 10 explicit mantissa bits, f32
+/// accumulation), for callers whose result is rounded to f16/bf16 anyway (see
+/// `matmul::matmul_fast_f32`); `None` where [`matmul`] would not take it.
+pub fn matmul_tf32(lhs: &CubeTensor, rhs: &CubeTensor) -> Option<CubeTensor> {
+    if lhs.dtype != DType::F32 || !mode().0 {
+        return None;
+    }
+    matmul_with(lhs, rhs, DType::F32, OutLayout::Contiguous, true)
+}
+
+fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout: OutLayout, tf32: bool) -> Option<CubeTensor> {
     let cubecl::Device::Cuda(dev) = &lhs.device else {
         return None;
     };
@@ -294,7 +310,8 @@ pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layo
     if m == 0 || n == 0 || k == 0 || outer > MAX_OUTER {
         return None;
     }
-    let problem = Problem { in_dtype: in_code, out_dtype: out_code, m, n, k, batch, ld: [lda, ldb, ldd], batch_stride: [sa, sb, sd] };
+    let tf32 = tf32 && lhs.dtype == DType::F32;
+    let problem = Problem { in_dtype: in_code, tf32, out_dtype: out_code, m, n, k, batch, ld: [lda, ldb, ldd], batch_stride: [sa, sb, sd] };
     let (in_size, out_size) = (lhs.dtype.size() as u64, out_dtype.size() as u64);
     let offsets: Vec<[u64; 3]> = (0..outer as u64).map(|i| [i * oa as u64 * in_size, i * ob as u64 * in_size, i * od as u64 * out_size]).collect();
 
@@ -401,7 +418,9 @@ unsafe fn gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: dsys:
 
 unsafe fn make_plan(handle: sys::cublasLtHandle_t, p: &Problem, in_ty: sys::cudaDataType, out_ty: sys::cudaDataType) -> Result<Plan, String> {
     let err = |what: &'static str| move |e: cudarc::cublaslt::result::CublasError| format!("{what}: {e:?}");
-    let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, sys::cudaDataType::CUDA_R_32F).map_err(err("matmul desc"))?;
+    use sys::cublasComputeType_t::{CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32};
+    let compute = if p.tf32 { CUBLAS_COMPUTE_32F_FAST_TF32 } else { CUBLAS_COMPUTE_32F };
+    let desc = lt::create_matmul_desc(compute, sys::cudaDataType::CUDA_R_32F).map_err(err("matmul desc"))?;
     let matrix = |ty, rows: usize, cols: usize, ld: usize, stride: usize| -> Result<sys::cublasLtMatrixLayout_t, String> {
         let l = lt::create_matrix_layout(ty, rows as u64, cols as u64, ld as i64).map_err(err("layout"))?;
         if p.batch > 1 {

@@ -65,6 +65,18 @@ pub fn matmul_rounded_merge_heads(a: Tensor<4>, b: Tensor<4>, which: Impl) -> Te
     matmul_rounded(a, b, which).swap_dims(1, 2)
 }
 
+/// [`matmul`] of f32 operands for a result that is rounded to f16/bf16 afterwards (the
+/// linear attention's sums in a 16-bit model): on CUDA TF32 tensor cores (operands rounded to
+/// 10 explicit mantissa bits, 2^-11 relative, against the 2^-8 or 2^-11 of the final rounding;
+/// f32 accumulation), elsewhere exactly [`matmul`]. The reference is exact f32.
+pub fn matmul_fast_f32<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
+    #[cfg(feature = "cube")]
+    if which == Impl::Auto && a.dtype() == DType::F32 && b.dtype() == DType::F32 && crate::is_cube_device(&a.device()) {
+        return cube::matmul_f32_fast(a, b);
+    }
+    matmul(a, b, which)
+}
+
 /// `a · b` for same-rank tensors with equal batch dims (`[.., M, K] · [.., K, N]`).
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
     #[cfg(feature = "cube")]
