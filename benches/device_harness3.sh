@@ -3,7 +3,9 @@
 # sums and the caption trimming: carry .devcarry/ (xz CUDA builds: sana-video built with
 # `--no-default-features --features flex,wgpu,cuda`, no built-in models; dit-forward; the
 # kernels, dit_parity and longsana test binaries), .whl/ (diffusers) and .gl/ (the Vulkan
-# loader .deb, per the device README). Everything lands in $OUT as it finishes:
+# loader and the glvnd libraries NVIDIA's Vulkan driver loads, per the device README:
+# libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2; without glvnd wgpu finds
+# no adapter). Everything lands in $OUT as it finishes:
 #   tests.log       linear-attention kernels, DiT parity and LongSANA on CUDA
 #   fullsize.txt    one full-size forward (bf16; FP8 W8A8) against the float64 reference
 #   bench-*.md      dit-forward bf16 and FP8 W8A8 at a LongSANA chunk and the 480p CFG batch
@@ -11,6 +13,7 @@
 #   vulkan.md       the same forward through wgpu on NVIDIA's Vulkan driver (f16: WGSL has no bf16)
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 source benches/device_unpack.sh >/dev/null
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u; } | tee $OUT/gpu.txt
 export SANA_FIXTURES=tests/fixtures

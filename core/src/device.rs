@@ -81,11 +81,27 @@ pub fn name(kind: BackendKind) -> &'static str {
 }
 
 /// Opens a device and runs a tiny op on it; backends panic when no adapter or driver is
-/// present, which we turn into an error naming the backend.
+/// present, which we turn into an error naming the backend. Backends may fail on a thread of
+/// their own (wgpu's device setup), whose message would otherwise be lost behind the
+/// caller's "RecvError": every panic message during the probe goes into the error.
 #[allow(dead_code)]
 fn probe(kind: BackendKind, make: impl Fn() -> Device + std::panic::UnwindSafe + Copy) -> Result<Device> {
+    use std::sync::{Arc, Mutex};
+    let messages: Arc<Mutex<Vec<String>>> = Arc::default();
     let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let sink = messages.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "no details".into());
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        if let Ok(mut m) = sink.lock() {
+            m.push(format!("{msg}{place}"));
+        }
+    }));
     let result = std::panic::catch_unwind(move || {
         let device = make();
         let t = burn::tensor::Tensor::<1>::from_floats([1.0f32, 2.0], &device);
@@ -93,12 +109,9 @@ fn probe(kind: BackendKind, make: impl Fn() -> Device + std::panic::UnwindSafe +
         device
     });
     std::panic::set_hook(prev);
-    result.map_err(|e| {
-        let msg = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "no details".into());
+    result.map_err(|_| {
+        let msg = messages.lock().map(|m| m.join("; ")).unwrap_or_default();
+        let msg = if msg.is_empty() { "no details".to_string() } else { msg };
         Error::Device(format!("--backend {}: no usable device ({msg})", name(kind)))
     })
 }
