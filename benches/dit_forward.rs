@@ -52,9 +52,10 @@ impl Drop for TempDir {
 /// `keep_in` (kept) or a temporary folder.
 fn quantised_copy(dir: &str, format: Format, keep_in: Option<&str>) -> Result<TempDir, String> {
     let t0 = Instant::now();
-    let out = match keep_in {
+    // Kept only once complete: a failure below removes the partial folder.
+    let mut out = match keep_in {
         Some(d) if std::path::Path::new(d).exists() => return Err(format!("--quantized-dir {d}: already exists")),
-        Some(d) => TempDir { path: d.into(), keep: true },
+        Some(d) => TempDir { path: d.into(), keep: false },
         None => TempDir { path: std::env::temp_dir().join(format!("dit-forward-{format:?}-{}", std::process::id())), keep: false },
     };
     std::fs::create_dir_all(&out.path).map_err(|e| format!("{}: {e}", out.path.display()))?;
@@ -71,6 +72,7 @@ fn quantised_copy(dir: &str, format: Format, keep_in: Option<&str>) -> Result<Te
         sum.bytes_in as f64 / 1e6,
         sum.bytes_out as f64 / 1e6
     );
+    out.keep = keep_in.is_some();
     Ok(out)
 }
 

@@ -551,6 +551,14 @@ fn refusal(files: &dyn FileSource, model_dir: &str, req: &Request, peak: u64, av
             ideas.push("--dtype bf16 (or f16)".to_string());
         }
     }
+    if req.vae_dtype == DType::F32 {
+        // The decode is usually the peak; in bf16 it takes about half (BENCHMARKS.md).
+        let mut r = req.clone();
+        r.vae_dtype = DType::BF16;
+        if fits(&r) {
+            ideas.push("--vae-dtype bf16".to_string());
+        }
+    }
     if req.vae_tiling.is_none() {
         let mut r = req.clone();
         r.vae_tiling = Some(Tiling::default());

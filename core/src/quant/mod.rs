@@ -208,19 +208,25 @@ pub fn quantize_nvfp4(values: &[f32], rows: usize, cols: usize) -> (Vec<u8>, Vec
     assert!(cols % NVFP4_BLOCK == 0, "nvfp4: {cols} columns is not a multiple of {NVFP4_BLOCK}");
     let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
     let global = if amax > 0.0 { amax / (E4M3_MAX * E2M1_MAX) } else { 1.0 };
-    let mut packed = vec![0u8; rows * cols / 2];
-    let mut blocks = Vec::with_capacity(rows * cols / NVFP4_BLOCK);
-    for (bi, block) in values.chunks_exact(NVFP4_BLOCK).enumerate() {
-        let bmax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let code = f32_to_e4m3(bmax / (E2M1_MAX * global));
-        blocks.push(code);
-        let scale = e4m3_to_f32(code) * global;
-        for (j, &v) in block.iter().enumerate() {
-            let q = if scale > 0.0 { f32_to_e2m1(v / scale) } else { 0 };
-            let idx = bi * NVFP4_BLOCK + j;
-            packed[idx / 2] |= if idx % 2 == 0 { q } else { q << 4 };
+    // Block scales, then the codes two to a byte; both split over the cores (the encoders are
+    // the slow part). Each byte's two values lie in one block (16 is even).
+    let mut blocks = vec![0u8; rows * cols / NVFP4_BLOCK];
+    crate::par::par_fill(&mut blocks, 1, 1 << 16, |start, part| {
+        for (i, code) in part.iter_mut().enumerate() {
+            let block = &values[(start + i) * NVFP4_BLOCK..(start + i + 1) * NVFP4_BLOCK];
+            let bmax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            *code = f32_to_e4m3(bmax / (E2M1_MAX * global));
         }
-    }
+    });
+    let mut packed = vec![0u8; rows * cols / 2];
+    crate::par::par_fill(&mut packed, NVFP4_BLOCK / 2, 1 << 19, |start, part| {
+        for (i, byte) in part.iter_mut().enumerate() {
+            let idx = 2 * (start + i);
+            let scale = e4m3_to_f32(blocks[idx / NVFP4_BLOCK]) * global;
+            let q = |v: f32| if scale > 0.0 { f32_to_e2m1(v / scale) } else { 0 };
+            *byte = q(values[idx]) | (q(values[idx + 1]) << 4);
+        }
+    });
     (packed, blocks, global)
 }
 
@@ -310,6 +316,43 @@ pub fn layers_from_metadata(meta: &HashMap<String, String>, file: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The quantisers split their work over the cores for large matrices: the same codes as
+    /// one pass over the values (this size gives several parts even on two cores).
+    #[test]
+    fn quantisers_split_over_cores_give_the_one_pass_codes() {
+        let (rows, cols) = (2048, 2048);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
+            })
+            .collect();
+        let (codes, scales) = quantize_fp8_rows(&values, rows, cols);
+        for r in (0..rows).step_by(97) {
+            let row = &values[r * cols..(r + 1) * cols];
+            let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert_eq!(scales[r], amax / E4M3_MAX);
+            for (c, &v) in row.iter().enumerate() {
+                assert_eq!(codes[r * cols + c], f32_to_e4m3(v / scales[r]), "fp8 [{r}, {c}]");
+            }
+        }
+        let (packed, blocks, global) = quantize_nvfp4(&values, rows, cols);
+        for (bi, block) in values.chunks_exact(NVFP4_BLOCK).enumerate().step_by(61) {
+            let bmax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let code = f32_to_e4m3(bmax / (E2M1_MAX * global));
+            assert_eq!(blocks[bi], code, "nvfp4 block {bi}");
+            let scale = e4m3_to_f32(code) * global;
+            for (j, &v) in block.iter().enumerate() {
+                let idx = bi * NVFP4_BLOCK + j;
+                let q = if scale > 0.0 { f32_to_e2m1(v / scale) } else { 0 };
+                assert_eq!((packed[idx / 2] >> (4 * (idx % 2))) & 0xF, q, "nvfp4 value {idx}");
+            }
+        }
+    }
 
     #[test]
     fn e4m3_codes_round_trip() {
