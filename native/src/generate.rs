@@ -535,6 +535,11 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         if let Some(m) = mem {
             eprintln!("memory: {m} (plan {:.2} GB)", gb(plan.memory.peak()));
         }
+        if let Some(q) = sana_video_core::nn::quantised_layers_summary() {
+            // W8A8 runs on FP8 tensor cores where the device has them, emulated elsewhere.
+            let how = if q.contains("W8A8") && !sana_video_core::nn::fp8_tensor_cores(&device) { " (W8A8 emulated)" } else { "" };
+            eprintln!("quantised weights: {q} layers{how}");
+        }
         eprintln!("wrote {output} ({} frames, {}x{}, {fps} fps)", generated.frames, plan.out_size.1, plan.out_size.0);
     }
     Ok(())

@@ -262,3 +262,34 @@ fn comfyui_quantisation_problems_are_refused_with_a_clear_message() {
         assert!(!out.exists(), "{case}: partial output");
     }
 }
+
+/// A generation from FP8 weights says how its quantised layers run: W8A16 by default on a
+/// device without FP8 tensor cores, W8A8 (emulated there) when asked.
+#[test]
+fn quantised_generation_reports_its_weights() {
+    let dir = scratch("quantised-generate");
+    let model = dir.join("fp8");
+    let o = bin().args(["quantize", "--format", "fp8", "--model", "builtin", "--output"]).arg(&model).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (mode, want) in [(None, ["FP8 W8A16 layers", ""]), (Some("on"), ["FP8 W8A8", "(W8A8 emulated)"])] {
+        let out = dir.join(format!("clip-{}.mp4", mode.unwrap_or("default")));
+        let mut cmd = bin();
+        cmd.args(["generate", "--backend", "cpu", "--steps", "2", "--frames", "5", "--prompt", "a red circle", "--model"]).arg(&model).arg("-o").arg(&out);
+        if let Some(m) = mode {
+            cmd.env("SANA_FP8_ACTIVATIONS", m);
+        } else {
+            cmd.env_remove("SANA_FP8_ACTIVATIONS");
+        }
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        let line = err.lines().find(|l| l.starts_with("quantised weights: ")).unwrap_or_else(|| panic!("no summary line in {err}"));
+        for w in want {
+            assert!(line.contains(w), "{mode:?}: {line:?} should contain {w:?}");
+        }
+        if mode.is_none() {
+            assert!(!line.contains("W8A8"), "W8A8 without FP8 tensor cores by default: {line}");
+        }
+        assert!(out.exists());
+    }
+}
