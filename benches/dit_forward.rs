@@ -147,11 +147,11 @@ fn main() -> Result<(), String> {
     let cfg = model.config.clone();
     let params = cfg.parameter_count() as f64;
     println!(
-        "# dit-forward: backend {} dtype {:?} kernels {:?} FP8 weights {} model {} ({:.3} B params, {} layers) loaded in {:.1} s",
+        "# dit-forward: backend {} dtype {:?} kernels {:?} quantised layers: {} model {} ({:.3} B params, {} layers) loaded in {:.1} s",
         device::name(kind),
         dtype,
         kernels,
-        if sana_video_core::nn::fp8_activations(&device) { "W8A8" } else { "W8A16" },
+        sana_video_core::nn::quantised_layers_summary().unwrap_or_else(|| "none".into()),
         model_dir,
         params / 1e9,
         cfg.layers,
