@@ -39,7 +39,8 @@ if [[ $STAGES == *pipeline* ]]; then
   [ "${E2E_REF:-1}" = 1 ] && python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-build 2>&1 | grep -v -i warn | tee $OUT/pipeline_reference.md
   ( while sleep 2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done ) > /tmp/nvsmi.txt &
   MON=$!
-  SANA_PROFILE_STEP=3 $B/sana-video generate --model $P --backend cuda --dtype bf16 --prompt "A small red ball bounces across a wooden floor, casting a soft shadow." \
+  # SANA_VAE_TF32=0: exact f32 VAE convs, as the reference runs here (TF32 off)
+  SANA_VAE_TF32=0 SANA_PROFILE_STEP=3 $B/sana-video generate --model $P --backend cuda --dtype bf16 --prompt "A small red ball bounces across a wooden floor, casting a soft shadow." \
     --frames 81 --height 480 --width 832 --steps 50 --cfg-scale 6 --seed 42 -o /tmp/ours_480p.mp4 2>&1 | awk '!/^ *\[/ || / (1|2|10|25|50)\/50 / || / 81\/81 /' | tee $OUT/pipeline_ours.txt
   kill $MON
   { echo "peak nvidia-smi memory.used (MiB): $(peak /tmp/nvsmi.txt)"; ls -la /tmp/ours_480p.mp4

@@ -7,3 +7,11 @@ for f in .devcarry/*.xz; do
 done
 chmod +x $B/*
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+# cuDNN for the VAE convs (kernels/src/conv): PyTorch's pip copy, found by its soname; cudarc
+# loads `libcudnn.so`, so a link by that name goes first on the library path.
+CUDNN_SO=$(python3 -c "import glob,sys; print(next((f for p in sys.path for f in glob.glob(p + '/nvidia/**/libcudnn.so.*', recursive=True)), ''))" 2>/dev/null)
+if [ -n "$CUDNN_SO" ]; then
+  mkdir -p /tmp/cudnnlib && ln -sf "$CUDNN_SO" /tmp/cudnnlib/libcudnn.so
+  export LD_LIBRARY_PATH=/tmp/cudnnlib:$(dirname "$CUDNN_SO"):$LD_LIBRARY_PATH
+  echo "cuDNN: $CUDNN_SO"
+fi

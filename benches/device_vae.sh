@@ -8,7 +8,7 @@ STAGES=${VAE_STAGES:-parity wan ltx}
 
 if [[ $STAGES == *parity* ]]; then
 echo "== VAE parity on CUDA (fixtures, f32, tolerance 1e-5)"
-for t in vae_parity vae_conv; do
+for t in vae_parity vae_conv kernels; do
   [ -x $B/$t ] && SANA_TEST_BACKENDS=cuda SANA_FIXTURES=tests/fixtures $B/$t --test-threads=1 --nocapture 2>&1 \
     | grep -E 'rel L2|test result|panicked|FAILED' | tee -a $OUT/vae_parity_cuda.log
 done
@@ -16,15 +16,17 @@ fi
 
 if [[ $STAGES == *wan* ]]; then
 echo "== full-size random Wan2.1 VAE: diffusers reference and timings"
-python3 tools/fullsize_wan_vae.py --out /tmp/wanvae 2>&1 | grep -v -i warn | tee $OUT/vae_reference.md
-$B/sana-video debug vae-decode --backend cuda --model /tmp/wanvae/vae --inputs /tmp/wanvae/inputs.safetensors \
-  --output /tmp/wanvae/ours.safetensors 2>&1 | tee $OUT/vae_ours_cli.txt
-python3 tools/compare.py /tmp/wanvae/ours.safetensors /tmp/wanvae/reference.safetensors sample | tee $OUT/vae_fullsize_parity.txt
-for chunk in 1 4; do
-  timeout 150 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --chunk $chunk --latent 1x2x60x104 --latent 1x6x60x104 \
-    --latent 1x11x60x104 --latent 1x21x60x104 2>&1 | tee -a $OUT/vae_bench_ours.md
+python3 tools/fullsize_wan_vae.py --out /tmp/wanvae --latent 1x2x60x104 --latent 1x21x60x104 --time-tf32 off --time-tf32 on 2>&1 | grep -v -i warn | tee $OUT/vae_reference.md
+# SANA_VAE_TF32: 0 exact f32 products, 1 TF32 (the CUDA default, as PyTorch's cuDNN convs)
+for tf in ${VAE_TF32S:-0 1}; do
+  echo "SANA_VAE_TF32=$tf" | tee -a $OUT/vae_fullsize_parity.txt
+  SANA_VAE_TF32=$tf $B/sana-video debug vae-decode --backend cuda --model /tmp/wanvae/vae --inputs /tmp/wanvae/inputs.safetensors \
+    --output /tmp/wanvae/ours.safetensors 2>&1 | tee -a $OUT/vae_ours_cli.txt
+  python3 tools/compare.py /tmp/wanvae/ours.safetensors /tmp/wanvae/reference.safetensors sample | tee -a $OUT/vae_fullsize_parity.txt
+  SANA_VAE_TF32=$tf timeout 150 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --chunk 1 --latent 1x2x60x104 --latent 1x21x60x104 \
+    2>&1 | tee -a $OUT/vae_bench_ours.md
 done
-timeout 100 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --conv reference --latent 1x2x60x104 --latent 1x6x60x104 \
+timeout 150 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --dtype bf16 --chunk 1 --latent 1x2x60x104 --latent 1x21x60x104 \
   2>&1 | tee -a $OUT/vae_bench_ours.md
 fi
 

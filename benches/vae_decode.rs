@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p sana-video-benches --bin vae-decode -- --model DIR \
 //!     [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--latent BxTxHxW ...] [--chunk 1] [--iters 1]
-//!     [--conv auto|tap-gemm|reference]
+//!     [--conv auto|tap-gemm|reference] [--profile]
 //! ```
 //! DIR is a diffusers `vae/` folder (e.g. tools/fullsize_wan_vae.py's random official
 //! config). Latents are random; each decode pushes `--chunk` latent frames at a time and
@@ -29,8 +29,15 @@ fn main() -> Result<(), String> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let (mut model, mut backend, mut dtype) = (None, None, DType::F32);
     let (mut latents, mut chunk, mut iters) = (Vec::new(), 1usize, 1usize);
+    let (mut profile, mut profile_table) = (false, None);
     let mut i = 0;
     while i < argv.len() {
+        if argv[i] == "--profile" {
+            // GPU time per stage of the last size (SANA_PROFILE_MODE=timeline: without syncs).
+            profile = true;
+            i += 1;
+            continue;
+        }
         let val = argv.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", argv[i]))?;
         match argv[i].as_str() {
             "--model" => model = Some(val),
@@ -64,24 +71,31 @@ fn main() -> Result<(), String> {
         Vae::Ltx2(v) => ("AutoencoderKLLTX2Video", v.config.parameter_count(), v.config.latent_channels, v.config.temporal_factor()),
     };
     println!(
-        "# vae-decode: backend {} dtype {:?} model {dir} ({class}, {:.1} M params) loaded in {:.1} s, {}, conv {:?}",
+        "# vae-decode: backend {} dtype {:?} model {dir} ({class}, {:.1} M params) loaded in {:.1} s, {}, conv {:?}{}",
         device::name(kind),
         dtype,
         params as f64 / 1e6,
         t0.elapsed().as_secs_f64(),
         if matches!(vae, Vae::Wan(_)) { format!("{chunk} latent frame(s) per push") } else { "whole sequence".into() },
-        sana_video_core::models::vae::conv::default_impl()
+        sana_video_core::models::vae::conv::default_impl(),
+        if kind == BackendKind::Cuda && sana_video_core::models::vae::conv::vae_tf32(dtype) { " (TF32 products; SANA_VAE_TF32=0: exact)" } else { "" }
     );
     println!("| latent [B,T,h,w] | video frames | pixels | total s | s per video frame | reserved after |");
     println!("|---|---|---|---|---|---|");
     let s = vae.spatial_factor();
-    for [b, t, h, w] in latents {
+    let last = latents.len();
+    for (li, [b, t, h, w]) in latents.into_iter().enumerate() {
         let mut best = f64::MAX;
         for _ in 0..iters.max(1) {
             device.memory_cleanup();
             let z = Tensor::<5>::random([b, z_dim, t, h, w], Distribution::Normal(0.0, 1.0), &device);
             device.sync().map_err(|e| format!("{e:?}"))?;
             let start = Instant::now();
+            let profiled = profile && li + 1 == last;
+            if profiled {
+                sana_video_core::profile::enable(true);
+                sana_video_core::profile::mark(&device, "start");
+            }
             match &vae {
                 Vae::Wan(v) => {
                     let mut stream = v.decode_stream();
@@ -97,11 +111,21 @@ fn main() -> Result<(), String> {
                     let _ = vae.decode(z.clone()).map_err(|e| e.to_string())?.into_data();
                 }
             }
-            best = best.min(start.elapsed().as_secs_f64());
+            let took = start.elapsed().as_secs_f64();
+            if profiled {
+                sana_video_core::profile::mark(&device, "vae: other ops");
+                let rec = sana_video_core::profile::take();
+                sana_video_core::profile::enable(false);
+                profile_table = Some(sana_video_core::profile::table(&format!("decode {b}x{t}x{h}x{w}"), took, rec));
+            }
+            best = best.min(took);
         }
         let frames = 1 + tf * (t - 1);
         let reserved = device.memory_pool_usage().map(|u| format!("{:.2} GB", u.bytes_reserved as f64 / 1e9)).unwrap_or("n/a".into());
         println!("| {b}x{t}x{h}x{w} | {frames} | {}x{} | {best:.3} | {:.4} | {reserved} |", h * s, w * s, best / frames as f64);
+    }
+    if let Some(t) = profile_table {
+        print!("{t}");
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--parity", default="1x3x30x52", help="latent BxTxHxW of the parity case")
     ap.add_argument("--latent", action="append", default=None, help="latent BxTxHxW to time (repeatable)")
+    ap.add_argument("--time-tf32", action="append", default=None, choices=["off", "on"],
+                    help="time with cuDNN TF32 off (exact f32) and/or on (PyTorch's default for convs); repeatable, default off")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -50,11 +52,17 @@ def main():
     del ref
 
     sizes = args.latent or ["1x2x60x104", "1x6x60x104", "1x11x60x104", "1x21x60x104"]
-    print(f"| diffusers vae.decode ({torch.cuda.get_device_name()}, f32) | video frames | total s | s per frame | peak GB |")
+    for mode in args.time_tf32 or ["off"]:
+        torch.backends.cudnn.allow_tf32 = mode == "on"
+        time_sizes(vae, sizes, args.device, f"f32, cuDNN TF32 {mode}")
+
+
+def time_sizes(vae, sizes, device, what):
+    print(f"| diffusers vae.decode ({torch.cuda.get_device_name()}, {what}) | video frames | total s | s per frame | peak GB |")
     print("|---|---|---|---|---|")
     for s in sizes:
         b, t, h, w = (int(v) for v in s.split("x"))
-        z = torch.randn(b, 16, t, h, w, device=args.device)
+        z = torch.randn(b, 16, t, h, w, device=device)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         try:

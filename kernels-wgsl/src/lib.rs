@@ -9,6 +9,7 @@
 //! (the CPU backend, burn-flex). `tests/` runs both on every compiled backend.
 
 pub mod act_quant;
+pub mod conv;
 pub mod dequant;
 pub mod fp8_gemm;
 pub mod glu_conv;
@@ -48,6 +49,19 @@ pub fn is_cube_device(device: &burn::tensor::Device) -> bool {
         matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_))
     }
     #[cfg(not(feature = "cube"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Whether `device` is a CUDA device (where cuBLASLt runs).
+pub fn is_cuda_device(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(burn_cubecl::cubecl::Device::Cuda(_)))
+    }
+    #[cfg(not(feature = "cuda"))]
     {
         let _ = device;
         false

@@ -101,6 +101,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
+        vae_convs_in_place: false,
     };
     let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
     if long {

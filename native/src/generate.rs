@@ -372,6 +372,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_dtype: dtype_for("vae-dtype", DType::F32)?,
         vae_tiling: tiling,
         keep_resident: args.flag("keep-resident"),
+        vae_convs_in_place: false,
     };
     let long_opts = if long {
         let (chunk_frames, cached_blocks) = chunking(&args, &defaults)?;
@@ -408,6 +409,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     // FP8 weights run W8A8 where the device has FP8 tensor cores (`SANA_FP8_ACTIVATIONS`).
     sana_video_core::nn::configure_fp8_activations().map_err(|e| e.to_string())?;
     req.dtype = dtype_for("dtype", if kind == BackendKind::Cuda { DType::BF16 } else { DType::F32 })?;
+    req.vae_convs_in_place = sana_video_core::kernels::conv::available(&device);
     let plan = plan_for(&req).map_err(|e| e.to_string())?;
     let quiet = args.flag("quiet");
     if let (false, Some(o)) = (quiet, &long_opts) {

@@ -828,3 +828,62 @@ fn fp8_product_matches_host_and_reference() {
 /// partial sums into f32 every few steps of `k`. Measured on an H200 (cuBLASLt 13.0): 9.1e-5
 /// to 2.2e-4 for f32 results of these products.
 const FP8_TENSOR_CORE_BOUND: f64 = 1e-3;
+
+/// Convolution as row-shifted GEMMs over a flattened padded grid (`matmul::tap_gemms`, the
+/// CUDA VAE convs): the reference against host f64 on every backend; on CUDA, cuBLASLt's
+/// in-place taps against the reference in exact f32 (1e-6), TF32 and bf16. TF32 rounds each
+/// operand to 10 explicit mantissa bits (2^-11 relative), so a product is off by at most
+/// 2^-10, independently across terms: bound 2^-10 ≈ 1e-3. bf16 operands are compared with the
+/// reference on the same rounded operands: their products are exact in f32 and the result is
+/// f32, so only the summation order differs (1e-5).
+/// Elsewhere `tap_gemms` must decline (`None`), so callers take their own path.
+#[test]
+fn tap_gemms_match_reference() {
+    use burn::tensor::{DType, FloatDType};
+    use sana_video_core::kernels::matmul::{tap_gemms, tap_gemms_reference, tap_offsets};
+    // (kernel, grid [frames, hp, wp], channels C, outputs O)
+    let cases: [([usize; 3], [usize; 3], usize, usize); 4] = [([3, 3, 3], [4, 6, 7], 8, 5), ([1, 3, 3], [2, 9, 11], 16, 32), ([3, 1, 1], [5, 3, 4], 12, 3), ([3, 3, 3], [3, 18, 26], 96, 96)];
+    for (kind, device) in backends() {
+        let name = device::name(kind);
+        for (i, &(kernel, [t, hp, wp], c, o)) in cases.iter().enumerate() {
+            let rows = t * hp * wp;
+            let offsets = tap_offsets(kernel, hp, wp);
+            let m = rows - offsets.last().unwrap();
+            let x = random_vec(rows * c, 1200 + i as u64);
+            let w = random_vec(offsets.len() * c * o, 1300 + i as u64);
+            let want: Vec<f64> = (0..m * o)
+                .map(|j| {
+                    let (r, oi) = (j / o, j % o);
+                    offsets.iter().enumerate().map(|(tap, off)| (0..c).map(|ci| x[(r + off) * c + ci] as f64 * w[(tap * c + ci) * o + oi] as f64).sum::<f64>()).sum()
+                })
+                .collect();
+            let want32: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, c]), &device);
+            let wt = Tensor::<2>::from_data(TensorData::new(w.clone(), [offsets.len() * c, o]), &device);
+            let reference = tap_gemms_reference(xt.clone(), wt.clone(), kernel, hp, wp, m);
+            assert_eq!(reference.dims(), [rows, o]);
+            let got = reference.into_data().try_to_vec::<f32>().unwrap();
+            let (rel, _) = rel_l2(&got[..m * o], &want32);
+            assert!(rel < 1e-6, "{name} case {i}: reference rel {rel:.3e}");
+            assert!(got[m * o..].iter().all(|&v| v == 0.0), "{name} case {i}: reference rows from m on are zeros");
+            let cases_dt: &[(DType, bool, f64)] = &[(DType::F32, false, 1e-6), (DType::F32, true, 1e-3), (DType::BF16, false, 1e-5)];
+            for &(dtype, tf32, bound) in cases_dt {
+                let (xd, wd) = (xt.clone().cast(FloatDType::from(dtype)), wt.clone().cast(FloatDType::from(dtype)));
+                let out = tap_gemms(xd.clone(), wd.clone(), kernel, hp, wp, m, tf32, Impl::Auto);
+                if kind != device::BackendKind::Cuda {
+                    assert!(out.is_none(), "{name}: tap_gemms runs only on CUDA");
+                    continue;
+                }
+                let out = out.unwrap_or_else(|| panic!("{name} case {i} {dtype:?}: cuBLASLt declined"));
+                assert_eq!(out.dims(), [rows, o]);
+                let got = out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                // Against the reference on the operands as stored (bf16-rounded for bf16).
+                let (xs, ws) = (xd.cast(FloatDType::F32), wd.cast(FloatDType::F32));
+                let refd = tap_gemms_reference(xs, ws, kernel, hp, wp, m).into_data().try_to_vec::<f32>().unwrap();
+                let (rel, max_abs) = rel_l2(&got[..m * o], &refd[..m * o]);
+                println!("{name} case {i} {dtype:?} tf32 {tf32}: rel {rel:.3e} (max abs {max_abs:.2e})");
+                assert!(rel < bound, "{name} case {i} {dtype:?} tf32 {tf32}: rel {rel:.3e} > {bound:e}");
+            }
+        }
+    }
+}

@@ -181,5 +181,6 @@ fn a_request() -> sana_video_core::pipelines::Request {
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
+        vae_convs_in_place: false,
     }
 }

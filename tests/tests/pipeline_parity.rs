@@ -68,6 +68,7 @@ fn request(case: &Value, w: &Weights) -> Request {
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
+        vae_convs_in_place: false,
     }
 }
 
@@ -144,6 +145,7 @@ fn seeded_runs_are_reproducible() {
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
+        vae_convs_in_place: false,
     };
     let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();
     let mut results = Vec::new();

@@ -1,12 +1,14 @@
-//! The VAEs' convolution as tap GEMMs (`models/vae/conv.rs`) against its plain reference,
-//! burn's `conv3d`, on every backend: kernels 3x3x3, 3x1x1, 1x1x1 and 2-D 3x3 / 1x1,
-//! temporal stride 1 and 2, spatial padding 0 and 1, odd sizes.
+//! The VAEs' convolution (`models/vae/conv.rs`) as tap GEMMs and as `Auto` picks it (cuDNN
+//! on CUDA where it loads, tap GEMMs on wgpu) against its plain reference, burn's `conv3d`,
+//! on every backend: kernels 3x3x3, 3x1x1, 1x1x1 and 2-D 3x3 / 1x1, temporal stride 1 and 2,
+//! spatial padding 0 and 1, odd sizes. On CUDA the tap GEMMs read the input in place
+//! (cuBLASLt) at temporal stride 1 and copy slabs at stride 2.
 
 use burn::tensor::{DType, Tensor};
 use sana_video_core::device;
 use sana_video_core::io::safetensors::{serialize_f32, tensor_from_f32, Weights};
 use sana_video_core::io::MemorySource;
-use sana_video_core::models::vae::conv::{Conv3d, ConvImpl};
+use sana_video_core::models::vae::conv::{set_default_impl, Conv3d, ConvImpl};
 use sana_video_tests::{backends, random_vec, rel_l2};
 
 fn weights(shape: &[usize], seed: u64) -> Weights {
@@ -33,16 +35,26 @@ fn tap_gemm_conv_matches_burn_conv3d() {
     for (kind, device) in backends() {
         for (i, (wshape, xshape, stride_t, pad)) in cases.iter().enumerate() {
             let w = weights(wshape, 10 + i as u64);
-            let mut conv = Conv3d::load(&w, "c", &device, DType::F32).unwrap();
-            conv.which = ConvImpl::TapGemm;
             let n: usize = xshape.iter().product();
+            let load = |which: ConvImpl| {
+                set_default_impl(which);
+                let mut conv = Conv3d::load(&w, "c", &device, DType::F32).unwrap();
+                set_default_impl(ConvImpl::Auto);
+                // Exact f32 products here; TF32 is `tap_gemms_match_reference` (kernels.rs).
+                conv.tf32 = false;
+                conv
+            };
             let x: Tensor<5> = tensor_from_f32(random_vec(n, 100 + i as u64), xshape.to_vec(), &device, DType::F32);
-            let got = conv.forward(x.clone(), *stride_t, *pad);
-            conv.which = ConvImpl::Reference;
-            let want = conv.forward(x, *stride_t, *pad);
-            assert_eq!(got.dims(), want.dims(), "case {i}: shape");
-            let (rel, max_abs) = rel_l2(&got.into_data().try_to_vec::<f32>().unwrap(), &want.into_data().try_to_vec::<f32>().unwrap());
-            assert!(rel <= 1e-6, "case {i} on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));
+            let want = load(ConvImpl::Reference).forward(x.clone(), *stride_t, *pad);
+            let want = want.into_data().try_to_vec::<f32>().unwrap();
+            // Auto: cuDNN on CUDA (where it loads), tap GEMMs on wgpu, the reference on the CPU.
+            for which in [ConvImpl::TapGemm, ConvImpl::Auto] {
+                let got = load(which).forward(x.clone(), *stride_t, *pad);
+                assert_eq!(got.dims()[..], [xshape[0], wshape[0], (xshape[2] - if wshape.len() == 5 { wshape[2] } else { 1 }) / stride_t + 1, xshape[3] + 2 * pad - wshape[wshape.len() - 2] + 1, xshape[4] + 2 * pad - wshape[wshape.len() - 1] + 1], "case {i}: shape");
+                let (rel, max_abs) = rel_l2(&got.into_data().try_to_vec::<f32>().unwrap(), &want);
+                println!("{} case {i} {which:?}: rel L2 {rel:.2e}", device::name(kind));
+                assert!(rel <= 1e-6, "case {i} {which:?} on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));
+            }
         }
     }
 }

@@ -9,8 +9,9 @@
 //! output and gate, times the temporaries and pool slack seen) plus the f32 velocity;
 //! Gemma-2 `B·L·(6H + 3I)·4`; Wan and LTX-2 decoders `K·P·C₀·e` with P output pixels per
 //! decoded frame (or tile), C₀ the widest full-resolution channel count and K = 280
-//! (cached frames, the 4x temporal upsampling, tap-GEMM temporaries and pool slack; LTX-2
-//! is not yet calibrated and uses the same K). They track our implementation, not the
+//! (cached frames, the 4x temporal upsampling, tap-GEMM temporaries and pool slack), or
+//! K = 120 where cuDNN runs the convs in place (no tap-GEMM copies; f32 Wan decode at 480p:
+//! 17.6 GB reserved on an H200, 2026-11-29). LTX-2 is not separately calibrated. They track our implementation, not the
 //! arithmetic minimum; issue 9's fused kernels will lower both.
 
 use std::fmt;
@@ -79,6 +80,9 @@ pub fn text_activations(batch: usize, len: usize, hidden: usize, intermediate: u
     (batch * len) as u64 * ((6 * hidden + 3 * intermediate) * 4) as u64
 }
 
-pub fn decoder_activations(pixels: usize, channels: usize, elt: usize) -> u64 {
-    280 * pixels as u64 * (channels * elt) as u64
+/// `in_place`: convs through cuDNN (K = 120, fitted to 17.6 GB reserved for the f32 Wan
+/// decode at 480p on an H200, 2026-11-29), else tap GEMMs (K = 280).
+pub fn decoder_activations(pixels: usize, channels: usize, elt: usize, in_place: bool) -> u64 {
+    let k = if in_place { 120 } else { 280 };
+    k * pixels as u64 * (channels * elt) as u64
 }

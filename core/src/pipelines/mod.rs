@@ -56,6 +56,9 @@ pub struct Request {
     pub vae_tiling: Option<Tiling>,
     /// Keep every stage loaded (more memory, no reloads) instead of releasing each.
     pub keep_resident: bool,
+    /// The VAE's convs run in place (cuDNN on CUDA: `kernels::conv::available`), without the
+    /// tap GEMMs' copies; the memory plan's decoder model depends on it.
+    pub vae_convs_in_place: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -301,7 +304,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
         stages.push(memory::StagePlan {
             name: "VAE encode",
             weights: param_bytes(&vae_w, &[], velt),
-            activations: memory::decoder_activations(dec_pixels, dec_channels, velt),
+            activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place),
         });
     }
     stages.push(memory::StagePlan {
@@ -312,7 +315,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
     stages.push(memory::StagePlan {
         name: "VAE decode",
         weights: param_bytes(&vae_w, &[], velt),
-        activations: memory::decoder_activations(dec_pixels, dec_channels, velt),
+        activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place),
     });
     let memory = MemoryPlan { stages, resident: req.keep_resident };
 

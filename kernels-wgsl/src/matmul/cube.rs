@@ -281,3 +281,34 @@ pub fn matmul_half_heads_merged(a: BTensor<4>, b: BTensor<4>) -> BTensor<4> {
 pub fn matmul_half_routine<const D: usize>(a: BTensor<D>, b: BTensor<D>, routine: usize) -> Option<BTensor<D>> {
     <Dispatch as HalfMatmul>::matmul_half_routine(a.into_dispatch(), b.into_dispatch(), routine).map(BTensor::from_dispatch)
 }
+
+// ---- Convolutions as row-shifted GEMMs over a flattened padded grid --------------------
+
+#[backend_extension(Cube)]
+pub trait TapGemms: Backend {
+    /// See [`super::tap_gemms`]: `x` `[R, C]`, `w` `[taps·C, O]`, the taps' row offsets
+    /// `(a·hp + b)·wp + k` over a `kt x kh x kw` kernel; `None` where only the reference runs.
+    #[allow(clippy::too_many_arguments)]
+    fn tap_gemms(x: FloatTensor<Self>, w: FloatTensor<Self>, kt: usize, kh: usize, kw: usize, hp: usize, wp: usize, m: usize, tf32: bool) -> Option<FloatTensor<Self>>;
+}
+
+impl TapGemms for CubeBackend {
+    fn tap_gemms(x: CubeTensor, w: CubeTensor, kt: usize, kh: usize, kw: usize, hp: usize, wp: usize, m: usize, tf32: bool) -> Option<CubeTensor> {
+        #[cfg(feature = "cuda")]
+        {
+            let offsets = super::tap_offsets([kt, kh, kw], hp, wp);
+            super::cublas::tap_gemms(&into_contiguous(x), &into_contiguous(w), &offsets, m, tf32)
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (x, w, kt, kh, kw, hp, wp, m, tf32);
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn tap_gemms(x: BTensor<2>, w: BTensor<2>, kernel: [usize; 3], hp: usize, wp: usize, m: usize, tf32: bool) -> Option<BTensor<2>> {
+    let [kt, kh, kw] = kernel;
+    <Dispatch as TapGemms>::tap_gemms(x.into_dispatch(), w.into_dispatch(), kt, kh, kw, hp, wp, m, tf32).map(BTensor::from_dispatch)
+}

@@ -77,6 +77,9 @@ struct Problem {
     batch: usize,
     ld: [usize; 3],
     batch_stride: [usize; 3],
+    /// Byte alignment the lhs and rhs pointers are guaranteed (0: cuBLASLt's default, 256),
+    /// for operands that start inside a buffer ([`tap_gemms`]).
+    align: [u32; 2],
 }
 
 /// GEMMs sent to cuBLASLt so far (`dit-forward` prints it).
@@ -311,7 +314,7 @@ fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout:
         return None;
     }
     let tf32 = tf32 && lhs.dtype == DType::F32;
-    let problem = Problem { in_dtype: in_code, tf32, out_dtype: out_code, m, n, k, batch, ld: [lda, ldb, ldd], batch_stride: [sa, sb, sd] };
+    let problem = Problem { in_dtype: in_code, tf32, out_dtype: out_code, m, n, k, batch, ld: [lda, ldb, ldd], batch_stride: [sa, sb, sd], align: [0, 0] };
     let (in_size, out_size) = (lhs.dtype.size() as u64, out_dtype.size() as u64);
     let offsets: Vec<[u64; 3]> = (0..outer as u64).map(|i| [i * oa as u64 * in_size, i * ob as u64 * in_size, i * od as u64 * out_size]).collect();
 
@@ -363,7 +366,104 @@ fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout:
             for [oa, ob, od] in &offsets {
                 // SAFETY: the pointers address live buffers of the plan's sizes (the resources
                 // are held until the GEMM is enqueued; later reuse is ordered on this stream).
-                unsafe { gemm(&lt, &plan, workspace, stream, pb + ob, pa + oa, pd + od) }.map_err(|e| generic(format!("cuBLASLt GEMM {problem:?}: {e}")))?;
+                unsafe { gemm(&lt, &plan, workspace, stream, pb + ob, pa + oa, pd + od, 0.0) }.map_err(|e| generic(format!("cuBLASLt GEMM {problem:?}: {e}")))?;
+            }
+            Ok(())
+        });
+        drop((ra, rb, rd));
+    });
+    Some(out)
+}
+
+/// Sum over taps of row-shifted products, for convolutions over a flattened padded grid:
+/// `out[r, :] = Σ_i x[r + offsets[i], :] · w[i·C .. (i+1)·C, :]` for `r < m`, with `x`
+/// `[R, C]` and `w` `[taps·C, O]` row-major and contiguous, into a new f32 `[R, O]` tensor
+/// whose rows from `m` on are left unwritten (a conv's outputs that fall off the grid).
+/// Each tap is one GEMM reading `x` in place at its offset, accumulated by cuBLASLt into
+/// the output (`beta` 1): no shifted copies. `None` where cuBLASLt cannot take it.
+pub fn tap_gemms(x: &CubeTensor, w: &CubeTensor, offsets: &[usize], m: usize, tf32: bool) -> Option<CubeTensor> {
+    let cubecl::Device::Cuda(dev) = &x.device else {
+        return None;
+    };
+    let (f32s, halves) = mode();
+    if !(if x.dtype == DType::F32 { f32s } else { halves }) || w.dtype != x.dtype {
+        return None;
+    }
+    let state = state(dev)?;
+    let (ty, code) = cuda_type(x.dtype)?;
+    let (xs, ws) = (x.meta.shape(), w.meta.shape());
+    if xs.num_dims() != 2 || ws.num_dims() != 2 || offsets.is_empty() || x.meta.tiling != Default::default() || w.meta.tiling != Default::default() {
+        return None;
+    }
+    let (rows, c, o) = (xs[0], xs[1], ws[1]);
+    if ws[0] != offsets.len() * c || x.meta.strides()[..] != [c, 1] || w.meta.strides()[..] != [o, 1] || m == 0 || c == 0 || o == 0 {
+        return None;
+    }
+    if offsets.iter().any(|&off| off + m > rows) {
+        return None;
+    }
+    let size = x.dtype.size();
+    // The largest power of two (at most 256) dividing every operand's start, in bytes.
+    let align = |starts: &mut dyn Iterator<Item = usize>| -> u32 { starts.fold(256usize, |a, s| if s == 0 { a } else { a.min(1 << s.trailing_zeros()) }) as u32 };
+    let align_x = align(&mut offsets.iter().map(|&off| off * c * size));
+    let align_w = align(&mut (0..offsets.len()).map(|i| i * c * o * size));
+    let tf32 = tf32 && x.dtype == DType::F32;
+    // The taps accumulate in the output, so it is f32 whatever the operands: a 16-bit output
+    // would round each of the (up to 27) partial sums.
+    let (out_ty, out_code) = cuda_type(DType::F32)?;
+    let problem = Problem { in_dtype: code, tf32, out_dtype: out_code, m, n: o, k: c, batch: 1, ld: [c, o, o], batch_stride: [0; 3], align: [align_x, align_w] };
+    let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(vec![rows, o]), DType::F32);
+    let starts: Vec<[u64; 2]> = offsets.iter().enumerate().map(|(i, &off)| [(off * c * size) as u64, (i * c * o * size) as u64]).collect();
+
+    let mut st = state.lock().ok()?;
+    if st.ordinal != dev.index {
+        return None;
+    }
+    let plan = match st.plans.get(&problem) {
+        Some(plan) => plan.clone(),
+        None => {
+            // SAFETY: descriptors only; the handle is live.
+            let plan = match unsafe { make_plan(st.lt.handle, &problem, ty, out_ty) } {
+                Ok(plan) => Arc::new(plan),
+                Err(e) => {
+                    eprintln!("note: cuBLASLt cannot plan {problem:?} ({e}); using per-tap products");
+                    return None;
+                }
+            };
+            if st.plans.len() >= MAX_PLANS {
+                st.plans.clear();
+            }
+            st.plans.insert(problem, plan.clone());
+            plan
+        }
+    };
+    st.stats.calls += starts.len() as u64;
+    let lt = st.lt.clone();
+    let (a, b, d) = (x.handle.clone().binding(), w.handle.clone().binding(), out.handle.clone().binding());
+    let stream_id = StreamId::current();
+    st.device.submit(move |server: &mut CudaServer| {
+        let resources = (|| {
+            let ra = server.get_resource(a.clone(), stream_id)?;
+            let rb = server.get_resource(b.clone(), stream_id)?;
+            let rd = server.get_resource(d.clone(), stream_id)?;
+            Ok::<_, ServerError>((ra, rb, rd))
+        })();
+        let (ra, rb, rd) = match resources {
+            Ok(r) => r,
+            Err(e) => return failed_writing(server, stream_id, vec![d], e),
+        };
+        let (px, pw, pd) = (ra.resource().ptr, rb.resource().ptr, rd.resource().ptr);
+        let _ = ExecuteScope::over(server, stream_id, vec![d]).execute(|server| {
+            let generic = |reason: String| ServerError::Generic { reason, backtrace: BackTrace::capture() };
+            let stream =
+                server.write_streams().try_stream_mut(&stream_id).ok_or_else(|| generic("cuBLASLt GEMM: CubeCL has no stream for this thread".into()))?.sys;
+            let workspace = lt.workspace(stream_id).map_err(generic)?;
+            for (i, [ox, ow]) in starts.iter().enumerate() {
+                let beta = if i == 0 { 0.0 } else { 1.0 };
+                // SAFETY: every tap's rows `[off, off + m)` lie inside `x` (checked above), its
+                // weight slab inside `w`, and the first `m` output rows inside `out`.
+                unsafe { gemm(&lt, &plan, workspace, stream, pw + ow, px + ox, pd, beta) }
+                    .map_err(|e| generic(format!("cuBLASLt tap GEMM {problem:?}: {e}")))?;
             }
             Ok(())
         });
@@ -393,8 +493,9 @@ impl Lt {
 ///
 /// # Safety
 /// The pointers address live buffers of the sizes the plan describes.
-unsafe fn gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: dsys::CUstream, rhs: u64, lhs: u64, out: u64) -> Result<(), String> {
-    let (alpha, beta) = (1.0f32, 0.0f32);
+/// `beta` 1 adds the product to what `out` holds (C = D in place).
+unsafe fn gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: dsys::CUstream, rhs: u64, lhs: u64, out: u64, beta: f32) -> Result<(), String> {
+    let alpha = 1.0f32;
     lt::matmul(
         lt.handle,
         plan.desc,
@@ -456,6 +557,15 @@ unsafe fn make_plan(handle: sys::cublasLtHandle_t, p: &Problem, in_ty: sys::cuda
         8,
     )
     .map_err(err("workspace size"))?;
+    // cuBLASLt's "A" is our rhs, its "B" our lhs (see `gemm`).
+    for (attr, align) in [
+        (sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, p.align[0]),
+        (sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, p.align[1]),
+    ] {
+        if align != 0 {
+            lt::set_matmul_pref_attribute(pref, attr, &align as *const u32 as *const c_void, 4).map_err(err("alignment"))?;
+        }
+    }
     let heuristic = lt::get_matmul_algo_heuristic(handle, desc, a, b, d, d, pref).map_err(err("no algorithm for this problem"));
     let _ = lt::destroy_matmul_pref(pref);
     Ok(Plan { desc, a, b, d, algo: heuristic?.algo })
@@ -610,7 +720,7 @@ unsafe fn fp8_gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: d
     if ptr.len() == 6 {
         set(A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr[4])?;
     }
-    gemm(lt, plan, workspace, stream, w, x, out)
+    gemm(lt, plan, workspace, stream, w, x, out, 0.0)
 }
 
 /// Whether FP8 products use cuBLASLt's fast accumulation (`SANA_FP8_FAST_ACCUM=1`): Hopper's

@@ -77,6 +77,59 @@ pub fn matmul_fast_f32<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) 
     matmul(a, b, which)
 }
 
+/// The row offsets of a `kt x kh x kw` kernel's taps over a channels-last grid flattened
+/// from `[.., hp, wp, C]` (padded height and width): tap `(a, b, k)` reads row
+/// `r + (a·hp + b)·wp + k` for output row `r`. In `(a, b, k)` order, as the weight slabs.
+pub fn tap_offsets(kernel: [usize; 3], hp: usize, wp: usize) -> Vec<usize> {
+    let [kt, kh, kw] = kernel;
+    let mut offsets = Vec::with_capacity(kt * kh * kw);
+    for a in 0..kt {
+        for b in 0..kh {
+            for k in 0..kw {
+                offsets.push((a * hp + b) * wp + k);
+            }
+        }
+    }
+    offsets
+}
+
+/// A stride-1 convolution over a flattened, padded, channels-last grid as one GEMM per tap:
+/// `out[r] = Σ_i x[r + offset_i] · w_i` for `r < m`, `x` `[R, C]`, `w` `[taps·C, O]` (tap `i`'s
+/// `[C, O]` slab at rows `i·C`), offsets from [`tap_offsets`]. Returns an f32 `[R, O]` (taps accumulate there, so 16-bit operands are never rounded per tap); rows from `m`
+/// on are unspecified (the caller keeps only the rows of valid outputs, which all lie below
+/// `m`). On CUDA the taps read `x` in place and accumulate in cuBLASLt (`tf32`: f32 operands
+/// on TF32 tensor cores); `None` elsewhere, where callers use [`tap_gemms_reference`] or
+/// their own path.
+pub fn tap_gemms(x: Tensor<2>, w: Tensor<2>, kernel: [usize; 3], hp: usize, wp: usize, m: usize, tf32: bool, which: Impl) -> Option<Tensor<2>> {
+    #[cfg(feature = "cube")]
+    if which == Impl::Auto && crate::is_cube_device(&x.device()) {
+        return cube::tap_gemms(x, w, kernel, hp, wp, m, tf32);
+    }
+    let _ = (x, w, kernel, hp, wp, m, tf32, which);
+    None
+}
+
+/// [`tap_gemms`] in plain tensor ops: each tap's rows narrowed and multiplied through
+/// [`matmul`], summed; the rows from `m` on are zeros.
+pub fn tap_gemms_reference(x: Tensor<2>, w: Tensor<2>, kernel: [usize; 3], hp: usize, wp: usize, m: usize) -> Tensor<2> {
+    let [rows, c] = x.dims();
+    let o = w.dims()[1];
+    let mut acc: Option<Tensor<2>> = None;
+    for (i, off) in tap_offsets(kernel, hp, wp).into_iter().enumerate() {
+        let y = matmul(x.clone().narrow(0, off, m), w.clone().narrow(0, i * c, c), Impl::Auto);
+        acc = Some(match acc {
+            Some(s) => s + y,
+            None => y,
+        });
+    }
+    let acc = acc.expect("a kernel has at least one tap");
+    if m == rows {
+        return acc;
+    }
+    let tail = Tensor::zeros([rows - m, o], (&acc.device(), acc.dtype()));
+    Tensor::cat(vec![acc, tail], 0)
+}
+
 /// `a · b` for same-rank tensors with equal batch dims (`[.., M, K] · [.., K, N]`).
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
     #[cfg(feature = "cube")]

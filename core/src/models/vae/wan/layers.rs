@@ -97,12 +97,16 @@ impl RmsNorm {
 
     /// Normalises over axis 1 of a rank-`D` tensor.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let device = x.device();
+        crate::profile::mark(&device, "vae: other ops");
         let dtype = x.dtype();
         let x = to_f32(x);
         let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
         let mut shape = [1usize; D];
         shape[1] = self.scale.dims()[0];
-        to_dtype(x / norm * self.scale.clone().reshape(shape), dtype)
+        let y = to_dtype(x / norm * self.scale.clone().reshape(shape), dtype);
+        crate::profile::mark(&device, "vae: RMS norms");
+        y
     }
 }
 
@@ -201,6 +205,14 @@ impl AttentionBlock {
     }
 
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let device = x.device();
+        crate::profile::mark(&device, "vae: other ops");
+        let y = self.forward_unmarked(x);
+        crate::profile::mark(&device, "vae: attention");
+        y
+    }
+
+    fn forward_unmarked(&self, x: Tensor<5>) -> Tensor<5> {
         let [b, c, _, h, w] = x.dims();
         let f = self.norm.forward(frames(x.clone()));
         let n = f.dims()[0];
@@ -288,6 +300,14 @@ impl Resample {
     }
 
     pub fn forward(&self, x: Tensor<5>, state: &mut TimeCache) -> Tensor<5> {
+        let device = x.device();
+        crate::profile::mark(&device, "vae: other ops");
+        let y = self.forward_unmarked(x, state);
+        crate::profile::mark(&device, "vae: resampling");
+        y
+    }
+
+    fn forward_unmarked(&self, x: Tensor<5>, state: &mut TimeCache) -> Tensor<5> {
         let [b, _, _, _, _] = x.dims();
         let x = match (&self.mode, &*state) {
             (ResampleMode::Up3d(_), TimeCache::Fresh) => {
