@@ -19,7 +19,7 @@ use sana_video_core::Error;
 
 use crate::args::{parse, Args};
 use crate::builtin;
-use crate::video::{self, Format, VideoWriter};
+use crate::video::{self, BackgroundWriter, Format, VideoWriter};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -79,7 +79,7 @@ fn peak_host_rss() -> Option<u64> {
 }
 
 struct Cli<'a> {
-    writer: Option<VideoWriter>,
+    writer: Option<BackgroundWriter>,
     device: &'a Device,
     kind: BackendKind,
     tty: bool,
@@ -160,7 +160,7 @@ impl Events for Cli<'_> {
 
     fn frames(&mut self, frames: Frames) -> sana_video_core::Result<()> {
         let w = self.writer.as_mut().ok_or(Error::Interrupted)?;
-        w.push(&frames.data, frames.count).map_err(Error::Input)
+        w.push(frames.data, frames.count).map_err(Error::Input)
     }
 
     fn cancelled(&self) -> bool {
@@ -488,7 +488,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             metadata.push(("resumed_from".into(), r.clone()));
         }
     }
-    let writer = VideoWriter::create(&output, format, plan.out_size.0, plan.out_size.1, fps, metadata, long_opts.is_some())?;
+    let writer = BackgroundWriter::start(VideoWriter::create(&output, format, plan.out_size.0, plan.out_size.1, fps, metadata, long_opts.is_some())?)?;
     let mut cli = Cli {
         writer: Some(writer),
         device: &device,

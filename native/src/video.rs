@@ -287,6 +287,71 @@ impl Drop for VideoWriter {
     }
 }
 
+/// A [`VideoWriter`] on its own thread, so frames are converted and encoded (H.264 takes
+/// tens of milliseconds a 480p frame) while the device decodes the next ones. At most two
+/// pushes wait in the queue (bounding the memory held). A write error stops the thread; it
+/// is reported by the next push or by `finish`, and the partial output is removed as
+/// `VideoWriter` does.
+pub struct BackgroundWriter {
+    queue: Option<std::sync::mpsc::SyncSender<(Vec<f32>, usize)>>,
+    worker: Option<std::thread::JoinHandle<(VideoWriter, Result<(), String>)>>,
+}
+
+impl BackgroundWriter {
+    pub fn start(writer: VideoWriter) -> Result<Self, String> {
+        let (queue, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, usize)>(2);
+        let worker = std::thread::Builder::new()
+            .name("video-writer".into())
+            .spawn(move || {
+                let mut writer = writer;
+                for (data, count) in rx {
+                    if let Err(e) = writer.push(&data, count) {
+                        return (writer, Err(e));
+                    }
+                }
+                (writer, Ok(()))
+            })
+            .map_err(|e| format!("cannot start the video writer thread: {e}"))?;
+        Ok(BackgroundWriter { queue: Some(queue), worker: Some(worker) })
+    }
+
+    /// Queues `count` frames (`[count, H, W, 3]` in [0, 1]); waits while two pushes queue.
+    pub fn push(&mut self, data: Vec<f32>, count: usize) -> Result<(), String> {
+        let queue = self.queue.as_ref().ok_or("writer already finished")?;
+        if queue.send((data, count)).is_err() {
+            // The thread stopped on an error: that error is the answer.
+            return Err(self.join().err().unwrap_or_else(|| "the video writer stopped".into()));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Result<VideoWriter, String> {
+        drop(self.queue.take());
+        let worker = self.worker.take().ok_or("writer already finished")?;
+        match worker.join() {
+            Ok((writer, Ok(()))) => Ok(writer),
+            Ok((_writer, Err(e))) => Err(e),
+            Err(_) => Err("the video writer thread panicked".into()),
+        }
+    }
+
+    /// Waits for every queued frame, then finishes the file (atomically, see
+    /// [`VideoWriter::finish`]).
+    pub fn finish(mut self, latents: &[f32], latent_shape: &[usize]) -> Result<(), String> {
+        self.join()?.finish(latents, latent_shape)
+    }
+}
+
+impl Drop for BackgroundWriter {
+    fn drop(&mut self) {
+        // Unfinished: let the thread stop, then its VideoWriter drops and removes the file.
+        drop(self.queue.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
 pub fn remove_partial(p: &Path) {
     if p.is_dir() {
         let _ = std::fs::remove_dir_all(p);

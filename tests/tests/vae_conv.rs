@@ -50,10 +50,26 @@ fn tap_gemm_conv_matches_burn_conv3d() {
             // Auto: cuDNN on CUDA (where it loads), tap GEMMs on wgpu, the reference on the CPU.
             for which in [ConvImpl::TapGemm, ConvImpl::Auto] {
                 let got = load(which).forward(x.clone(), *stride_t, *pad);
-                assert_eq!(got.dims()[..], [xshape[0], wshape[0], (xshape[2] - if wshape.len() == 5 { wshape[2] } else { 1 }) / stride_t + 1, xshape[3] + 2 * pad - wshape[wshape.len() - 2] + 1, xshape[4] + 2 * pad - wshape[wshape.len() - 1] + 1], "case {i}: shape");
+                let (kt, kh, kw) = if wshape.len() == 5 {
+                    (wshape[2], wshape[3], wshape[4])
+                } else {
+                    (1, wshape[2], wshape[3])
+                };
+                let want_dims = [
+                    xshape[0],
+                    wshape[0],
+                    (xshape[2] - kt) / stride_t + 1,
+                    xshape[3] + 2 * pad - kh + 1,
+                    xshape[4] + 2 * pad - kw + 1,
+                ];
+                assert_eq!(got.dims(), want_dims, "case {i} {which:?}: shape");
                 let (rel, max_abs) = rel_l2(&got.into_data().try_to_vec::<f32>().unwrap(), &want);
                 println!("{} case {i} {which:?}: rel L2 {rel:.2e}", device::name(kind));
-                assert!(rel <= 1e-6, "case {i} {which:?} on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));
+                assert!(
+                    rel <= 1e-6,
+                    "case {i} {which:?} on {}: rel L2 {rel:e} (max abs {max_abs:e})",
+                    device::name(kind)
+                );
             }
         }
     }

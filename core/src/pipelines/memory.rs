@@ -3,10 +3,12 @@
 //! is refused at once with the numbers and what would fit.
 //!
 //! Activation models (bytes; B batch incl. CFG, N tokens, D width, F FFN width, e element
-//! size), fitted to what this engine measured on an H100 (2026-11-27, BENCHMARKS.md: 480p,
-//! 81 frames, bf16 DiT with CFG: 24.7 GB in use while denoising; f32 Wan decode: 45.2 GB):
-//! DiT `3·B·N·(8D + 5F)·e` (residual, modulated copies, q/k/v, the GLU's 2F input, depthwise
-//! output and gate, times the temporaries and pool slack seen) plus the f32 velocity;
+//! size), fitted to what this engine measured (BENCHMARKS.md): DiT `1.5·B·N·(8D + 5F)·e`
+//! (residual, modulated copies, q/k/v, the GLU's 2F input, depthwise output and gate, with
+//! the temporaries and pool slack seen) plus the f32 velocity: 480p, 81 frames, bf16 with
+//! CFG reserved 10.13 GB while denoising on an H200 (2026-11-29; 4.11 GB of it weights), so
+//! the plan's 13.2 GB keeps 30% in hand (the factor was 3 when the fused kernels did not
+//! exist: 24.7 GB on an H100, 2026-11-27). FP8/NVFP4 weights count their stored bytes;
 //! Gemma-2 `B·L·(6H + 3I)·4`; Wan and LTX-2 decoders `K·P·C₀·e` with P output pixels per
 //! decoded frame (or tile), C₀ the widest full-resolution channel count and K = 280
 //! (cached frames, the 4x temporal upsampling, tap-GEMM temporaries and pool slack), or
@@ -73,7 +75,7 @@ impl fmt::Display for MemoryPlan {
 }
 
 pub fn dit_activations(batch: usize, tokens: usize, dim: usize, ffn: usize, elt: usize, out_channels_per_token: usize) -> u64 {
-    (batch * tokens) as u64 * (3 * (8 * dim + 5 * ffn) * elt + out_channels_per_token * 4) as u64
+    (batch * tokens) as u64 * (3 * (8 * dim + 5 * ffn) * elt / 2 + out_channels_per_token * 4) as u64
 }
 
 pub fn text_activations(batch: usize, len: usize, hidden: usize, intermediate: usize) -> u64 {

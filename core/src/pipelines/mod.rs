@@ -183,7 +183,12 @@ fn param_bytes(w: &Weights, skip: &[&str], elt: usize) -> u64 {
         .iter()
         .filter(|n| !skip.iter().any(|s| n.ends_with(s)))
         .filter_map(|n| w.meta(n))
-        .map(|m| m.shape.iter().product::<usize>() as u64 * elt as u64)
+        .map(|m| {
+            // FP8 and NVFP4 weights stay 8-bit (and packed 4-bit) on the device
+            // (`SANA_FP8_RESIDENT`, `SANA_NVFP4_RESIDENT`); the rest load as `elt`.
+            let stored = if matches!(m.dtype, safetensors::Dtype::U8 | safetensors::Dtype::I8 | safetensors::Dtype::F8_E4M3 | safetensors::Dtype::F8_E5M2) { 1 } else { elt };
+            m.shape.iter().product::<usize>() as u64 * stored as u64
+        })
         .sum()
 }
 

@@ -131,7 +131,12 @@ fn init(device: &CudaDevice) -> Result<State, String> {
             dnn::create_handle().map(Handle).map_err(|e| format!("cudnnCreate: {e:?}"))
         })
         .map_err(|e| format!("device thread: {e:?}"))??;
-    Ok(State { ordinal: device.index, handle: Arc::new(made), device: handle, plans: HashMap::new() })
+    Ok(State {
+        ordinal: device.index,
+        handle: Arc::new(made),
+        device: handle,
+        plans: HashMap::new(),
+    })
 }
 
 fn data_type(dtype: DType) -> Option<(sys::cudnnDataType_t, u8)> {
@@ -209,14 +214,19 @@ unsafe fn plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDataType_t
             .result()
             .map_err(err("find"))?;
     } else {
-        dnn::get_convolution_forward_algorithm(handle, plan.x, plan.w, plan.conv, plan.y, perf.len() as i32, &mut count, perf.as_mut_ptr()).map_err(err("heuristic"))?;
+        dnn::get_convolution_forward_algorithm(handle, plan.x, plan.w, plan.conv, plan.y, perf.len() as i32, &mut count, perf.as_mut_ptr())
+            .map_err(err("heuristic"))?;
     }
     let chosen = perf[..count.max(0) as usize].iter().find(|r| {
         r.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
             && r.memory <= MAX_WORKSPACE
             && r.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
             && (!exact || r.mathType == CUDNN_FMA_MATH)
-            && (p.dtype == 0 || matches!(r.algo, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM | CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM))
+            && (p.dtype == 0
+                || matches!(
+                    r.algo,
+                    CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM | CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM
+                ))
     });
     if std::env::var("SANA_CUDNN_VERBOSE").is_ok_and(|v| v == "1") {
         for r in &perf[..count.max(0) as usize] {
@@ -224,7 +234,10 @@ unsafe fn plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDataType_t
         }
     }
     let Some(r) = chosen else {
-        return Err(format!("no algorithm among {count} fits (workspace at most {} MiB, math {math:?})", MAX_WORKSPACE >> 20));
+        return Err(format!(
+            "no algorithm among {count} fits (workspace at most {} MiB, math {math:?})",
+            MAX_WORKSPACE >> 20
+        ));
     };
     dnn::set_convolution_math_type(plan.conv, r.mathType).map_err(err("math type"))?;
     plan.algo = r.algo;
@@ -247,7 +260,13 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
     let (xst, wst) = (x.meta.strides(), weight.meta.strides());
     let w_dims = [ws[0], ws[1], ws[2], ws[3], ws[4]];
     // Filters have no strides in cuDNN: the weight must be packed.
-    let packed = [w_dims[1] * w_dims[2] * w_dims[3] * w_dims[4], w_dims[2] * w_dims[3] * w_dims[4], w_dims[3] * w_dims[4], w_dims[4], 1];
+    let packed = [
+        w_dims[1] * w_dims[2] * w_dims[3] * w_dims[4],
+        w_dims[2] * w_dims[3] * w_dims[4],
+        w_dims[3] * w_dims[4],
+        w_dims[4],
+        1,
+    ];
     if (0..5).any(|i| w_dims[i] > 1 && wst[i] != packed[i]) || x.meta.tiling != Default::default() || weight.meta.tiling != Default::default() {
         return None;
     }
@@ -260,7 +279,12 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
         pad,
         tf32: tf32 && x.dtype == DType::F32,
     };
-    if problem.x[2] < problem.w[2] || problem.x[3] + 2 * pad < problem.w[3] || problem.x[4] + 2 * pad < problem.w[4] || problem.x.contains(&0) || problem.w.contains(&0) {
+    if problem.x[2] < problem.w[2]
+        || problem.x[3] + 2 * pad < problem.w[3]
+        || problem.x[4] + 2 * pad < problem.w[4]
+        || problem.x.contains(&0)
+        || problem.w.contains(&0)
+    {
         return None;
     }
     let state = state(dev)?;
@@ -287,7 +311,8 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
     let plan = plan.ok()?;
     let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(problem.out().to_vec()), x.dtype);
     // The workspace as a CubeCL buffer: allocated from its pool and ordered on its stream.
-    let ws_buf = (plan.workspace > 0).then(|| empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(vec![plan.workspace.div_ceil(4)]), DType::F32));
+    let ws_buf = (plan.workspace > 0)
+        .then(|| empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(vec![plan.workspace.div_ceil(4)]), DType::F32));
     let handle = st.handle.clone();
     let (a, b, d) = (x.handle.clone().binding(), weight.handle.clone().binding(), out.handle.clone().binding());
     let wsb = ws_buf.as_ref().map(|t| t.handle.clone().binding());
@@ -310,8 +335,15 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
         let (px, pw, py) = (ra.resource().ptr, rb.resource().ptr, rd.resource().ptr);
         let pws = rw.as_ref().map_or(0, |r| r.resource().ptr);
         let _ = ExecuteScope::over(server, stream_id, vec![d]).execute(|server| {
-            let generic = |reason: String| ServerError::Generic { reason, backtrace: BackTrace::capture() };
-            let stream = server.write_streams().try_stream_mut(&stream_id).ok_or_else(|| generic("cuDNN conv: CubeCL has no stream for this thread".into()))?.sys;
+            let generic = |reason: String| ServerError::Generic {
+                reason,
+                backtrace: BackTrace::capture(),
+            };
+            let stream = server
+                .write_streams()
+                .try_stream_mut(&stream_id)
+                .ok_or_else(|| generic("cuDNN conv: CubeCL has no stream for this thread".into()))?
+                .sys;
             let (alpha, beta) = (1.0f32, 0.0f32);
             // SAFETY: the pointers address live buffers of the plan's sizes (held until the
             // conv is enqueued; later reuse is ordered on this stream); the handle is used on
