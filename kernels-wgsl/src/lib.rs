@@ -10,6 +10,8 @@
 
 pub mod act_quant;
 pub mod conv;
+#[cfg(feature = "cuda")]
+mod cuda_task;
 pub mod dequant;
 pub mod fp8_gemm;
 pub mod glu_conv;

@@ -1,9 +1,8 @@
 //! cuDNN convolutions on CubeCL's CUDA stream (see `conv/mod.rs` for why).
 //!
 //! Like the cuBLASLt GEMMs (`matmul/cublas.rs`), each conv is a task on CubeCL's device
-//! thread: it asks the server for the buffers' addresses and the calling thread's stream and
-//! enqueues `cudnnConvolutionForward` there, inside CubeCL's write scope, so it is ordered
-//! like any CubeCL kernel and the host never waits. The cuDNN handle is made, and every
+//! thread ([`crate::cuda_task::enqueue`]), enqueued on CubeCL's stream, ordered like any CubeCL
+//! kernel, the host never waiting. The cuDNN handle is made, and every
 //! problem planned (descriptors, the heuristic's algorithm), on that thread too
 //! (`submit_blocking`, once per shape), so the handle is never used from two threads.
 
@@ -13,17 +12,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::{DType, Shape};
 use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
-use cubecl::cuda::{CudaDevice, CudaRuntime};
+use cubecl::cuda::CudaDevice;
 use cubecl_common::device::Device as _;
 use cubecl_common::device_handle::DeviceHandle;
-use cubecl_environment::backtrace::BackTrace;
-use cubecl_environment::stream::StreamId;
-use cubecl_runtime::runtime::Runtime;
-use cubecl_runtime::server::{ServerError, ServerStorage};
-use cubecl_server::stream::{failed_writing, ExecuteScope, WriteScoped};
 use cudarc::cudnn::{result as dnn, sys};
 
-type CudaServer = <CudaRuntime as Runtime>::Server;
+use crate::cuda_task::{enqueue, CudaServer};
 
 /// The most workspace one conv may take; algorithms needing more are skipped.
 const MAX_WORKSPACE: usize = 1 << 30;
@@ -139,13 +133,11 @@ fn init(device: &CudaDevice) -> Result<State, String> {
     })
 }
 
+/// cuDNN's type for each of `crate::DTYPES` (f32, f16, bf16), and that index.
 fn data_type(dtype: DType) -> Option<(sys::cudnnDataType_t, u8)> {
-    Some(match dtype {
-        DType::F32 => (sys::cudnnDataType_t::CUDNN_DATA_FLOAT, 0),
-        DType::F16 => (sys::cudnnDataType_t::CUDNN_DATA_HALF, 1),
-        DType::BF16 => (sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16, 2),
-        _ => return None,
-    })
+    use sys::cudnnDataType_t::*;
+    let i = crate::DTYPES.iter().position(|&d| d == dtype)?;
+    Some(([CUDNN_DATA_FLOAT, CUDNN_DATA_HALF, CUDNN_DATA_BFLOAT16][i], i as u8))
 }
 
 /// Descriptors for `p` and the heuristic's first algorithm that fits the workspace limit and
@@ -314,61 +306,32 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
     let ws_buf = (plan.workspace > 0)
         .then(|| empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(vec![plan.workspace.div_ceil(4)]), DType::F32));
     let handle = st.handle.clone();
-    let (a, b, d) = (x.handle.clone().binding(), weight.handle.clone().binding(), out.handle.clone().binding());
-    let wsb = ws_buf.as_ref().map(|t| t.handle.clone().binding());
-    let stream_id = StreamId::current();
-    st.device.submit(move |server: &mut CudaServer| {
-        let resources = (|| {
-            let ra = server.get_resource(a.clone(), stream_id)?;
-            let rb = server.get_resource(b.clone(), stream_id)?;
-            let rd = server.get_resource(d.clone(), stream_id)?;
-            let rw = match wsb {
-                Some(w) => Some(server.get_resource(w, stream_id)?),
-                None => None,
-            };
-            Ok::<_, ServerError>((ra, rb, rd, rw))
-        })();
-        let (ra, rb, rd, rw) = match resources {
-            Ok(r) => r,
-            Err(e) => return failed_writing(server, stream_id, vec![d], e),
-        };
-        let (px, pw, py) = (ra.resource().ptr, rb.resource().ptr, rd.resource().ptr);
-        let pws = rw.as_ref().map_or(0, |r| r.resource().ptr);
-        let _ = ExecuteScope::over(server, stream_id, vec![d]).execute(|server| {
-            let generic = |reason: String| ServerError::Generic {
-                reason,
-                backtrace: BackTrace::capture(),
-            };
-            let stream = server
-                .write_streams()
-                .try_stream_mut(&stream_id)
-                .ok_or_else(|| generic("cuDNN conv: CubeCL has no stream for this thread".into()))?
-                .sys;
-            let (alpha, beta) = (1.0f32, 0.0f32);
-            // SAFETY: the pointers address live buffers of the plan's sizes (held until the
-            // conv is enqueued; later reuse is ordered on this stream); the handle is used on
-            // this thread only.
-            unsafe {
-                dnn::set_stream(handle.0, stream as sys::cudaStream_t).map_err(|e| generic(format!("cudnnSetStream: {e:?}")))?;
-                dnn::convolution_forward(
-                    handle.0,
-                    &alpha as *const f32 as *const c_void,
-                    plan.x,
-                    px as *const c_void,
-                    plan.w,
-                    pw as *const c_void,
-                    plan.conv,
-                    plan.algo,
-                    pws as *mut c_void,
-                    plan.workspace,
-                    &beta as *const f32 as *const c_void,
-                    plan.y,
-                    py as *mut c_void,
-                )
-            }
-            .map_err(|e| generic(format!("cudnnConvolutionForward {problem:?}: {e:?}")))
-        });
-        drop((ra, rb, rd, rw));
+    let mut buffers = vec![x.handle.clone().binding(), weight.handle.clone().binding(), out.handle.clone().binding()];
+    buffers.extend(ws_buf.as_ref().map(|t| t.handle.clone().binding()));
+    enqueue(&st.device, buffers, vec![2], move |_, stream, ptr| {
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        let workspace = ptr.get(3).copied().unwrap_or(0);
+        // SAFETY: the pointers address live buffers of the plan's sizes; the handle is used on
+        // this (the device) thread only.
+        unsafe {
+            dnn::set_stream(handle.0, stream as sys::cudaStream_t).map_err(|e| format!("cudnnSetStream: {e:?}"))?;
+            dnn::convolution_forward(
+                handle.0,
+                &alpha as *const f32 as *const c_void,
+                plan.x,
+                ptr[0] as *const c_void,
+                plan.w,
+                ptr[1] as *const c_void,
+                plan.conv,
+                plan.algo,
+                workspace as *mut c_void,
+                plan.workspace,
+                &beta as *const f32 as *const c_void,
+                plan.y,
+                ptr[2] as *mut c_void,
+            )
+        }
+        .map_err(|e| format!("cudnnConvolutionForward {problem:?}: {e:?}"))
     });
     drop(ws_buf);
     Some(out)

@@ -7,15 +7,10 @@
 //! an f16/bf16 or f32 result. Anything this cannot take (another layout, no cuBLASLt library)
 //! returns `None` and the caller falls back to cubek.
 //!
-//! CubeCL does not hand out its CUDA stream, but it does run tasks on its device thread with
-//! the server in hand, in submission order with its own launches. Each GEMM is such a task
-//! ([`DeviceHandle::submit`]): it asks the server for the buffers' addresses and the stream of
-//! the calling thread's [`StreamId`], and enqueues `cublasLtMatmul` there. So the GEMM is
-//! ordered on the GPU like any CubeCL kernel, and the host never waits. The task runs inside
-//! CubeCL's own write scope ([`ExecuteScope`]): an input carrying a failure, or a GEMM that
-//! cannot be enqueued, taints the output, and reading it reports the error as a failed kernel
-//! launch would. An earlier version ran on a stream of ours between two host waits; those
-//! waits cost more than cuBLASLt saved (1.72 s against cubek's 1.66 s per 480p forward on an
+//! Each GEMM is a task on CubeCL's device thread ([`crate::cuda_task::enqueue`]): enqueued on
+//! CubeCL's own stream, ordered like any CubeCL kernel, the host never waiting, and a failure
+//! tainting the output as a failed kernel launch would. An earlier version ran on a stream of
+//! ours between two host waits; those waits cost more than cuBLASLt saved (1.72 s against cubek's 1.66 s per 480p forward on an
 //! H200, BENCHMARKS.md).
 
 use std::collections::HashMap;
@@ -24,18 +19,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::{DType, Shape};
 use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
-use cubecl::cuda::{CudaDevice, CudaRuntime};
+use cubecl::cuda::CudaDevice;
 use cubecl_common::device::Device as _;
 use cubecl_common::device_handle::DeviceHandle;
-use cubecl_environment::backtrace::BackTrace;
 use cubecl_environment::stream::StreamId;
-use cubecl_runtime::runtime::Runtime;
-use cubecl_runtime::server::{ServerError, ServerStorage};
-use cubecl_server::stream::{failed_writing, ExecuteScope, WriteScoped};
 use cudarc::cublaslt::{result as lt, sys};
 use cudarc::driver::{result as drv, sys as dsys};
 
-type CudaServer = <CudaRuntime as Runtime>::Server;
+use crate::cuda_task::{enqueue, CudaServer};
 
 /// cuBLASLt's recommended workspace on Hopper.
 const WORKSPACE_BYTES: usize = 32 << 20;
@@ -322,55 +313,17 @@ fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout:
     if st.ordinal != dev.index {
         return None;
     }
-    let plan = match st.plans.get(&problem) {
-        Some(plan) => plan.clone(),
-        None => {
-            // SAFETY: descriptors only; the handle is live.
-            let plan = match unsafe { make_plan(st.lt.handle, &problem, in_ty, out_ty) } {
-                Ok(plan) => Arc::new(plan),
-                Err(e) => {
-                    eprintln!("note: cuBLASLt cannot plan {problem:?} ({e}); using cubek's routine");
-                    return None;
-                }
-            };
-            if st.plans.len() >= MAX_PLANS {
-                st.plans.clear();
-            }
-            st.plans.insert(problem, plan.clone());
-            plan
-        }
-    };
+    let plan = cached_plan(&mut st, problem, in_ty, out_ty, "cubek's routine")?;
     st.stats.calls += outer as u64;
     let lt = st.lt.clone();
-    let (a, b, d) = (lhs.handle.clone().binding(), rhs.handle.clone().binding(), out.handle.clone().binding());
-    let stream_id = StreamId::current();
-    st.device.submit(move |server: &mut CudaServer| {
-        // The addresses, and the stream aligned with every stream that wrote the operands.
-        // An operand carrying a failure stops here and the output inherits it.
-        let resources = (|| {
-            let ra = server.get_resource(a.clone(), stream_id)?;
-            let rb = server.get_resource(b.clone(), stream_id)?;
-            let rd = server.get_resource(d.clone(), stream_id)?;
-            Ok::<_, ServerError>((ra, rb, rd))
-        })();
-        let (ra, rb, rd) = match resources {
-            Ok(r) => r,
-            Err(e) => return failed_writing(server, stream_id, vec![d], e),
-        };
-        let (pa, pb, pd) = (ra.resource().ptr, rb.resource().ptr, rd.resource().ptr);
-        let _ = ExecuteScope::over(server, stream_id, vec![d]).execute(|server| {
-            let generic = |reason: String| ServerError::Generic { reason, backtrace: BackTrace::capture() };
-            let stream =
-                server.write_streams().try_stream_mut(&stream_id).ok_or_else(|| generic("cuBLASLt GEMM: CubeCL has no stream for this thread".into()))?.sys;
-            let workspace = lt.workspace(stream_id).map_err(generic)?;
-            for [oa, ob, od] in &offsets {
-                // SAFETY: the pointers address live buffers of the plan's sizes (the resources
-                // are held until the GEMM is enqueued; later reuse is ordered on this stream).
-                unsafe { gemm(&lt, &plan, workspace, stream, pb + ob, pa + oa, pd + od, 0.0) }.map_err(|e| generic(format!("cuBLASLt GEMM {problem:?}: {e}")))?;
-            }
-            Ok(())
-        });
-        drop((ra, rb, rd));
+    let buffers = vec![lhs.handle.clone().binding(), rhs.handle.clone().binding(), out.handle.clone().binding()];
+    enqueue(&st.device, buffers, vec![2], move |stream_id, stream, ptr| {
+        let workspace = lt.workspace(stream_id)?;
+        for [oa, ob, od] in &offsets {
+            // SAFETY: the pointers address live buffers of the plan's sizes.
+            unsafe { gemm(&lt, &plan, workspace, stream, ptr[1] + ob, ptr[0] + oa, ptr[2] + od, 0.0) }.map_err(|e| format!("cuBLASLt GEMM {problem:?}: {e}"))?;
+        }
+        Ok(())
     });
     Some(out)
 }
@@ -419,57 +372,42 @@ pub fn tap_gemms(x: &CubeTensor, w: &CubeTensor, offsets: &[usize], m: usize, tf
     if st.ordinal != dev.index {
         return None;
     }
-    let plan = match st.plans.get(&problem) {
-        Some(plan) => plan.clone(),
-        None => {
-            // SAFETY: descriptors only; the handle is live.
-            let plan = match unsafe { make_plan(st.lt.handle, &problem, ty, out_ty) } {
-                Ok(plan) => Arc::new(plan),
-                Err(e) => {
-                    eprintln!("note: cuBLASLt cannot plan {problem:?} ({e}); using per-tap products");
-                    return None;
-                }
-            };
-            if st.plans.len() >= MAX_PLANS {
-                st.plans.clear();
-            }
-            st.plans.insert(problem, plan.clone());
-            plan
-        }
-    };
+    let plan = cached_plan(&mut st, problem, ty, out_ty, "per-tap products")?;
     st.stats.calls += starts.len() as u64;
     let lt = st.lt.clone();
-    let (a, b, d) = (x.handle.clone().binding(), w.handle.clone().binding(), out.handle.clone().binding());
-    let stream_id = StreamId::current();
-    st.device.submit(move |server: &mut CudaServer| {
-        let resources = (|| {
-            let ra = server.get_resource(a.clone(), stream_id)?;
-            let rb = server.get_resource(b.clone(), stream_id)?;
-            let rd = server.get_resource(d.clone(), stream_id)?;
-            Ok::<_, ServerError>((ra, rb, rd))
-        })();
-        let (ra, rb, rd) = match resources {
-            Ok(r) => r,
-            Err(e) => return failed_writing(server, stream_id, vec![d], e),
-        };
-        let (px, pw, pd) = (ra.resource().ptr, rb.resource().ptr, rd.resource().ptr);
-        let _ = ExecuteScope::over(server, stream_id, vec![d]).execute(|server| {
-            let generic = |reason: String| ServerError::Generic { reason, backtrace: BackTrace::capture() };
-            let stream =
-                server.write_streams().try_stream_mut(&stream_id).ok_or_else(|| generic("cuBLASLt GEMM: CubeCL has no stream for this thread".into()))?.sys;
-            let workspace = lt.workspace(stream_id).map_err(generic)?;
-            for (i, [ox, ow]) in starts.iter().enumerate() {
-                let beta = if i == 0 { 0.0 } else { 1.0 };
-                // SAFETY: every tap's rows `[off, off + m)` lie inside `x` (checked above), its
-                // weight slab inside `w`, and the first `m` output rows inside `out`.
-                unsafe { gemm(&lt, &plan, workspace, stream, pw + ow, px + ox, pd, beta) }
-                    .map_err(|e| generic(format!("cuBLASLt tap GEMM {problem:?}: {e}")))?;
-            }
-            Ok(())
-        });
-        drop((ra, rb, rd));
+    let buffers = vec![x.handle.clone().binding(), w.handle.clone().binding(), out.handle.clone().binding()];
+    enqueue(&st.device, buffers, vec![2], move |stream_id, stream, ptr| {
+        let workspace = lt.workspace(stream_id)?;
+        for (i, [ox, ow]) in starts.iter().enumerate() {
+            let beta = if i == 0 { 0.0 } else { 1.0 };
+            // SAFETY: every tap's rows `[off, off + m)` lie inside `x` (checked above), its
+            // weight slab inside `w`, and the first `m` output rows inside `out`.
+            unsafe { gemm(&lt, &plan, workspace, stream, ptr[1] + ow, ptr[0] + ox, ptr[2], beta) }.map_err(|e| format!("cuBLASLt tap GEMM {problem:?}: {e}"))?;
+        }
+        Ok(())
     });
     Some(out)
+}
+
+/// `problem`'s plan, made on first use; `None` (with a note naming `fallback`) where
+/// cuBLASLt has none.
+fn cached_plan(st: &mut State, problem: Problem, in_ty: sys::cudaDataType, out_ty: sys::cudaDataType, fallback: &str) -> Option<Arc<Plan>> {
+    if let Some(plan) = st.plans.get(&problem) {
+        return Some(plan.clone());
+    }
+    // SAFETY: descriptors only; the handle is live.
+    let plan = match unsafe { make_plan(st.lt.handle, &problem, in_ty, out_ty) } {
+        Ok(plan) => Arc::new(plan),
+        Err(e) => {
+            eprintln!("note: cuBLASLt cannot plan {problem:?} ({e}); using {fallback}");
+            return None;
+        }
+    };
+    if st.plans.len() >= MAX_PLANS {
+        st.plans.clear();
+    }
+    st.plans.insert(problem, plan.clone());
+    Some(plan)
 }
 
 impl Lt {
@@ -677,32 +615,14 @@ pub fn fp8_linear(x_codes: &CubeTensor, x_scale: &CubeTensor, w_codes: &CubeTens
     let out = empty_device_contiguous_dtype(x_codes.client.clone(), x_codes.device.clone(), Shape::from(vec![m, n]), out_dtype);
     st.stats.calls += 1;
     let lt = st.lt.clone();
-    let inputs: Vec<_> = [x_codes, x_scale, w_codes, w_scale].into_iter().chain(bias).map(|t| t.handle.clone().binding()).collect();
-    let d = out.handle.clone().binding();
-    let stream_id = StreamId::current();
-    st.device.submit(move |server: &mut CudaServer| {
-        let resources = (|| {
-            let mut r = Vec::with_capacity(inputs.len() + 1);
-            for b in inputs.iter().chain([&d]) {
-                r.push(server.get_resource(b.clone(), stream_id)?);
-            }
-            Ok::<_, ServerError>(r)
-        })();
-        let resources = match resources {
-            Ok(r) => r,
-            Err(e) => return failed_writing(server, stream_id, vec![d], e),
-        };
-        let ptr: Vec<u64> = resources.iter().map(|r| r.resource().ptr).collect();
-        let _ = ExecuteScope::over(server, stream_id, vec![d.clone()]).execute(|server| {
-            let generic = |reason: String| ServerError::Generic { reason, backtrace: BackTrace::capture() };
-            let stream =
-                server.write_streams().try_stream_mut(&stream_id).ok_or_else(|| generic("cuBLASLt FP8 GEMM: CubeCL has no stream for this thread".into()))?.sys;
-            let workspace = lt.workspace(stream_id).map_err(generic)?;
-            // SAFETY: the pointers address live buffers of the plan's sizes, held until the GEMM
-            // is enqueued; the descriptor is only touched on this (the device) thread.
-            unsafe { fp8_gemm(&lt, &plan, workspace, stream, &ptr) }.map_err(|e| generic(format!("cuBLASLt FP8 GEMM {problem:?}: {e}")))
-        });
-        drop(resources);
+    let mut buffers: Vec<_> = [x_codes, x_scale, w_codes, w_scale].into_iter().chain(bias).map(|t| t.handle.clone().binding()).collect();
+    buffers.push(out.handle.clone().binding());
+    let written = vec![buffers.len() - 1];
+    enqueue(&st.device, buffers, written, move |stream_id, stream, ptr| {
+        let workspace = lt.workspace(stream_id)?;
+        // SAFETY: the pointers address live buffers of the plan's sizes; the descriptor is only
+        // touched on this (the device) thread.
+        unsafe { fp8_gemm(&lt, &plan, workspace, stream, ptr) }.map_err(|e| format!("cuBLASLt FP8 GEMM {problem:?}: {e}"))
     });
     Some(out)
 }
