@@ -294,7 +294,7 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
                 .submit_blocking(move |_server: &mut CudaServer| unsafe { plan(handle.0, &problem, ty) }.map(Arc::new))
                 .unwrap_or_else(|e| Err(format!("device thread: {e:?}")));
             if let Err(e) = &made {
-                eprintln!("note: cuDNN declines the conv {problem:?} ({e}); using tap GEMMs");
+                eprintln!("note: cuDNN declines the conv {problem:?} ({e}); that shape takes the fallback conv");
             }
             st.plans.insert(problem, made.clone());
             made
