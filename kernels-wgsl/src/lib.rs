@@ -61,12 +61,21 @@ pub fn is_cube_device(device: &burn::tensor::Device) -> bool {
 pub fn is_cuda_device(device: &burn::tensor::Device) -> bool {
     #[cfg(feature = "cuda")]
     {
-        matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(burn_cubecl::cubecl::Device::Cuda(_)))
+        cuda_device(device).is_some()
     }
     #[cfg(not(feature = "cuda"))]
     {
         let _ = device;
         false
+    }
+}
+
+/// `device`'s CubeCL CUDA device, if it is one.
+#[cfg(feature = "cuda")]
+pub(crate) fn cuda_device(device: &burn::tensor::Device) -> Option<burn_cubecl::cubecl::cuda::CudaDevice> {
+    match device.as_dispatch() {
+        burn::backend::DispatchDevice::Cube(burn_cubecl::cubecl::Device::Cuda(d)) => Some(d.clone()),
+        _ => None,
     }
 }
 

@@ -57,15 +57,13 @@ pub fn seconds_between(a: &Stamp, b: &Stamp) -> Option<f64> {
 mod cuda {
     use std::sync::{Arc, Mutex};
 
-    use cubecl::cuda::{CudaDevice, CudaRuntime};
     use cubecl_common::device::Device as _;
     use cubecl_common::device_handle::DeviceHandle;
     use cubecl_environment::stream::StreamId;
-    use cubecl_runtime::runtime::Runtime;
     use cubecl_server::stream::{ExecuteScope, WriteScoped};
     use cudarc::driver::{result as drv, sys as dsys};
 
-    type CudaServer = <CudaRuntime as Runtime>::Server;
+    use crate::cuda_task::CudaServer;
 
     /// The event, filled in by the device-thread task that records it (`None` if that failed).
     pub struct Event {
@@ -73,12 +71,7 @@ mod cuda {
         device: DeviceHandle<CudaServer>,
     }
 
-    pub fn cuda_device(device: &burn::tensor::Device) -> Option<CudaDevice> {
-        match device.as_dispatch() {
-            burn::backend::DispatchDevice::Cube(cubecl::Device::Cuda(d)) => Some(d.clone()),
-            _ => None,
-        }
-    }
+    pub(super) use crate::cuda_device;
 
     pub fn record(device: &burn::tensor::Device) -> Option<Event> {
         let dev = cuda_device(device)?;

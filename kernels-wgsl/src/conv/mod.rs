@@ -33,8 +33,8 @@ pub fn conv3d(x: &Tensor<5>, weight: &Tensor<5>, stride_t: usize, pad: usize, tf
 /// Whether cuDNN loads on `device` (a CUDA device with `libcudnn` on the library path).
 pub fn available(device: &burn::tensor::Device) -> bool {
     #[cfg(feature = "cuda")]
-    if let burn::backend::DispatchDevice::Cube(burn_cubecl::cubecl::Device::Cuda(d)) = device.as_dispatch() {
-        return cudnn::available(d);
+    if let Some(d) = crate::cuda_device(device) {
+        return cudnn::available(&d);
     }
     let _ = device;
     false

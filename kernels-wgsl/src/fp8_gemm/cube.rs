@@ -9,14 +9,8 @@ use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBacke
 use cubecl::cuda::CudaDevice;
 
 use crate::matmul::cublas::{fp8_linear, fp8_plan_status, fp8_plannable, Fp8Problem};
-use crate::{dtype_code, DTYPES};
+use crate::{cuda_device, dtype_code, DTYPES};
 
-fn cuda_device(device: &burn::tensor::Device) -> Option<CudaDevice> {
-    match device.as_dispatch() {
-        burn::backend::DispatchDevice::Cube(cubecl::Device::Cuda(d)) => Some(d.clone()),
-        _ => None,
-    }
-}
 
 /// What the probe found on one device: FP8 tensor cores, and whether cuBLASLt adds the bias
 /// in their epilogue (else it is added after, like an f32 result's).
