@@ -137,6 +137,14 @@ OPTIONS:
     --dtype D            compute dtype: f32 (default), f16 or bf16.
     --reference-kernels  use the plain tensor-op references instead of the CubeCL kernels.
     -h, --help           this text.
+
+ENVIRONMENT (CUDA builds):
+    SANA_CUBLAS=all|f32|off        which GEMMs go through cuBLASLt (default all)
+    SANA_FP8_ACTIVATIONS=auto|on|off  W8A8 on FP8 tensor cores (auto: where the GPU has them)
+    SANA_CUDNN=off                 VAE convs without cuDNN (in-place tap GEMMs); cuDNN is
+                                   used where libcudnn.so is on the library path
+    SANA_VAE_TF32=0                exact f32 VAE convs (default: TF32, as PyTorch's convs)
+    SANA_PROFILE_STEP=N            print step N's per-stage profile (SANA_PROFILE_MODE=timeline)
 ";
 
 const RUNNERS: &str = "transformer, text-encoder, encode-prompt, vae-decode, vae-encode";
