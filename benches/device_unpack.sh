@@ -15,3 +15,6 @@ if [ -n "$CUDNN_SO" ]; then
   export LD_LIBRARY_PATH=/tmp/cudnnlib:$(dirname "$CUDNN_SO"):$LD_LIBRARY_PATH
   echo "cuDNN: $CUDNN_SO"
 fi
+# NVRTC for cuDNN's runtime-compiled engines (graph API), as PyTorch has it loaded.
+NVRTC_SO=$(python3 -c "import glob,sys; print(next((f for p in sys.path for f in glob.glob(p + '/nvidia/**/libnvrtc.so.*', recursive=True)), ''))" 2>/dev/null)
+[ -n "$NVRTC_SO" ] && export LD_LIBRARY_PATH=$(dirname "$NVRTC_SO"):$LD_LIBRARY_PATH && echo "NVRTC: $NVRTC_SO"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (the device tool) from the repository root, carrying .devcarry/
 # (stripped, xz-compressed CUDA builds of sana-video, vae-decode, vae_parity, vae_conv)
-# and .whl/ (diffusers 0.42.1 wheel). Stages: VAE_STAGES="parity wan ltx" (default all).
+# and .whl/ (diffusers 0.42.1 wheel). Stages: VAE_STAGES="parity wan apis ltx" (default all but apis).
 set -uo pipefail
 source benches/device_unpack.sh
 STAGES=${VAE_STAGES:-parity wan ltx}
@@ -28,6 +28,19 @@ for tf in ${VAE_TF32S:-0 1}; do
 done
 timeout 150 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --dtype bf16 --chunk 1 --latent 1x2x60x104 --latent 1x21x60x104 \
   2>&1 | tee -a $OUT/vae_bench_ours.md
+fi
+
+if [[ $STAGES == *apis* ]]; then
+echo "== cuDNN graph API against the legacy API (TF32), engines chosen, memory at the profile marks"
+[ -d /tmp/wanvae/vae ] || python3 tools/fullsize_wan_vae.py --out /tmp/wanvae --latent 1x2x60x104 2>&1 | grep -v -i warn
+SANA_CUDNN_VERBOSE=1 timeout 100 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --chunk 1 --latent 1x2x60x104 2>&1 \
+  | grep -E "graph API|declines|^\|" | sort | uniq -c | sort -rn | tee $OUT/vae_cudnn_engines.txt
+SANA_CUDNN_API=legacy timeout 150 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --chunk 1 --latent 1x2x60x104 --latent 1x21x60x104 \
+  2>&1 | tee -a $OUT/vae_bench_legacy.md
+for dt in f32 bf16; do
+  SANA_PROFILE_MEMORY=1 timeout 150 $B/vae-decode --model /tmp/wanvae/vae --backend cuda --dtype $dt --chunk 1 --latent 1x21x60x104 --profile \
+    2>&1 | tee -a $OUT/vae_profile_memory.md
+done
 fi
 
 if [[ $STAGES == *ltx* ]]; then

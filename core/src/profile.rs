@@ -7,6 +7,9 @@
 //!   a mark records a CUDA event on the stream and the host's clock, and nothing waits. A
 //!   stage's time is then the GPU's time between two events, idle gaps included, and the
 //!   host's clock at each mark shows where the GPU had caught up with the host (was starved).
+//!
+//! `SANA_PROFILE_MEMORY=1` also reads the device pool at each mark (host-side bookkeeping, no
+//! sync): the largest bytes in use seen at a mark, after which stage, and the reservation.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,6 +24,9 @@ pub struct Recorded {
     pub stages: Vec<(&'static str, f64, u64)>,
     /// Timeline mode only: host and GPU clocks side by side.
     pub timeline: Option<Timeline>,
+    /// `SANA_PROFILE_MEMORY=1`: the most bytes in use at a mark, the stage it ended, and the
+    /// most bytes reserved.
+    pub memory: Option<(u64, &'static str, u64)>,
 }
 
 /// Timeline mode's view of a run.
@@ -53,15 +59,35 @@ mod imp {
         /// Timeline mode: each mark's stage, host clock and GPU event, and the device.
         pub marks: Vec<(&'static str, Instant, sana_video_kernels::timeline::Stamp)>,
         pub device: Option<burn::tensor::Device>,
+        pub memory: Option<(u64, &'static str, u64)>,
     }
 
-    pub static CLOCK: Mutex<Clock> = Mutex::new(Clock { last: None, stages: Vec::new(), marks: Vec::new(), device: None });
+    pub static CLOCK: Mutex<Clock> = Mutex::new(Clock { last: None, stages: Vec::new(), marks: Vec::new(), device: None, memory: None });
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 fn timeline_mode() -> bool {
     static MODE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *MODE.get_or_init(|| std::env::var("SANA_PROFILE_MODE").is_ok_and(|v| v.trim() == "timeline"))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_mode() -> bool {
+    static MODE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| std::env::var("SANA_PROFILE_MEMORY").is_ok_and(|v| v.trim() == "1"))
+}
+
+/// Folds the pool's usage now into the peak seen at marks.
+#[cfg(not(target_arch = "wasm32"))]
+fn sample_memory(c: &mut imp::Clock, device: &Device, stage: &'static str) {
+    if !memory_mode() {
+        return;
+    }
+    if let Some(u) = device.memory_pool_usage() {
+        let (in_use, at, reserved) = c.memory.unwrap_or((0, stage, 0));
+        let (in_use, at) = if u.bytes_in_use > in_use { (u.bytes_in_use, stage) } else { (in_use, at) };
+        c.memory = Some((in_use, at, reserved.max(u.bytes_reserved)));
+    }
 }
 
 /// Turns stage timing on or off and clears what was recorded.
@@ -75,6 +101,7 @@ pub fn enable(on: bool) {
         c.stages.clear();
         c.marks.clear();
         c.device = None;
+        c.memory = None;
     }
 }
 
@@ -97,6 +124,7 @@ pub fn mark(device: &Device, stage: &'static str) {
                     let _ = device.sync();
                 }
                 if let Some(stamp) = sana_video_kernels::timeline::stamp(device) {
+                    sample_memory(&mut c, device, stage);
                     c.marks.push((stage, std::time::Instant::now(), stamp));
                     c.device.get_or_insert_with(|| device.clone());
                     return;
@@ -112,6 +140,7 @@ pub fn mark(device: &Device, stage: &'static str) {
                 charge(&mut c.stages, stage, dt);
             }
             c.last = Some(now);
+            sample_memory(&mut c, device, stage);
         }
     }
     #[cfg(target_arch = "wasm32")]
@@ -136,11 +165,12 @@ pub fn take() -> Recorded {
     if let Ok(mut c) = imp::CLOCK.lock() {
         c.last = None;
         let marks = std::mem::take(&mut c.marks);
+        let memory = c.memory.take();
         if let Some(device) = c.device.take() {
             let _ = device.sync();
-            return timeline_of(marks);
+            return Recorded { memory, ..timeline_of(marks) };
         }
-        return Recorded { stages: std::mem::take(&mut c.stages), timeline: None };
+        return Recorded { stages: std::mem::take(&mut c.stages), timeline: None, memory };
     }
     Recorded::default()
 }
@@ -181,7 +211,7 @@ fn timeline_of(marks: Vec<(&'static str, std::time::Instant, sana_video_kernels:
 
 /// `rec`'s stages as a Markdown table, largest first, under a heading naming `what`.
 pub fn table(what: &str, total: f64, rec: Recorded) -> String {
-    let Recorded { stages, timeline } = rec;
+    let Recorded { stages, timeline, memory } = rec;
     let sum: f64 = stages.iter().map(|s| s.1).sum();
     let mut rows: Vec<(&'static str, f64, u64, Option<f64>)> =
         stages.iter().enumerate().map(|(i, s)| (s.0, s.1, s.2, timeline.as_ref().and_then(|t| t.host_by_stage.get(i).copied()))).collect();
@@ -208,6 +238,13 @@ pub fn table(what: &str, total: f64, rec: Recorded) -> String {
             out.push_str(&format!(" {h:.4} |"));
         }
         out.push('\n');
+    }
+    if let Some((in_use, at, reserved)) = memory {
+        out.push_str(&format!(
+            "\nDevice memory at the marks: at most {:.3} GB in use (after \"{at}\"), {:.3} GB reserved\n",
+            in_use as f64 / 1e9,
+            reserved as f64 / 1e9
+        ));
     }
     out
 }

@@ -74,3 +74,58 @@ fn tap_gemm_conv_matches_burn_conv3d() {
         }
     }
 }
+
+/// The reduced-precision convs a GPU VAE runs: f32 on TF32 tensor cores (the CUDA default for
+/// f32 VAEs) and bf16 weights and activations, each against burn's exact-f32 `conv3d` on the
+/// same (rounded) operands. Bounds from the roundings: TF32 rounds both operands to 10
+/// mantissa bits (each product within 2^-10 relative); bf16 rounds the conv's output and the
+/// bias sum to 8 bits (2^-9 each, 2^-8 together), f16 to 11 (2^-10 together). On CUDA `Auto`
+/// is cuDNN (graph API), on wgpu the tap GEMMs (TF32 does not apply there: exact; f16, as
+/// WGSL has no bf16), on the CPU the reference itself.
+#[test]
+fn tf32_and_bf16_convs_within_their_rounding() {
+    let cases: [(&[usize], [usize; 5], usize, usize); 4] = [
+        (&[6, 5, 3, 3, 3], [2, 5, 5, 7, 6], 1, 1),
+        (&[8, 8, 3, 1, 1], [1, 8, 6, 3, 5], 1, 0),
+        (&[5, 5, 3, 1, 1], [1, 5, 5, 4, 4], 2, 0),
+        (&[7, 3, 1, 1, 1], [2, 3, 2, 3, 3], 1, 0),
+    ];
+    for (kind, device) in backends() {
+        for (i, (wshape, xshape, stride_t, pad)) in cases.iter().enumerate() {
+            let w = weights(wshape, 40 + i as u64);
+            let n: usize = xshape.iter().product();
+            let x: Tensor<5> = tensor_from_f32(random_vec(n, 140 + i as u64), xshape.to_vec(), &device, DType::F32);
+            let opts = burn::tensor::ops::ConvOptions::new([*stride_t, 1, 1], [0, *pad, *pad], [1, 1, 1], 1);
+            let exact = |x: Tensor<5>, conv: &Conv3d| -> Vec<f32> {
+                let f32_ = burn::tensor::FloatDType::F32;
+                burn::tensor::module::conv3d(x.cast(f32_), conv.weight.clone().cast(f32_), Some(conv.bias.clone().cast(f32_)), opts.clone())
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .unwrap()
+            };
+            // TF32.
+            set_default_impl(ConvImpl::Auto);
+            let mut conv = Conv3d::load(&w, "c", &device, DType::F32).unwrap();
+            conv.tf32 = true;
+            let want = exact(x.clone(), &conv);
+            let got = conv.forward(x.clone(), *stride_t, *pad).into_data().to_vec::<f32>().unwrap();
+            let (rel, max_abs) = rel_l2(&got, &want);
+            println!("{} case {i} TF32: rel L2 {rel:.2e}", device::name(kind));
+            assert!(rel <= 2f64.powi(-10), "case {i} TF32 on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));
+            // 16-bit weights and activations.
+            let (half, bound) = if kind == device::BackendKind::Wgpu {
+                (burn::tensor::FloatDType::F16, 2f64.powi(-10))
+            } else {
+                (burn::tensor::FloatDType::BF16, 2f64.powi(-8))
+            };
+            let conv = Conv3d::load(&w, "c", &device, DType::from(half)).unwrap();
+            let x16 = x.cast(half);
+            let want = exact(x16.clone(), &conv);
+            let got = conv.forward(x16, *stride_t, *pad).into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            let (rel, max_abs) = rel_l2(&got, &want);
+            println!("{} case {i} {half:?}: rel L2 {rel:.2e}", device::name(kind));
+            assert!(rel <= bound, "case {i} {half:?} on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));
+        }
+    }
+}

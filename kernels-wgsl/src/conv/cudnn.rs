@@ -17,6 +17,7 @@ use cubecl_common::device::Device as _;
 use cubecl_common::device_handle::DeviceHandle;
 use cudarc::cudnn::{result as dnn, sys};
 
+use super::graph::{self, GraphPlan, Numerics};
 use crate::cuda_task::{enqueue, CudaServer};
 
 /// The most workspace one conv may take; algorithms needing more are skipped.
@@ -46,8 +47,24 @@ impl Problem {
     }
 }
 
-/// A planned conv: descriptors and the algorithm; destroyed with the last task using it.
-struct Plan {
+/// A planned conv, through the graph API or the legacy one; destroyed with the last task
+/// using it.
+enum Plan {
+    Graph(GraphPlan),
+    Legacy(LegacyPlan),
+}
+
+impl Plan {
+    fn workspace(&self) -> usize {
+        match self {
+            Plan::Graph(g) => g.workspace,
+            Plan::Legacy(l) => l.workspace,
+        }
+    }
+}
+
+/// A legacy-API plan: descriptors and the algorithm.
+struct LegacyPlan {
     x: sys::cudnnTensorDescriptor_t,
     w: sys::cudnnFilterDescriptor_t,
     conv: sys::cudnnConvolutionDescriptor_t,
@@ -60,7 +77,7 @@ struct Plan {
 unsafe impl Send for Plan {}
 unsafe impl Sync for Plan {}
 
-impl Drop for Plan {
+impl Drop for LegacyPlan {
     fn drop(&mut self) {
         // SAFETY: made by `plan` and destroyed once, here (null ones skipped by cuDNN).
         unsafe {
@@ -140,12 +157,52 @@ fn data_type(dtype: DType) -> Option<(sys::cudnnDataType_t, u8)> {
     Some(([CUDNN_DATA_FLOAT, CUDNN_DATA_HALF, CUDNN_DATA_BFLOAT16][i], i as u8))
 }
 
-/// Descriptors for `p` and the heuristic's first algorithm that fits the workspace limit and
-/// keeps the numerics asked for (exact f32: FMA kernels only; never a down-conversion).
+/// The graph API's plan for `p` (the default), or where it declines or `SANA_CUDNN_API=legacy`
+/// asks, the legacy API's.
 ///
 /// # Safety
 /// `handle` is live and used by no other thread now.
 unsafe fn plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDataType_t) -> Result<Plan, String> {
+    if std::env::var("SANA_CUDNN_API").as_deref() != Ok("legacy") {
+        let dims = |d: [usize; 5]| d.map(|v| v as i64);
+        let out = p.out();
+        let out_strides = [out[1] * out[2] * out[3] * out[4], out[2] * out[3] * out[4], out[3] * out[4], out[4], 1];
+        let numerics = match (p.dtype, p.tf32) {
+            (0, false) => Numerics::ExactF32,
+            (0, true) => Numerics::Tf32,
+            _ => Numerics::Half,
+        };
+        let pad = p.pad as i64;
+        match graph::plan(
+            handle,
+            ty,
+            (dims(p.x), dims(p.x_strides)),
+            dims(p.w),
+            (dims(out), dims(out_strides)),
+            [0, pad, pad],
+            [p.stride_t as i64, 1, 1],
+            numerics,
+            MAX_WORKSPACE,
+        ) {
+            Ok(g) => {
+                if std::env::var("SANA_CUDNN_VERBOSE").is_ok_and(|v| v == "1") {
+                    eprintln!("cuDNN {p:?}: graph API, engine {}, workspace {} B", g.engine, g.workspace);
+                }
+                return Ok(Plan::Graph(g));
+            }
+            Err(e) => eprintln!("note: cuDNN's graph API declines the conv {p:?} ({e}); its legacy API runs it"),
+        }
+    }
+    legacy_plan(handle, p, ty).map(Plan::Legacy)
+}
+
+/// Descriptors for `p` and the legacy heuristic's first algorithm that fits the workspace
+/// limit and keeps the numerics asked for (exact f32: FMA kernels only; never a
+/// down-conversion).
+///
+/// # Safety
+/// `handle` is live and used by no other thread now.
+unsafe fn legacy_plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDataType_t) -> Result<LegacyPlan, String> {
     use sys::cudnnMathType_t::*;
     let err = |what: &'static str| move |e: dnn::CudnnError| format!("{what}: {e:?}");
     let int = |v: usize| i32::try_from(v).map_err(|_| format!("{v} exceeds cuDNN's int range"));
@@ -160,7 +217,7 @@ unsafe fn plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDataType_t
         dnn::set_tensornd_descriptor(desc, ty, 5, dims.as_ptr(), st.as_ptr()).map_err(err("tensor descriptor"))?;
         Ok(desc)
     };
-    let mut plan = Plan {
+    let mut plan = LegacyPlan {
         x: std::ptr::null_mut(),
         w: std::ptr::null_mut(),
         conv: std::ptr::null_mut(),
@@ -303,8 +360,8 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
     let plan = plan.ok()?;
     let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(problem.out().to_vec()), x.dtype);
     // The workspace as a CubeCL buffer: allocated from its pool and ordered on its stream.
-    let ws_buf = (plan.workspace > 0)
-        .then(|| empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(vec![plan.workspace.div_ceil(4)]), DType::F32));
+    let ws_buf = (plan.workspace() > 0)
+        .then(|| empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(vec![plan.workspace().div_ceil(4)]), DType::F32));
     let handle = st.handle.clone();
     let mut buffers = vec![x.handle.clone().binding(), weight.handle.clone().binding(), out.handle.clone().binding()];
     buffers.extend(ws_buf.as_ref().map(|t| t.handle.clone().binding()));
@@ -315,23 +372,26 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
         // this (the device) thread only.
         unsafe {
             dnn::set_stream(handle.0, stream as sys::cudaStream_t).map_err(|e| format!("cudnnSetStream: {e:?}"))?;
-            dnn::convolution_forward(
-                handle.0,
-                &alpha as *const f32 as *const c_void,
-                plan.x,
-                ptr[0] as *const c_void,
-                plan.w,
-                ptr[1] as *const c_void,
-                plan.conv,
-                plan.algo,
-                workspace as *mut c_void,
-                plan.workspace,
-                &beta as *const f32 as *const c_void,
-                plan.y,
-                ptr[2] as *mut c_void,
-            )
+            match &*plan {
+                Plan::Graph(g) => graph::execute(handle.0, g, ptr[0], ptr[1], ptr[2], workspace).map_err(|e| format!("{e} {problem:?}")),
+                Plan::Legacy(l) => dnn::convolution_forward(
+                    handle.0,
+                    &alpha as *const f32 as *const c_void,
+                    l.x,
+                    ptr[0] as *const c_void,
+                    l.w,
+                    ptr[1] as *const c_void,
+                    l.conv,
+                    l.algo,
+                    workspace as *mut c_void,
+                    l.workspace,
+                    &beta as *const f32 as *const c_void,
+                    l.y,
+                    ptr[2] as *mut c_void,
+                )
+                .map_err(|e| format!("cudnnConvolutionForward {problem:?}: {e:?}")),
+            }
         }
-        .map_err(|e| format!("cudnnConvolutionForward {problem:?}: {e:?}"))
     });
     drop(ws_buf);
     Some(out)

@@ -2,9 +2,12 @@
 //!
 //! The VAEs hold activations as `[B, C, T, H, W]`, cuDNN's NCDHW layout, so a conv is one
 //! cuDNN call on the tensors as they are: no channels-last copy, no padding copy, its own
-//! implicit-GEMM kernels on tensor cores (what PyTorch, hence the reference, runs). f32 convs
-//! run exact (`CUDNN_FMA_MATH`) or on TF32 tensor cores (`CUDNN_DEFAULT_MATH`, PyTorch's
-//! default for convs); f16/bf16 ones accumulate in f32. cuDNN is loaded at run time
+//! implicit-GEMM kernels on tensor cores (what PyTorch, hence the reference, runs). The
+//! conv is planned through cuDNN's graph API (`graph.rs`, the engines PyTorch reaches through
+//! cudnn-frontend), or its legacy API where the graph API declines or `SANA_CUDNN_API=legacy`
+//! asks. f32 convs run exact (no tensor-core, FFT or Winograd engine; legacy:
+//! `CUDNN_FMA_MATH`) or on TF32 tensor cores (PyTorch's default for convs); f16/bf16 ones
+//! accumulate in f32. cuDNN is loaded at run time
 //! (`libcudnn.so` on the library path); where it is missing or declines a problem,
 //! [`conv3d`] returns `None` and the caller takes its own path (`models/vae/conv.rs`).
 //!
@@ -14,6 +17,8 @@
 mod cube;
 #[cfg(feature = "cuda")]
 pub mod cudnn;
+#[cfg(feature = "cuda")]
+mod graph;
 
 use burn::tensor::Tensor;
 

@@ -207,14 +207,43 @@ impl AutoencoderKLWan {
 
     fn decode_chunk(&self, x: Tensor<5>, s: &mut StreamState) -> Tensor<5> {
         let d = &self.decoder;
-        let c = &mut s.convs;
         let x = self.post_quant_conv.forward(x, None);
-        let mut x = cached(&d.conv_in, x, &mut c[0]);
-        x = d.mid_block.forward(x, &mut c[1..5]);
+        let mut x = cached(&d.conv_in, x, &mut s.convs[0]);
+        x = d.mid_block.forward(x, &mut s.convs[1..5]);
+        // The blocks up to the last temporal upsampler run on the whole chunk; after it every
+        // layer is causal in time with at most two cached frames (resnets, spatial upsampling,
+        // the head), so the full-resolution rest runs one frame at a time: the same values
+        // (the caches carry the context, `tests/vae_parity.rs` checks streaming), a quarter of
+        // the working set (the largest tensors of the decode: 480p f32, 613 MB for 4 frames).
+        let split = self.config.temporal_upsample().iter().rposition(|&t| t).map_or(0, |k| k + 1).min(d.up_blocks.len());
         let mut i = 5;
-        for (stage, block) in d.up_blocks.iter().enumerate() {
+        for (stage, block) in d.up_blocks.iter().enumerate().take(split) {
             for r in &block.resnets {
-                x = r.forward(x, &mut c[i..i + 2]);
+                x = r.forward(x, &mut s.convs[i..i + 2]);
+                i += 2;
+            }
+            if let Some(u) = &block.upsampler {
+                x = u.forward(x, &mut s.times[stage]);
+            }
+        }
+        let t = x.dims()[2];
+        let mut out = Vec::with_capacity(t);
+        for f in 0..t {
+            out.push(self.decode_tail(x.clone().narrow(2, f, 1), s, split, i));
+        }
+        if out.len() == 1 {
+            out.pop().expect("one frame")
+        } else {
+            Tensor::cat(out, 2)
+        }
+    }
+
+    /// The decoder from up block `split` (conv cache slot `i`) to the pixels.
+    fn decode_tail(&self, mut x: Tensor<5>, s: &mut StreamState, split: usize, mut i: usize) -> Tensor<5> {
+        let d = &self.decoder;
+        for (stage, block) in d.up_blocks.iter().enumerate().skip(split) {
+            for r in &block.resnets {
+                x = r.forward(x, &mut s.convs[i..i + 2]);
                 i += 2;
             }
             if let Some(u) = &block.upsampler {
@@ -222,7 +251,7 @@ impl AutoencoderKLWan {
             }
         }
         let x = silu(d.norm_out.forward(x));
-        let x = cached(&d.conv_out, x, &mut c[i]);
+        let x = cached(&d.conv_out, x, &mut s.convs[i]);
         x.clamp(-1.0, 1.0)
     }
 
