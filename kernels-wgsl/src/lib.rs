@@ -9,6 +9,7 @@
 //! (the CPU backend, burn-flex). `tests/` runs both on every compiled backend.
 
 pub mod act_quant;
+pub mod channel_norm;
 pub mod conv;
 #[cfg(feature = "cuda")]
 mod cuda_task;

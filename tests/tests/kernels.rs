@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use sana_video_core::device;
-use sana_video_core::kernels::{dequant, glu_conv, linear_attention, norm, softmax, temporal, Impl};
+use sana_video_core::kernels::{channel_norm, dequant, glu_conv, linear_attention, norm, softmax, temporal, Impl};
 use sana_video_core::models::dit::rope;
 use sana_video_tests::{backends, random_vec, rel_l2};
 
@@ -883,6 +883,62 @@ fn tap_gemms_match_reference() {
                 let (rel, max_abs) = rel_l2(&got[..m * o], &refd[..m * o]);
                 println!("{name} case {i} {dtype:?} tf32 {tf32}: rel {rel:.3e} (max abs {max_abs:.2e})");
                 assert!(rel < bound, "{name} case {i} {dtype:?} tf32 {tf32}: rel {rel:.3e} > {bound:e}");
+            }
+        }
+    }
+}
+
+/// The VAE's channel RMS norm (with and without SiLU), kernel and reference, against host f64
+/// on the same (rounded) inputs: odd channel counts, position counts that take vectors of 4,
+/// 2 and 1, a zero column (the 1e-12 floor), batch 2; f32 (bound 1e-6: summation order), and
+/// 16-bit storage (bf16, or f16 on wgpu, whose WGSL has no bf16): the kernel rounds once,
+/// the reference twice (the norm, then SiLU in 16 bits), so 2^-8 for bf16, 2^-10 for f16.
+#[test]
+fn rms_norm_channels_matches_host() {
+    use burn::tensor::{DType, FloatDType};
+    for (kind, device) in backends() {
+        for (i, &shape) in [[2usize, 5, 3, 4, 6], [1, 96, 1, 3, 5], [1, 7, 2, 2, 3], [2, 384, 2, 6, 10]].iter().enumerate() {
+            let [b, c, t, h, w] = shape;
+            let s = t * h * w;
+            let mut x = random_vec(b * c * s, 300 + i as u64).iter().map(|v| 3.0 * v).collect::<Vec<f32>>();
+            // One position all zeros: the norm's floor keeps it finite (zero).
+            for ch in 0..c {
+                x[ch * s] = 0.0;
+            }
+            let scale = random_vec(c, 310 + i as u64).iter().map(|v| 1.0 + v).collect::<Vec<f32>>();
+            let scale_t = Tensor::<1>::from_data(TensorData::new(scale.clone(), [c]), &device);
+            let halves: &[FloatDType] = if kind == device::BackendKind::Wgpu { &[FloatDType::F32, FloatDType::F16] } else { &[FloatDType::F32, FloatDType::BF16] };
+            for &dt in halves {
+                let xt = Tensor::<5>::from_data(TensorData::new(x.clone(), shape), &device).cast(dt);
+                // The host computes from the values the device holds.
+                let xr = xt.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                for silu in [false, true] {
+                    let mut want = vec![0f32; xr.len()];
+                    for bi in 0..b {
+                        for p in 0..s {
+                            let at = |ch: usize| (bi * c + ch) * s + p;
+                            let n = (0..c).map(|ch| (xr[at(ch)] as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+                            for ch in 0..c {
+                                let y = xr[at(ch)] as f64 / n * scale[ch] as f64;
+                                want[at(ch)] = (if silu { silu64(y) } else { y }) as f32;
+                            }
+                        }
+                    }
+                    let bound = match DType::from(dt) {
+                        DType::F32 => 1e-6,
+                        DType::F16 => 2f64.powi(-10),
+                        _ => 2f64.powi(-8),
+                    };
+                    for which in [Impl::Auto, Impl::Reference] {
+                        let out = channel_norm::rms_norm_channels(xt.clone(), &scale_t, silu, which);
+                        assert_eq!(out.dtype(), DType::from(dt));
+                        let got = out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                        let (rel, max_abs) = rel_l2(&got, &want);
+                        println!("{} {which:?} {dt:?} silu {silu} shape {shape:?}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
+                        assert!(rel <= bound, "{} {which:?} {dt:?} silu {silu} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                        assert!(got.iter().all(|v| v.is_finite()), "non-finite output");
+                    }
+                }
             }
         }
     }

@@ -97,14 +97,18 @@ impl RmsNorm {
 
     /// Normalises over axis 1 of a rank-`D` tensor.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_act(x, false)
+    }
+
+    /// `SiLU(norm(x))`, fused (`kernels::channel_norm`).
+    pub fn forward_silu<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_act(x, true)
+    }
+
+    fn forward_act<const D: usize>(&self, x: Tensor<D>, silu: bool) -> Tensor<D> {
         let device = x.device();
         crate::profile::mark(&device, "vae: other ops");
-        let dtype = x.dtype();
-        let x = to_f32(x);
-        let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-        let mut shape = [1usize; D];
-        shape[1] = self.scale.dims()[0];
-        let y = to_dtype(x / norm * self.scale.clone().reshape(shape), dtype);
+        let y = crate::kernels::channel_norm::rms_norm_channels(x, &self.scale, silu, crate::kernels::Impl::Auto);
         crate::profile::mark(&device, "vae: RMS norms");
         y
     }
@@ -177,9 +181,9 @@ impl ResidualBlock {
             Some(c) => c.forward(x.clone(), None),
             None => x.clone(),
         };
-        let y = silu(self.norm1.forward(x));
+        let y = self.norm1.forward_silu(x);
         let y = cached(&self.conv1, y, &mut cache[0]);
-        let y = silu(self.norm2.forward(y));
+        let y = self.norm2.forward_silu(y);
         let y = cached(&self.conv2, y, &mut cache[1]);
         y + h
     }

@@ -14,7 +14,7 @@ pub mod layers;
 use burn::tensor::{DType, Device, Tensor};
 
 pub use config::WanVaeConfig;
-use layers::{cached, silu, AttentionBlock, CausalConv3d, Resample, ResidualBlock, RmsNorm};
+use layers::{cached, AttentionBlock, CausalConv3d, Resample, ResidualBlock, RmsNorm};
 pub use layers::TimeCache;
 
 use crate::io::safetensors::Weights;
@@ -250,7 +250,7 @@ impl AutoencoderKLWan {
                 x = u.forward(x, &mut s.times[stage]);
             }
         }
-        let x = silu(d.norm_out.forward(x));
+        let x = d.norm_out.forward_silu(x);
         let x = cached(&d.conv_out, x, &mut s.convs[i]);
         x.clamp(-1.0, 1.0)
     }
@@ -297,7 +297,7 @@ impl AutoencoderKLWan {
         }
         x = e.mid_block.forward(x, &mut c[i..i + 4]);
         i += 4;
-        let x = silu(e.norm_out.forward(x));
+        let x = e.norm_out.forward_silu(x);
         cached(&e.conv_out, x, &mut c[i])
     }
 }
