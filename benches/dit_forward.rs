@@ -265,6 +265,16 @@ fn main() -> Result<(), String> {
             times[times.len() - 1],
             issue[issue.len() / 2]
         );
+        // The pool's view of device memory against the driver's (which also counts what the
+        // pool does not hold: the context, library kernels and workspaces).
+        if let (Some(u), Some(d)) = (device.memory_pool_usage(), sana_video_core::kernels::driver_memory_used(&device)) {
+            println!(
+                "memory after these forwards: pool in use {:.2} GB, reserved {:.2} GB; device used (driver) {:.2} GB",
+                u.bytes_in_use as f64 / 1e9,
+                u.bytes_reserved as f64 / 1e9,
+                d as f64 / 1e9
+            );
+        }
     }
     // How many GEMMs went to cuBLASLt (all forwards, warm-up included).
     #[cfg(feature = "cuda")]

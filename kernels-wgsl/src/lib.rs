@@ -113,3 +113,23 @@ pub(crate) fn elem_type(dtype: burn::tensor::DType) -> burn_cubecl::cubecl::ir::
 pub(crate) fn vector_width(t: &burn_cubecl::tensor::CubeTensor, channels: usize) -> usize {
     t.client.io_optimized_vector_sizes(t.dtype.size()).filter(|&v| v > 0 && channels % v == 0).max().unwrap_or(1)
 }
+
+/// Bytes in use on `device` as the CUDA driver sees them (what `nvidia-smi` shows for all
+/// processes: total minus free), or `None` off CUDA. Unlike the pool's reservation this
+/// counts the context, library workspaces and loaded kernels too.
+pub fn driver_memory_used(device: &burn::tensor::Device) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    {
+        use cubecl_common::device::Device as _;
+        let dev = cuda_device(device)?;
+        let handle = cubecl_common::device_handle::DeviceHandle::<cuda_task::CudaServer>::new(dev.to_id());
+        // On the device thread, whose context is current.
+        let (free, total) = handle.submit_blocking(|_server: &mut cuda_task::CudaServer| cudarc::driver::result::mem_get_info().ok()).ok()??;
+        Some((total - free) as u64)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        None
+    }
+}

@@ -94,6 +94,23 @@ struct Cli<'a> {
 }
 
 impl Cli<'_> {
+    /// `SANA_MEMORY_TRACE=1`: the pool and the driver's view of device memory at each stage's
+    /// end (the driver's also counts the CUDA context, libraries' kernels and workspaces).
+    fn trace_memory(&self, at: &str) {
+        if std::env::var("SANA_MEMORY_TRACE").as_deref() != Ok("1") {
+            return;
+        }
+        let pool = self.device.memory_pool_usage();
+        let driver = sana_video_core::kernels::driver_memory_used(self.device);
+        eprintln!(
+            "memory trace, end of {at}: pool in use {}, reserved {}, stage peak {}; device used (driver) {}",
+            pool.as_ref().map_or("n/a".into(), |u| format!("{:.2} GB", gb(u.bytes_in_use))),
+            pool.as_ref().map_or("n/a".into(), |u| format!("{:.2} GB", gb(u.bytes_reserved))),
+            format!("{:.2} GB", gb(self.stage_peak)),
+            driver.map_or("n/a".into(), |b| format!("{:.2} GB", gb(b)))
+        );
+    }
+
     fn sample_memory(&mut self) {
         if self.kind != BackendKind::Cpu {
             if let Some(u) = self.device.memory_pool_usage() {
@@ -117,6 +134,9 @@ impl Events for Cli<'_> {
 
     fn advance(&mut self, done: usize) {
         self.sample_memory();
+        if done == 1 {
+            self.trace_memory("the first step or frame");
+        }
         if self.quiet {
             return;
         }
@@ -146,6 +166,7 @@ impl Events for Cli<'_> {
 
     fn stage_done(&mut self, stage: Stage) {
         self.sample_memory();
+        self.trace_memory(stage.name());
         let t = self.stage_start.elapsed().as_secs_f64();
         self.times.push((stage, t));
         self.stage_peaks.push((stage, self.stage_peak));

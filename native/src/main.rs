@@ -143,8 +143,11 @@ ENVIRONMENT (CUDA builds):
     SANA_FP8_ACTIVATIONS=auto|on|off  W8A8 on FP8 tensor cores (auto: where the GPU has them)
     SANA_CUDNN=off                 VAE convs without cuDNN (in-place tap GEMMs); cuDNN is
                                    used where libcudnn.so is on the library path
+    SANA_CUDNN_API=legacy          cuDNN's legacy conv API instead of its graph API
     SANA_VAE_TF32=0                exact f32 VAE convs (default: TF32, as PyTorch's convs)
-    SANA_PROFILE_STEP=N            print step N's per-stage profile (SANA_PROFILE_MODE=timeline)
+    SANA_PROFILE_STEP=N            print step N's per-stage profile (SANA_PROFILE_MODE=timeline;
+                                   SANA_PROFILE_MEMORY=1 adds the pool's peak at the marks)
+    SANA_MEMORY_TRACE=1            print the pool's and the driver's device memory per stage
 ";
 
 const RUNNERS: &str = "transformer, text-encoder, encode-prompt, vae-decode, vae-encode";

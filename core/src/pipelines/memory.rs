@@ -12,8 +12,9 @@
 //! Gemma-2 `B·L·(6H + 3I)·4`; Wan and LTX-2 decoders `K·P·C₀·e` with P output pixels per
 //! decoded frame (or tile), C₀ the widest full-resolution channel count and K = 280
 //! (cached frames, the 4x temporal upsampling, tap-GEMM temporaries and pool slack), or
-//! K = 120 where cuDNN runs the convs in place (no tap-GEMM copies; f32 Wan decode at 480p:
-//! 17.6 GB reserved on an H200, 2026-11-29). LTX-2 is not separately calibrated. They track our implementation, not the
+//! where cuDNN runs the convs in place K = 80 for Wan (its full-resolution tail one frame at
+//! a time; f32 decode at 480p 10.6 GB reserved on an H200, 2026-11-29) and 120 for LTX-2
+//! (not separately calibrated). They track our implementation, not the
 //! arithmetic minimum; issue 9's fused kernels will lower both.
 
 use std::fmt;
@@ -82,9 +83,16 @@ pub fn text_activations(batch: usize, len: usize, hidden: usize, intermediate: u
     (batch * len) as u64 * ((6 * hidden + 3 * intermediate) * 4) as u64
 }
 
-/// `in_place`: convs through cuDNN (K = 120, fitted to 17.6 GB reserved for the f32 Wan
-/// decode at 480p on an H200, 2026-11-29), else tap GEMMs (K = 280).
-pub fn decoder_activations(pixels: usize, channels: usize, elt: usize, in_place: bool) -> u64 {
-    let k = if in_place { 120 } else { 280 };
+/// `in_place`: convs through cuDNN, else tap GEMMs (K = 280, not re-fitted since). Wan's
+/// decoder with cuDNN runs its full-resolution tail one frame at a time: K = 80, over the
+/// 66 measured (f32 TF32 decode at 480p 10.58 GB reserved, bf16 5.30 GB, weights included;
+/// H200, 2026-11-29, fifth harness run); LTX-2 with cuDNN K = 120 (the Wan figure before the
+/// frame tail; LTX-2 not separately calibrated).
+pub fn decoder_activations(pixels: usize, channels: usize, elt: usize, in_place: bool, wan: bool) -> u64 {
+    let k = match (in_place, wan) {
+        (true, true) => 80,
+        (true, false) => 120,
+        (false, _) => 280,
+    };
     k * pixels as u64 * (channels * elt) as u64
 }
