@@ -283,8 +283,10 @@ mod tests {
         let rec = Recorded {
             stages: vec![("a", 0.010, 2), ("b", 0.030, 2)],
             timeline: Some(Timeline { host_s: 0.02, gpu_s: 0.04, marks: 4, starved: 1, host_by_stage: vec![0.015, 0.005] }),
+            memory: Some((2_500_000_000, "b", 4_000_000_000)),
         };
         let t = table("x", 0.05, rec);
+        assert!(t.contains("at most 2.500 GB in use (after \"b\"), 4.000 GB reserved"), "{t}");
         assert!(t.contains("GPU 0.0400 s from first to last mark, host issued it in 0.0200 s"), "{t}");
         assert!(t.contains("at 1 of 4 marks"), "{t}");
         let b = t.find("| b | 2 | 0.0300 | 75.0% | 0.0050 |").expect("row b");

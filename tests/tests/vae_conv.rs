@@ -101,7 +101,7 @@ fn tf32_and_bf16_convs_within_their_rounding() {
                 burn::tensor::module::conv3d(x.cast(f32_), conv.weight.clone().cast(f32_), Some(conv.bias.clone().cast(f32_)), opts.clone())
                     .into_data()
                     .convert::<f32>()
-                    .to_vec::<f32>()
+                    .try_to_vec::<f32>()
                     .unwrap()
             };
             // TF32.
@@ -109,7 +109,7 @@ fn tf32_and_bf16_convs_within_their_rounding() {
             let mut conv = Conv3d::load(&w, "c", &device, DType::F32).unwrap();
             conv.tf32 = true;
             let want = exact(x.clone(), &conv);
-            let got = conv.forward(x.clone(), *stride_t, *pad).into_data().to_vec::<f32>().unwrap();
+            let got = conv.forward(x.clone(), *stride_t, *pad).into_data().try_to_vec::<f32>().unwrap();
             let (rel, max_abs) = rel_l2(&got, &want);
             println!("{} case {i} TF32: rel L2 {rel:.2e}", device::name(kind));
             assert!(rel <= 2f64.powi(-10), "case {i} TF32 on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));
@@ -122,7 +122,7 @@ fn tf32_and_bf16_convs_within_their_rounding() {
             let conv = Conv3d::load(&w, "c", &device, DType::from(half)).unwrap();
             let x16 = x.cast(half);
             let want = exact(x16.clone(), &conv);
-            let got = conv.forward(x16, *stride_t, *pad).into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            let got = conv.forward(x16, *stride_t, *pad).into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
             let (rel, max_abs) = rel_l2(&got, &want);
             println!("{} case {i} {half:?}: rel L2 {rel:.2e}", device::name(kind));
             assert!(rel <= bound, "case {i} {half:?} on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));

@@ -37,6 +37,8 @@ struct Problem {
     stride_t: usize,
     pad: usize,
     tf32: bool,
+    /// The input address's byte alignment (up to 16): a view at an offset may have less.
+    x_align: u8,
 }
 
 impl Problem {
@@ -183,6 +185,7 @@ unsafe fn plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDataType_t
             [p.stride_t as i64, 1, 1],
             numerics,
             MAX_WORKSPACE,
+            p.x_align as u64,
         ) {
             Ok(g) => {
                 if std::env::var("SANA_CUDNN_VERBOSE").is_ok_and(|v| v == "1") {
@@ -319,6 +322,10 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
     if (0..5).any(|i| w_dims[i] > 1 && wst[i] != packed[i]) || x.meta.tiling != Default::default() || weight.meta.tiling != Default::default() {
         return None;
     }
+    // The graph API's plans promise 16-byte aligned weights (a loaded weight is its own buffer).
+    if weight.handle.offset_start.unwrap_or(0) % 16 != 0 {
+        return None;
+    }
     let problem = Problem {
         dtype: code,
         x: [xs[0], xs[1], xs[2], xs[3], xs[4]],
@@ -327,6 +334,8 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
         stride_t,
         pad,
         tf32: tf32 && x.dtype == DType::F32,
+        // The pool's slices are 512-byte aligned; a view adds its offset.
+        x_align: 1 << x.handle.offset_start.unwrap_or(0).trailing_zeros().min(4),
     };
     if problem.x[2] < problem.w[2]
         || problem.x[3] + 2 * pad < problem.w[3]

@@ -65,6 +65,9 @@ pub(super) struct GraphPlan {
     pub workspace: usize,
     /// The engine's global index, for `SANA_CUDNN_VERBOSE`.
     pub engine: i64,
+    /// The byte alignment promised for `x` (the other buffers are CubeCL's own, 512-byte
+    /// aligned); [`execute`] checks it.
+    align: u64,
     // Referenced by the plan; dropped after it (fields drop in declaration order).
     _keep: Vec<Desc>,
 }
@@ -97,12 +100,10 @@ impl Numerics {
     }
 }
 
-/// Byte alignment promised for every buffer (CubeCL's CUDA slices are 512-byte aligned;
-/// [`execute`] checks).
-const ALIGN: i64 = 16;
-
 /// Plans `y = conv(x, w)`: `x`/`y` dims and strides in elements, `w` packed, `pads` and
-/// `steps` per spatial dim (T, H, W).
+/// `steps` per spatial dim (T, H, W); `x_align` the byte alignment `x`'s address will have
+/// (16 for a buffer of its own; a view at an offset may have less, as PyTorch's plans
+/// record).
 ///
 /// # Safety
 /// `handle` is live and used by no other thread now.
@@ -117,14 +118,16 @@ pub(super) unsafe fn plan(
     steps: [i64; 3],
     numerics: Numerics,
     max_workspace: usize,
+    x_align: u64,
 ) -> Result<GraphPlan, String> {
     let tensor = |uid: i64, dims: [i64; 5], strides: [i64; 5]| -> Result<Desc, String> {
+        let align = if uid == 1 { x_align.min(16) as i64 } else { 16 };
         let t = Desc::new(D::CUDNN_BACKEND_TENSOR_DESCRIPTOR)?;
         t.set(A::CUDNN_ATTR_TENSOR_DATA_TYPE, T::CUDNN_TYPE_DATA_TYPE, &[ty])?;
         t.set(A::CUDNN_ATTR_TENSOR_DIMENSIONS, T::CUDNN_TYPE_INT64, &dims)?;
         t.set(A::CUDNN_ATTR_TENSOR_STRIDES, T::CUDNN_TYPE_INT64, &strides)?;
         t.set(A::CUDNN_ATTR_TENSOR_UNIQUE_ID, T::CUDNN_TYPE_INT64, &[uid])?;
-        t.set(A::CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, T::CUDNN_TYPE_INT64, &[ALIGN])?;
+        t.set(A::CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, T::CUDNN_TYPE_INT64, &[align])?;
         t.finalize()
     };
     let packed = |d: [i64; 5]| [d[1] * d[2] * d[3] * d[4], d[2] * d[3] * d[4], d[3] * d[4], d[4], 1];
@@ -238,7 +241,7 @@ pub(super) unsafe fn plan(
                 if verbose {
                     eprintln!("cuDNN graph: configuration {i} (engine {index}, notes {notes:?}) chosen, workspace {workspace} B");
                 }
-                return Ok(GraphPlan { plan, workspace, engine: index, _keep: vec![cfg, engine, heur, graph, op, conv, tx, tw, ty_] });
+                return Ok(GraphPlan { plan, workspace, engine: index, align: x_align.min(16), _keep: vec![cfg, engine, heur, graph, op, conv, tx, tw, ty_] });
             }
             Err(e) => {
                 if verbose {
@@ -256,8 +259,8 @@ pub(super) unsafe fn plan(
 /// # Safety
 /// The pointers address live buffers of the planned sizes; `handle` is used by this thread only.
 pub(super) unsafe fn execute(handle: sys::cudnnHandle_t, plan: &GraphPlan, x: u64, w: u64, y: u64, workspace: u64) -> Result<(), String> {
-    if [x, w, y].iter().any(|p| p % ALIGN as u64 != 0) {
-        return Err(format!("cuDNN graph conv: a buffer is not {ALIGN}-byte aligned"));
+    if x % plan.align != 0 || w % 16 != 0 || y % 16 != 0 {
+        return Err(format!("cuDNN graph conv: a buffer is less aligned than planned ({} bytes for the input, 16 for the others)", plan.align));
     }
     let pack = Desc::new(D::CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR)?;
     let ptrs: [*mut c_void; 3] = [x as *mut c_void, w as *mut c_void, y as *mut c_void];

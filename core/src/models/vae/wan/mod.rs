@@ -217,15 +217,7 @@ impl AutoencoderKLWan {
         // the working set (the largest tensors of the decode: 480p f32, 613 MB for 4 frames).
         let split = self.config.temporal_upsample().iter().rposition(|&t| t).map_or(0, |k| k + 1).min(d.up_blocks.len());
         let mut i = 5;
-        for (stage, block) in d.up_blocks.iter().enumerate().take(split) {
-            for r in &block.resnets {
-                x = r.forward(x, &mut s.convs[i..i + 2]);
-                i += 2;
-            }
-            if let Some(u) = &block.upsampler {
-                x = u.forward(x, &mut s.times[stage]);
-            }
-        }
+        x = self.up_blocks(x, s, 0..split, &mut i);
         let t = x.dims()[2];
         let mut out = Vec::with_capacity(t);
         for f in 0..t {
@@ -238,18 +230,25 @@ impl AutoencoderKLWan {
         }
     }
 
-    /// The decoder from up block `split` (conv cache slot `i`) to the pixels.
-    fn decode_tail(&self, mut x: Tensor<5>, s: &mut StreamState, split: usize, mut i: usize) -> Tensor<5> {
-        let d = &self.decoder;
-        for (stage, block) in d.up_blocks.iter().enumerate().skip(split) {
+    /// The decoder's up blocks `blocks`, their conv cache slots from `*i` on (advanced past them).
+    fn up_blocks(&self, mut x: Tensor<5>, s: &mut StreamState, blocks: std::ops::Range<usize>, i: &mut usize) -> Tensor<5> {
+        for stage in blocks {
+            let block = &self.decoder.up_blocks[stage];
             for r in &block.resnets {
-                x = r.forward(x, &mut s.convs[i..i + 2]);
-                i += 2;
+                x = r.forward(x, &mut s.convs[*i..*i + 2]);
+                *i += 2;
             }
             if let Some(u) = &block.upsampler {
                 x = u.forward(x, &mut s.times[stage]);
             }
         }
+        x
+    }
+
+    /// The decoder from up block `split` (conv cache slot `i`) to the pixels.
+    fn decode_tail(&self, x: Tensor<5>, s: &mut StreamState, split: usize, mut i: usize) -> Tensor<5> {
+        let d = &self.decoder;
+        let x = self.up_blocks(x, s, split..d.up_blocks.len(), &mut i);
         let x = d.norm_out.forward_silu(x);
         let x = cached(&d.conv_out, x, &mut s.convs[i]);
         x.clamp(-1.0, 1.0)
