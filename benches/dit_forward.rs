@@ -267,13 +267,26 @@ fn main() -> Result<(), String> {
         );
         // The pool's view of device memory against the driver's (which also counts what the
         // pool does not hold: the context, library kernels and workspaces).
-        if let (Some(u), Some(d)) = (device.memory_pool_usage(), sana_video_core::kernels::driver_memory_used(&device)) {
+        if let Some(u) = device.memory_pool_usage() {
+            let driver = sana_video_core::kernels::driver_memory_used(&device).map_or("n/a".into(), |d| format!("{:.2} GB", d as f64 / 1e9));
             println!(
-                "memory after these forwards: pool in use {:.2} GB, reserved {:.2} GB; device used (driver) {:.2} GB",
+                "memory after these forwards: pool in use {:.2} GB, reserved {:.2} GB; device used (driver) {driver}",
                 u.bytes_in_use as f64 / 1e9,
                 u.bytes_reserved as f64 / 1e9,
-                d as f64 / 1e9
             );
+        }
+        // The pool's pages by size: pools of smaller pages left behind as the page size grew
+        // with the largest allocation.
+        if std::env::var("SANA_MEMORY_TRACE").as_deref() == Ok("1") {
+            for p in device.memory_pool_report().unwrap_or_default().iter().filter(|p| p.pages_peak > 0) {
+                println!(
+                    "pool: pages of {:.1} MB: {} now, {} at most; largest allocation {:.1} MB",
+                    p.page_size as f64 / 1e6,
+                    p.pages,
+                    p.pages_peak,
+                    p.largest_alloc as f64 / 1e6
+                );
+            }
         }
     }
     // How many GEMMs went to cuBLASLt (all forwards, warm-up included).

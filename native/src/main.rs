@@ -148,6 +148,8 @@ ENVIRONMENT (CUDA builds):
     SANA_PROFILE_STEP=N            print step N's per-stage profile (SANA_PROFILE_MODE=timeline;
                                    SANA_PROFILE_MEMORY=1 adds the pool's peak at the marks)
     SANA_MEMORY_TRACE=1            print the pool's and the driver's device memory per stage
+    SANA_POOL_PRESIZE=0            do not size the pool's pages for the DiT's largest tensor
+                                   before the first step
 ";
 
 const RUNNERS: &str = "transformer, text-encoder, encode-prompt, vae-decode, vae-encode";

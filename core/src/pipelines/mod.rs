@@ -503,6 +503,7 @@ pub async fn run_async(
     let (gf, gh, gw) = (lat_f / pt, lat_h / ph, lat_w / pw);
     let n_tok = gf * gh * gw;
     let embeds = crate::nn::to_dtype(embeds, req.dtype);
+    presize_pool(device, batch * n_tok * 2 * dit.config.ffn_hidden, req.dtype);
     events.stage(Stage::Denoise, timesteps.len());
     let profiled = crate::profile::step_to_profile();
     for (i, &t) in timesteps.iter().enumerate() {
@@ -553,9 +554,8 @@ pub async fn run_async(
         }
         sync_step(device);
         if i == 0 {
-            // The pool's pages grew during the first forward to the largest tensor's size;
-            // the smaller pages it retired are only returned to the driver by a cleanup
-            // (5.5 GB at 480p on an H200, on top of the 6.5 GB the pool holds: BENCHMARKS.md).
+            // Whatever pages the first forward still retired (see `presize_pool`) go back to
+            // the driver now, not at the end of the denoise.
             device.memory_cleanup();
         }
         if let Some(start) = step_start {
@@ -620,4 +620,18 @@ pub async fn run_async(
     }
     drop(resident_te);
     Ok(Generated { latents: final_latents, latent_shape: plan.latent_shape, frames: emitted })
+}
+
+/// CubeCL's pool carves allocations from pages sized to the largest allocation so far; as a
+/// forward's tensors grow (q/k/v, the f32 attention sums, the GLU input), it opens pools of
+/// larger pages and retires the smaller ones, whose memory reaches the driver again only at
+/// a cleanup: 5.5 GB over the pool's own 6.5 GB during a 480p FP8 denoise on an H200
+/// (BENCHMARKS.md, fifth run). Reserving the forward's largest tensor (`elems` of `dtype`,
+/// the GLU input `[B·N, 2·hidden]`) once before the first step sizes the pages for it from
+/// the start, so no smaller pools are opened to be retired (seen on lavapipe; the driver's
+/// count on a GPU is not yet measured with it). `SANA_POOL_PRESIZE=0` skips it, to compare.
+fn presize_pool(device: &Device, elems: usize, dtype: DType) {
+    if elems > 0 && std::env::var("SANA_POOL_PRESIZE").as_deref() != Ok("0") {
+        drop(Tensor::<1>::empty([elems], (device, dtype)));
+    }
 }
