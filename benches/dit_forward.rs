@@ -278,14 +278,8 @@ fn main() -> Result<(), String> {
         // The pool's pages by size: pools of smaller pages left behind as the page size grew
         // with the largest allocation.
         if std::env::var("SANA_MEMORY_TRACE").as_deref() == Ok("1") {
-            for p in device.memory_pool_report().unwrap_or_default().iter().filter(|p| p.pages_peak > 0) {
-                println!(
-                    "pool: pages of {:.1} MB: {} now, {} at most; largest allocation {:.1} MB",
-                    p.page_size as f64 / 1e6,
-                    p.pages,
-                    p.pages_peak,
-                    p.largest_alloc as f64 / 1e6
-                );
+            for line in sana_video_core::device::pool_pages(&device) {
+                println!("{line}");
             }
         }
     }

@@ -128,16 +128,8 @@ fn main() -> Result<(), String> {
         print!("{t}");
     }
     // The pool's pages (how the reservation above is carved).
-    if let Some(pools) = device.memory_pool_report() {
-        for p in pools.iter().filter(|p| p.pages_peak > 0) {
-            println!(
-                "pool: pages of {:.1} MB: {} now, {} at most; largest allocation {:.1} MB",
-                p.page_size as f64 / 1e6,
-                p.pages,
-                p.pages_peak,
-                p.largest_alloc as f64 / 1e6
-            );
-        }
+    for line in sana_video_core::device::pool_pages(&device) {
+        println!("{line}");
     }
     Ok(())
 }

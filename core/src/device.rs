@@ -147,3 +147,24 @@ pub fn best_available() -> Result<(BackendKind, Device)> {
     }
     Err(Error::Device(format!("no backend could be opened: {}", errors.join("; "))))
 }
+
+/// The device pool's pages, one line per page size that held pages: how the reservation is
+/// carved (pools of smaller pages are those left behind as the page size grew with the
+/// largest allocation). Empty where the backend has no pool (the CPU backend).
+pub fn pool_pages(device: &Device) -> Vec<String> {
+    device
+        .memory_pool_report()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.pages_peak > 0)
+        .map(|p| {
+            format!(
+                "pool of {:.1} MB pages: {} now, {} at most (largest allocation {:.1} MB)",
+                p.page_size as f64 / 1e6,
+                p.pages,
+                p.pages_peak,
+                p.largest_alloc as f64 / 1e6
+            )
+        })
+        .collect()
+}

@@ -109,14 +109,8 @@ impl Cli<'_> {
             format!("{:.2} GB", gb(self.stage_peak)),
             driver.map_or("n/a".into(), |b| format!("{:.2} GB", gb(b)))
         );
-        for p in self.device.memory_pool_report().unwrap_or_default().iter().filter(|p| p.pages_peak > 0) {
-            eprintln!(
-                "  pool of {:.1} MB pages: {} now, {} at most (largest allocation {:.1} MB)",
-                p.page_size as f64 / 1e6,
-                p.pages,
-                p.pages_peak,
-                p.largest_alloc as f64 / 1e6
-            );
+        for line in device::pool_pages(self.device) {
+            eprintln!("  {line}");
         }
     }
 
