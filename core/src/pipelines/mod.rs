@@ -289,6 +289,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
     let vae_w = Weights::open_dir(source, &vae_dir, "diffusion_pytorch_model")?;
     let max_len = req.prompt_options.max_sequence_length + 300;
     let out_per_token = dit.out_channels * pt * ph * pw;
+    let wan_vae = matches!(vae_cfg, VaeConfig::Wan(_));
     let (dec_pixels, dec_channels) = {
         let (h, w) = match req.vae_tiling {
             Some(t) => (gen_size.0.min(t.tile), gen_size.1.min(t.tile)),
@@ -309,7 +310,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
         stages.push(memory::StagePlan {
             name: "VAE encode",
             weights: param_bytes(&vae_w, &[], velt),
-            activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place, matches!(vae_cfg, VaeConfig::Wan(_))),
+            activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place, wan_vae),
         });
     }
     stages.push(memory::StagePlan {
@@ -320,7 +321,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
     stages.push(memory::StagePlan {
         name: "VAE decode",
         weights: param_bytes(&vae_w, &[], velt),
-        activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place, matches!(vae_cfg, VaeConfig::Wan(_))),
+        activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place, wan_vae),
     });
     let memory = MemoryPlan { stages, resident: req.keep_resident };
 
@@ -630,8 +631,9 @@ pub async fn run_async(
 /// the GLU input `[B·N, 2·hidden]`) once before the first step sizes the pages for it from
 /// the start, so no smaller pools are opened to be retired (seen on lavapipe; the driver's
 /// count on a GPU is not yet measured with it). `SANA_POOL_PRESIZE=0` skips it, to compare.
+/// Only CubeCL devices have the pool (the CPU backend would allocate for nothing).
 fn presize_pool(device: &Device, elems: usize, dtype: DType) {
-    if elems > 0 && std::env::var("SANA_POOL_PRESIZE").as_deref() != Ok("0") {
+    if elems > 0 && crate::kernels::is_cube_device(device) && std::env::var("SANA_POOL_PRESIZE").as_deref() != Ok("0") {
         drop(Tensor::<1>::empty([elems], (device, dtype)));
     }
 }

@@ -41,7 +41,20 @@ struct Problem {
     x_align: u8,
 }
 
+/// Row-major strides of a packed 5-D tensor of dims `d`.
+fn packed(d: [usize; 5]) -> [usize; 5] {
+    [d[1] * d[2] * d[3] * d[4], d[2] * d[3] * d[4], d[3] * d[4], d[4], 1]
+}
+
 impl Problem {
+    fn numerics(&self) -> Numerics {
+        match (self.dtype, self.tf32) {
+            (0, false) => Numerics::ExactF32,
+            (0, true) => Numerics::Tf32,
+            _ => Numerics::Half,
+        }
+    }
+
     fn out(&self) -> [usize; 5] {
         let [b, _, t, h, w] = self.x;
         let [o, _, kt, kh, kw] = self.w;
@@ -168,22 +181,16 @@ unsafe fn plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDataType_t
     if std::env::var("SANA_CUDNN_API").as_deref() != Ok("legacy") {
         let dims = |d: [usize; 5]| d.map(|v| v as i64);
         let out = p.out();
-        let out_strides = [out[1] * out[2] * out[3] * out[4], out[2] * out[3] * out[4], out[3] * out[4], out[4], 1];
-        let numerics = match (p.dtype, p.tf32) {
-            (0, false) => Numerics::ExactF32,
-            (0, true) => Numerics::Tf32,
-            _ => Numerics::Half,
-        };
         let pad = p.pad as i64;
         match graph::plan(
             handle,
             ty,
             (dims(p.x), dims(p.x_strides)),
-            dims(p.w),
-            (dims(out), dims(out_strides)),
+            (dims(p.w), dims(packed(p.w))),
+            (dims(out), dims(packed(out))),
             [0, pad, pad],
             [p.stride_t as i64, 1, 1],
-            numerics,
+            p.numerics(),
             MAX_WORKSPACE,
             p.x_align as u64,
         ) {
@@ -209,7 +216,6 @@ unsafe fn legacy_plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDat
     use sys::cudnnMathType_t::*;
     let err = |what: &'static str| move |e: dnn::CudnnError| format!("{what}: {e:?}");
     let int = |v: usize| i32::try_from(v).map_err(|_| format!("{v} exceeds cuDNN's int range"));
-    let strides = |d: [usize; 5]| [d[1] * d[2] * d[3] * d[4], d[2] * d[3] * d[4], d[3] * d[4], d[4], 1];
     let tensor = |d: [usize; 5], st: [usize; 5]| -> Result<sys::cudnnTensorDescriptor_t, String> {
         if d.iter().zip(st).map(|(&n, s)| (n - 1) * s).sum::<usize>() >= 1 << 31 {
             return Err(format!("{d:?} spans 2^31 elements or more"));
@@ -229,7 +235,7 @@ unsafe fn legacy_plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDat
         workspace: 0,
     };
     plan.x = tensor(p.x, p.x_strides)?;
-    plan.y = tensor(p.out(), strides(p.out()))?;
+    plan.y = tensor(p.out(), packed(p.out()))?;
     plan.w = dnn::create_filter_descriptor().map_err(err("filter descriptor"))?;
     let wd = p.w.map(|v| v as i32);
     dnn::set_filternd_descriptor(plan.w, ty, sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, 5, wd.as_ptr()).map_err(err("filter descriptor"))?;
@@ -245,7 +251,7 @@ unsafe fn legacy_plan(handle: sys::cudnnHandle_t, p: &Problem, ty: sys::cudnnDat
         sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
     )
     .map_err(err("conv descriptor"))?;
-    let exact = p.dtype == 0 && !p.tf32;
+    let exact = matches!(p.numerics(), Numerics::ExactF32);
     let math = if exact {
         CUDNN_FMA_MATH
     } else if p.dtype == 0 {
@@ -312,14 +318,8 @@ pub fn conv3d(x: &CubeTensor, weight: &CubeTensor, stride_t: usize, pad: usize, 
     let (xst, wst) = (x.meta.strides(), weight.meta.strides());
     let w_dims = [ws[0], ws[1], ws[2], ws[3], ws[4]];
     // Filters have no strides in cuDNN: the weight must be packed.
-    let packed = [
-        w_dims[1] * w_dims[2] * w_dims[3] * w_dims[4],
-        w_dims[2] * w_dims[3] * w_dims[4],
-        w_dims[3] * w_dims[4],
-        w_dims[4],
-        1,
-    ];
-    if (0..5).any(|i| w_dims[i] > 1 && wst[i] != packed[i]) || x.meta.tiling != Default::default() || weight.meta.tiling != Default::default() {
+    let w_packed = packed(w_dims);
+    if (0..5).any(|i| w_dims[i] > 1 && wst[i] != w_packed[i]) || x.meta.tiling != Default::default() || weight.meta.tiling != Default::default() {
         return None;
     }
     // The graph API's plans promise 16-byte aligned weights (a loaded weight is its own buffer).

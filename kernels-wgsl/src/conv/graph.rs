@@ -100,7 +100,7 @@ impl Numerics {
     }
 }
 
-/// Plans `y = conv(x, w)`: `x`/`y` dims and strides in elements, `w` packed, `pads` and
+/// Plans `y = conv(x, w)`: dims and strides in elements (`w` packed), `pads` and
 /// `steps` per spatial dim (T, H, W); `x_align` the byte alignment `x`'s address will have
 /// (16 for a buffer of its own; a view at an offset may have less, as PyTorch's plans
 /// record).
@@ -112,7 +112,7 @@ pub(super) unsafe fn plan(
     handle: sys::cudnnHandle_t,
     ty: sys::cudnnDataType_t,
     x: ([i64; 5], [i64; 5]),
-    w: [i64; 5],
+    w: ([i64; 5], [i64; 5]),
     y: ([i64; 5], [i64; 5]),
     pads: [i64; 3],
     steps: [i64; 3],
@@ -130,9 +130,8 @@ pub(super) unsafe fn plan(
         t.set(A::CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, T::CUDNN_TYPE_INT64, &[align])?;
         t.finalize()
     };
-    let packed = |d: [i64; 5]| [d[1] * d[2] * d[3] * d[4], d[2] * d[3] * d[4], d[3] * d[4], d[4], 1];
     let tx = tensor(1, x.0, x.1)?;
-    let tw = tensor(2, w, packed(w))?;
+    let tw = tensor(2, w.0, w.1)?;
     let ty_ = tensor(3, y.0, y.1)?;
 
     let conv = Desc::new(D::CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR)?;

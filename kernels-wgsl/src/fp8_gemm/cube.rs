@@ -11,7 +11,6 @@ use cubecl::cuda::CudaDevice;
 use crate::matmul::cublas::{fp8_linear, fp8_plan_status, fp8_plannable, Fp8Problem};
 use crate::{cuda_device, dtype_code, DTYPES};
 
-
 /// What the probe found on one device: FP8 tensor cores, and whether cuBLASLt adds the bias
 /// in their epilogue (else it is added after, like an f32 result's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
