@@ -102,6 +102,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_tiling: None,
         keep_resident: false,
         vae_convs_in_place: false,
+        fp8_tensor_core_activations: false,
     };
     let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
     if long {

@@ -397,6 +397,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_tiling: tiling,
         keep_resident: args.flag("keep-resident"),
         vae_convs_in_place: false,
+        fp8_tensor_core_activations: false,
     };
     let long_opts = if long {
         let (chunk_frames, cached_blocks) = chunking(&args, &defaults)?;
@@ -434,6 +435,9 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     sana_video_core::nn::configure_fp8_activations().map_err(|e| e.to_string())?;
     req.dtype = dtype_for("dtype", if kind == BackendKind::Cuda { DType::BF16 } else { DType::F32 })?;
     req.vae_convs_in_place = sana_video_core::kernels::conv::available(&device);
+    // Probes cuBLASLt's FP8 GEMM once on CUDA (a plan, no product); false elsewhere.
+    req.fp8_tensor_core_activations =
+        kind == BackendKind::Cuda && sana_video_core::nn::fp8_activations(&device) && sana_video_core::nn::fp8_tensor_cores(&device);
     let plan = plan_for(&req).map_err(|e| e.to_string())?;
     let quiet = args.flag("quiet");
     if let (false, Some(o)) = (quiet, &long_opts) {

@@ -69,6 +69,7 @@ fn request(case: &Value, w: &Weights) -> Request {
         vae_tiling: None,
         keep_resident: false,
         vae_convs_in_place: false,
+        fp8_tensor_core_activations: false,
     }
 }
 
@@ -146,6 +147,7 @@ fn seeded_runs_are_reproducible() {
         vae_tiling: None,
         keep_resident: false,
         vae_convs_in_place: false,
+        fp8_tensor_core_activations: false,
     };
     let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();
     let mut results = Vec::new();

@@ -110,6 +110,7 @@ pub fn parse_request(source: &dyn FileSource, model_dir: &str, json_text: &str) 
         vae_tiling: None,
         keep_resident: false,
         vae_convs_in_place: false,
+        fp8_tensor_core_activations: false,
     })
 }
 

@@ -3,12 +3,15 @@
 //! is refused at once with the numbers and what would fit.
 //!
 //! Activation models (bytes; B batch incl. CFG, N tokens, D width, F FFN width, e element
-//! size), fitted to what this engine measured (BENCHMARKS.md): DiT `1.5·B·N·(8D + 5F)·e`
+//! size), fitted to what this engine measured (BENCHMARKS.md): DiT `f·B·N·(8D + 5F)·e`
 //! (residual, modulated copies, q/k/v, the GLU's 2F input, depthwise output and gate, with
-//! the temporaries and pool slack seen) plus the f32 velocity: 480p, 81 frames, bf16 with
-//! CFG reserved 10.13 GB while denoising on an H200 (2026-11-29; 4.11 GB of it weights), so
-//! the plan's 13.2 GB keeps 30% in hand (the factor was 3 when the fused kernels did not
-//! exist: 24.7 GB on an H100, 2026-11-27). FP8/NVFP4 weights count their stored bytes;
+//! the temporaries and pool slack seen) plus the f32 velocity, f = 1 for 16-bit activations
+//! (480p, 81 frames, bf16 with CFG: 6.02 GB of activations reserved while denoising on an
+//! H200, 2026-11-29, against the model's 6.75) and f = 0.72 for W8A8 with FP8 weights, whose
+//! GEMM inputs are 8-bit (4.36 GB measured, 2026-11-29 session 4, against 4.86). The factor
+//! was 3 when the fused kernels did not exist (24.7 GB on an H100, 2026-11-27) and 1.5 until
+//! these fits, which made the plan refuse the FP8 480p clip on an 8 GiB card where it runs
+//! (7.3 GB nvidia-smi peak). FP8/NVFP4 weights count their stored bytes;
 //! Gemma-2 `B·L·(6H + 3I)·4`; Wan and LTX-2 decoders `K·P·C₀·e` with P output pixels per
 //! decoded frame (or tile), C₀ the widest full-resolution channel count and K = 280
 //! (cached frames, the 4x temporal upsampling, tap-GEMM temporaries and pool slack), or
@@ -75,8 +78,10 @@ impl fmt::Display for MemoryPlan {
     }
 }
 
-pub fn dit_activations(batch: usize, tokens: usize, dim: usize, ffn: usize, elt: usize, out_channels_per_token: usize) -> u64 {
-    (batch * tokens) as u64 * (3 * (8 * dim + 5 * ffn) * elt / 2 + out_channels_per_token * 4) as u64
+/// `w8a8`: FP8 weights whose products take FP8 activations (factor 0.72 instead of 1).
+pub fn dit_activations(batch: usize, tokens: usize, dim: usize, ffn: usize, elt: usize, out_channels_per_token: usize, w8a8: bool) -> u64 {
+    let per_token = ((8 * dim + 5 * ffn) * elt) as f64 * if w8a8 { 0.72 } else { 1.0 };
+    (batch * tokens) as u64 * (per_token as u64 + (out_channels_per_token * 4) as u64)
 }
 
 pub fn text_activations(batch: usize, len: usize, hidden: usize, intermediate: usize) -> u64 {

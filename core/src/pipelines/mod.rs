@@ -59,6 +59,9 @@ pub struct Request {
     /// The VAE's convs run in place (cuDNN on CUDA: `kernels::conv::available`), without the
     /// tap GEMMs' copies; the memory plan's decoder model depends on it.
     pub vae_convs_in_place: bool,
+    /// FP8 weights' products take FP8 activations on tensor cores (W8A8: `nn::fp8_activations`
+    /// and `nn::fp8_tensor_cores`); the memory plan's DiT model depends on it.
+    pub fp8_tensor_core_activations: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -86,6 +89,8 @@ pub struct Plan {
     pub latent_shape: [usize; 5],
     pub tokens: usize,
     pub memory: MemoryPlan,
+    /// The DiT's products run W8A8 (FP8 weights, FP8 activations on tensor cores).
+    pub dit_w8a8: bool,
 }
 
 /// Stages reported to `Events`.
@@ -190,6 +195,11 @@ fn param_bytes(w: &Weights, skip: &[&str], elt: usize) -> u64 {
             m.shape.iter().product::<usize>() as u64 * stored as u64
         })
         .sum()
+}
+
+/// Whether any weight is stored as FP8 (its products run W8A8 where the device allows).
+fn has_fp8_weights(w: &Weights) -> bool {
+    w.names().iter().filter_map(|n| w.meta(n)).any(|m| m.dtype == safetensors::Dtype::F8_E4M3)
 }
 
 /// Reads configs and headers, checks the request, and plans memory. Nothing is loaded.
@@ -313,10 +323,11 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
             activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place, wan_vae),
         });
     }
+    let w8a8 = req.fp8_tensor_core_activations && has_fp8_weights(&dit_w);
     stages.push(memory::StagePlan {
         name: "transformer",
         weights: param_bytes(&dit_w, &[], elt),
-        activations: memory::dit_activations(cfg_batch, tokens, dit.dim, dit.ffn_hidden, elt, out_per_token),
+        activations: memory::dit_activations(cfg_batch, tokens, dit.dim, dit.ffn_hidden, elt, out_per_token, w8a8),
     });
     stages.push(memory::StagePlan {
         name: "VAE decode",
@@ -338,6 +349,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
         latent_shape,
         tokens,
         memory,
+        dit_w8a8: w8a8,
     })
 }
 
