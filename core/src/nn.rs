@@ -32,7 +32,13 @@ enum LinearWeight {
     /// 16-value block along `in` four per i32 (`[in/16, out/4]`), the global scale `[1]`, and
     /// the two decode tables. Dequantised just before each product (W4A16) to exactly the
     /// values a dequantise-at-load gives.
-    Nvfp4 { codes: Tensor<2, Int>, blocks: Tensor<2, Int>, global: Tensor<1>, e2m1: Tensor<1>, e4m3: Tensor<1>, dtype: DType },
+    /// `w4a4`: the activations are NVFP4-quantised before the product (emulated W4A4, the
+    /// numerics of [`LinearWeight::Nvfp4Rows`] on devices without FP4 tensor cores).
+    Nvfp4 { codes: Tensor<2, Int>, blocks: Tensor<2, Int>, global: Tensor<1>, e2m1: Tensor<1>, e4m3: Tensor<1>, dtype: DType, w4a4: bool },
+    /// An NVFP4 weight for W4A4 products on FP4 tensor cores ([`set_nvfp4_activations`]):
+    /// `[out, in]` codes row-major and the block scales in cuBLASLt's layout
+    /// (`kernels::nvfp4::Weight`).
+    Nvfp4Rows { weight: crate::kernels::nvfp4::Weight, dtype: DType },
 }
 
 /// Whether FP8 weights stay FP8 on the device (the default) or are dequantised at load
@@ -86,18 +92,48 @@ pub fn configure_fp8_activations() -> Result<()> {
         Ok(other) => return Err(crate::Error::Input(format!("SANA_FP8_ACTIVATIONS={other}: expected auto, on or off"))),
     };
     FP8_ACTIVATIONS.store(mode, std::sync::atomic::Ordering::SeqCst);
+    // The same for NVFP4 weights (W4A4), from `SANA_NVFP4_ACTIVATIONS`.
+    let mode = match std::env::var("SANA_NVFP4_ACTIVATIONS").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => 2,
+        Ok("on") | Ok("1") | Ok("emulate") => 1,
+        Ok("off") | Ok("0") => 0,
+        Ok(other) => return Err(crate::Error::Input(format!("SANA_NVFP4_ACTIVATIONS={other}: expected auto, on or off"))),
+    };
+    NVFP4_ACTIVATIONS.store(mode, std::sync::atomic::Ordering::SeqCst);
     Ok(())
 }
 
+/// W4A4 for NVFP4-resident weights ([`set_nvfp4_activations`]): 0 off, 1 on, 2 where the
+/// device has FP4 tensor cores (the default).
+static NVFP4_ACTIVATIONS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(2);
+
+/// Whether NVFP4 weights loaded from now on run W4A4: their products quantise the
+/// activations to NVFP4 too (`kernels::nvfp4`), on FP4 tensor cores where the device has
+/// them (cuBLASLt on sm_100 / sm_120), emulated with the same activation values elsewhere.
+/// Layers whose input width is not a multiple of 64 stay W4A16. Read at load. The default is
+/// W4A4 exactly where the device has FP4 tensor cores.
+pub fn set_nvfp4_activations(on: bool) {
+    NVFP4_ACTIVATIONS.store(on as u8, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether NVFP4 weights loaded now on `device` run W4A4 (see [`set_nvfp4_activations`]).
+pub fn nvfp4_activations(device: &Device) -> bool {
+    match NVFP4_ACTIVATIONS.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => false,
+        1 => true,
+        _ => crate::kernels::nvfp4::tensor_cores(device),
+    }
+}
+
 /// Linear layers loaded so far in this process with quantised weights kept on the device:
-/// FP8 for W8A8, FP8 for W8A16, NVFP4 (W4A16).
-static QUANTISED_LOADED: [std::sync::atomic::AtomicUsize; 3] =
-    [std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0)];
+/// FP8 for W8A8, FP8 for W8A16, NVFP4 W4A16, NVFP4 W4A4 on FP4 tensor cores, NVFP4 W4A4
+/// emulated.
+static QUANTISED_LOADED: [std::sync::atomic::AtomicUsize; 5] = [const { std::sync::atomic::AtomicUsize::new(0) }; 5];
 
 /// How the quantised layers loaded so far run, for a run's summary: `None` when there were
 /// none, else e.g. "200 FP8 layers W8A8, 182 FP8 layers W8A16".
 pub fn quantised_layers_summary() -> Option<String> {
-    let names = ["FP8 W8A8", "FP8 W8A16", "NVFP4 W4A16"];
+    let names = ["FP8 W8A8", "FP8 W8A16", "NVFP4 W4A16", "NVFP4 W4A4 (FP4 tensor cores)", "NVFP4 W4A4 (emulated)"];
     let parts: Vec<String> = QUANTISED_LOADED
         .iter()
         .zip(names)
@@ -148,7 +184,13 @@ impl Linear {
                     }
                     Format::Nvfp4 if nvfp4_resident() && fits(8) => {
                         let (codes, blocks, global) = w.nvfp4_codes(&name, &q)?;
-                        Some(nvfp4_weight(&codes, &blocks, global, out, inp, device, dtype))
+                        let w4a4 = allow_w8a8 && inp % crate::kernels::nvfp4::GROUP == 0 && nvfp4_activations(device);
+                        if w4a4 && out % 32 == 0 && crate::kernels::nvfp4::tensor_cores(device) {
+                            let weight = crate::kernels::nvfp4::Weight::new(&codes, &blocks, global, out, inp, device);
+                            Some(LinearWeight::Nvfp4Rows { weight, dtype })
+                        } else {
+                            Some(nvfp4_weight(&codes, &blocks, global, out, inp, device, dtype, w4a4))
+                        }
                     }
                     _ => None,
                 }
@@ -169,7 +211,9 @@ impl Linear {
         let kind = match &weight {
             LinearWeight::Fp8Rows { .. } => Some(0),
             LinearWeight::Fp8 { .. } => Some(1),
-            LinearWeight::Nvfp4 { .. } => Some(2),
+            LinearWeight::Nvfp4 { w4a4: false, .. } => Some(2),
+            LinearWeight::Nvfp4Rows { .. } => Some(3),
+            LinearWeight::Nvfp4 { w4a4: true, .. } => Some(4),
             LinearWeight::Dense(_) => None,
         };
         if let Some(k) = kind {
@@ -185,6 +229,7 @@ impl Linear {
             LinearWeight::Fp8 { packed, scale, .. } => (packed.shape().num_elements() + scale.shape().num_elements()) * 4,
             LinearWeight::Fp8Rows { codes, scale, .. } => (codes.shape().num_elements() + scale.shape().num_elements()) * 4,
             LinearWeight::Nvfp4 { codes, blocks, .. } => (codes.shape().num_elements() + blocks.shape().num_elements() + 1) * 4,
+            LinearWeight::Nvfp4Rows { weight, .. } => weight.bytes(),
         }
     }
 
@@ -195,7 +240,7 @@ impl Linear {
 
     /// Whether the weight is held as NVFP4 codes.
     pub fn is_nvfp4_resident(&self) -> bool {
-        matches!(self.weight, LinearWeight::Nvfp4 { .. })
+        matches!(self.weight, LinearWeight::Nvfp4 { .. } | LinearWeight::Nvfp4Rows { .. })
     }
 
     /// The `[in, out]` weight in the compute dtype (dequantised now if held as FP8 or NVFP4:
@@ -219,7 +264,8 @@ impl Linear {
                 let w = crate::kernels::dequant::dequant_fp8(codes.clone(), ones, lut.clone(), DType::F32, crate::kernels::Impl::Auto);
                 to_dtype((w * scale.clone().reshape([out, 1])).transpose(), *dtype)
             }
-            LinearWeight::Nvfp4 { codes, blocks, global, e2m1, e4m3, dtype } => crate::kernels::dequant::dequant_nvfp4(
+            LinearWeight::Nvfp4Rows { weight, dtype } => to_dtype(crate::kernels::nvfp4::reference::dequant_weight(weight).transpose(), *dtype),
+            LinearWeight::Nvfp4 { codes, blocks, global, e2m1, e4m3, dtype, .. } => crate::kernels::dequant::dequant_nvfp4(
                 codes.clone(),
                 blocks.clone(),
                 global.clone(),
@@ -238,7 +284,7 @@ impl Linear {
     /// byte a weight for FP8; keeping host-side codes on that backend would save the copy).
     fn host_dequantised(&self) -> Option<Tensor<2>> {
         let (device, dtype) = match &self.weight {
-            LinearWeight::Dense(_) | LinearWeight::Fp8Rows { .. } => return None,
+            LinearWeight::Dense(_) | LinearWeight::Fp8Rows { .. } | LinearWeight::Nvfp4Rows { .. } => return None,
             LinearWeight::Fp8 { packed, dtype, .. } => (packed.device(), *dtype),
             LinearWeight::Nvfp4 { codes, dtype, .. } => (codes.device(), *dtype),
         };
@@ -248,7 +294,7 @@ impl Linear {
         let ints = |t: &Tensor<2, Int>| -> Option<Vec<i32>> { t.clone().into_data().try_to_vec::<i32>().ok() };
         let floats = |t: Tensor<1>| -> Option<Vec<f32>> { t.into_data().try_to_vec::<f32>().ok() };
         let (values, inp, out) = match &self.weight {
-            LinearWeight::Dense(_) | LinearWeight::Fp8Rows { .. } => return None,
+            LinearWeight::Dense(_) | LinearWeight::Fp8Rows { .. } | LinearWeight::Nvfp4Rows { .. } => return None,
             LinearWeight::Fp8 { packed, scale, .. } => {
                 let [inp, groups] = packed.dims();
                 let out = 4 * groups;
@@ -295,16 +341,26 @@ impl Linear {
     /// [`Linear::forward`] each, except that the W8A8 layers among them quantise the shared
     /// input once.
     pub fn forward_shared<const D: usize, const N: usize>(layers: [&Linear; N], x: Tensor<D>) -> [Tensor<D>; N] {
-        use crate::kernels::{act_quant, fp8_gemm, Impl};
+        use crate::kernels::{act_quant, fp8_gemm, nvfp4, Impl};
         let dims = x.dims();
         let inp = dims[D - 1];
         let rows = x.shape().num_elements() / inp.max(1);
         let mut quantised = None;
+        let mut fake_nvfp4 = None;
         layers.map(|l| {
             let y = match &l.weight {
                 LinearWeight::Fp8Rows { codes: w, scale: ws, lut, dtype } => {
                     let (codes, scale) = quantised.get_or_insert_with(|| act_quant::quantize_fp8_rows(x.clone().reshape([rows, inp]), Impl::Auto)).clone();
                     fp8_gemm::product(codes, scale, w.clone(), ws.clone(), l.bias.clone(), lut.clone(), *dtype, Impl::Auto)
+                }
+                LinearWeight::Nvfp4Rows { weight, dtype } => nvfp4::linear(x.clone().reshape([rows, inp]), weight, l.bias.as_ref(), *dtype, Impl::Auto),
+                LinearWeight::Nvfp4 { w4a4: true, .. } => {
+                    let xq = fake_nvfp4.get_or_insert_with(|| nvfp4::fake_quantize_rows(x.clone().reshape([rows, inp]), Impl::Auto)).clone();
+                    let mut y = matmul(xq, l.weight_t());
+                    if let Some(b) = &l.bias {
+                        y = y + b.clone().unsqueeze::<2>();
+                    }
+                    y
                 }
                 _ => {
                     let mut y = matmul(x.clone().reshape([rows, inp]), l.weight_t());
@@ -371,7 +427,8 @@ fn fp8_rows_weight(codes: &[u8], scales: &[f32], out: usize, inp: usize, device:
 
 /// An `[out, inp]` NVFP4 tensor (codes two per byte, even index low; block codes
 /// `[out, inp/16]`) as [`LinearWeight::Nvfp4`].
-fn nvfp4_weight(codes: &[u8], blocks: &[u8], global: f32, out: usize, inp: usize, device: &Device, dtype: DType) -> LinearWeight {
+#[allow(clippy::too_many_arguments)]
+fn nvfp4_weight(codes: &[u8], blocks: &[u8], global: f32, out: usize, inp: usize, device: &Device, dtype: DType, w4a4: bool) -> LinearWeight {
     let nb = inp / crate::quant::NVFP4_BLOCK;
     let nibble = |o: usize, i: usize| {
         let idx = o * inp + i;
@@ -385,6 +442,7 @@ fn nvfp4_weight(codes: &[u8], blocks: &[u8], global: f32, out: usize, inp: usize
         e2m1: f32_table((0..16u8).map(crate::quant::e2m1_to_f32).collect(), device),
         e4m3: f32_table((0..=255u8).map(crate::quant::e4m3_to_f32).collect(), device),
         dtype,
+        w4a4,
     }
 }
 

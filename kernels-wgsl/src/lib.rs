@@ -19,6 +19,7 @@ pub mod glu_conv;
 pub mod linear_attention;
 pub mod matmul;
 pub mod norm;
+pub mod nvfp4;
 #[cfg(feature = "cube")]
 mod rows;
 pub mod softmax;

@@ -325,6 +325,15 @@ fn glu_depthwise_matches_naive_and_reference() {
                 println!("{} {which:?} f32 shape {shape:?}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
             }
+            // Other launch settings (`SANA_GLU`: units, strip, vector, SiLU as the conv reads).
+            if sana_video_core::kernels::is_cube_device(&device) {
+                for launch in [[32usize, 1, 1, 1], [128, 8, 8, 1], [256, 16, 2, 0], [64, 3, 4, 1]] {
+                    let (ht, tt, bt) = inputs();
+                    let out = sana_video_core::kernels::glu_conv::cube::glu_depthwise3x3_with(ht, tt, bt, launch);
+                    let (rel, _) = rel_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &expected);
+                    assert!(rel < 1e-5, "{} launch {launch:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                }
+            }
             // With another handle on the input the kernel must not apply its SiLU in place.
             let (ht, tt, bt) = inputs();
             let kept = ht.clone();

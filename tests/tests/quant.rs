@@ -242,3 +242,121 @@ fn activation_quantiser_matches_host_bit_for_bit() {
         }
     }
 }
+
+/// NVFP4 quantisation of activations (the W4A4 building block): the kernel on CubeCL devices
+/// and the host reference give the host encoder's codes, scale words (row-major and
+/// cuBLASLt's tiled layout, 130 rows so the padding tile shows) and globals bit for bit in
+/// each storage dtype the device has, and the emulation's values (`fake_quantize_rows`) are
+/// the host's decoded codes exactly. Blocks include zeros, tiny values, a block at its scale's
+/// exact limit with every e2m1 midpoint (ties to even) and a 1000-fold outlier.
+#[test]
+fn activation_nvfp4_quantiser_matches_host_bit_for_bit() {
+    use burn::tensor::FloatDType;
+    use sana_video_core::kernels::nvfp4::{self, decode_rows, encode_rows, fake_quantize_rows, quantize_rows, ScaleLayout};
+    use sana_video_core::kernels::Impl;
+    let (rows, cols) = (130usize, 192usize);
+    let mut x: Vec<f32> = (0..rows * cols).map(|i| (((i * 7919) % 2003) as f32 / 1001.0 - 1.0) * (1.0 + (i % 13) as f32)).collect();
+    x[5] = 1000.0;
+    let g = 2f32.powi(nvfp4::global_exponent(1000.0).unwrap());
+    x[cols..2 * cols].iter_mut().for_each(|v| *v = 0.0);
+    x[2 * cols..3 * cols].iter_mut().for_each(|v| *v *= 1e-4);
+    let ties = [6.0f32, 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, -0.25, -0.75, -1.25, -1.75, -2.5, -3.5, -5.0, 0.0];
+    for (k, v) in x[3 * cols..4 * cols].iter_mut().enumerate() {
+        *v = ties[k % 16] * g;
+    }
+    for (kind, device) in backends() {
+        let cube = sana_video_core::kernels::is_cube_device(&device);
+        let dtypes: &[FloatDType] = match kind {
+            _ if !cube => &[FloatDType::F32],
+            device::BackendKind::Wgpu => &[FloatDType::F32, FloatDType::F16],
+            _ => &[FloatDType::F32, FloatDType::F16, FloatDType::BF16],
+        };
+        for &dtype in dtypes {
+            let name = device::name(kind);
+            let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(x.clone(), [rows, cols]), &device).cast(dtype);
+            let stored = t.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+            for layout in [ScaleLayout::RowMajor, ScaleLayout::Tiled] {
+                let want = encode_rows(&stored, rows, cols, layout, 0.375);
+                for which in [Impl::Auto, Impl::Reference] {
+                    let (codes, scales, globals) = quantize_rows(t.clone(), layout, 0.375, which);
+                    assert_eq!(codes.dims(), [rows, cols / 8]);
+                    let codes = codes.into_data().try_to_vec::<i32>().unwrap();
+                    let scales = scales.into_data().try_to_vec::<i32>().unwrap();
+                    let globals = globals.into_data().try_to_vec::<f32>().unwrap();
+                    let bad = codes.iter().zip(&want.codes).filter(|(a, b)| a != b).count();
+                    assert_eq!(bad, 0, "{name} {which:?} {dtype:?} {layout:?}: {bad} of {} code words differ", codes.len());
+                    assert_eq!(scales, want.scales, "{name} {which:?} {dtype:?} {layout:?}: scale words");
+                    assert_eq!(globals, want.globals.to_vec(), "{name} {which:?} {dtype:?}: globals");
+                }
+                println!("{name} {dtype:?} {layout:?}: codes, {} scale words and globals equal to the host's", want.scales.len());
+            }
+            let want = encode_rows(&stored, rows, cols, ScaleLayout::RowMajor, 1.0);
+            assert_eq!(want.globals[0], g, "the outlier sets the global scale");
+            let decoded = decode_rows(&want, rows, cols, ScaleLayout::RowMajor);
+            // The tie row decodes to the even neighbours: 0.25 -> 0, 0.75 -> 1, 1.25 -> 1, 1.75 -> 2, 2.5 -> 2, 3.5 -> 4, 5 -> 4.
+            let even = [6.0f32, 0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 0.0, -1.0, -1.0, -2.0, -2.0, -4.0, -4.0, 0.0];
+            for k in 0..cols {
+                assert_eq!(decoded[3 * cols + k], even[k % 16] * g, "tie row, column {k}");
+            }
+            assert!(decoded[cols..2 * cols].iter().all(|v| *v == 0.0), "the zero row decodes to zeros");
+            for which in [Impl::Auto, Impl::Reference] {
+                let y = fake_quantize_rows(t.clone(), which);
+                assert_eq!((y.dims(), y.dtype()), ([rows, cols], t.dtype()));
+                let y = y.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let bad = y.iter().zip(&decoded).filter(|(a, b)| a != b).count();
+                assert_eq!(bad, 0, "{name} {which:?} {dtype:?}: {bad} of {} fake-quantised values differ from the host's", y.len());
+            }
+        }
+    }
+}
+
+/// W4A4 products (`kernels::nvfp4::linear`): NVFP4 activations times an NVFP4 weight (our
+/// quantiser's codes, `quant::quantize_nvfp4`), plus a bias, against a float64 host product
+/// of the host encoder's activation values and the weight's decoded values, on every backend
+/// and result dtype; `Impl::Auto` (FP4 tensor cores where the device has them, else the
+/// kernels behind the tensor-op path) and the reference. Bound: f32 accumulation (1e-5)
+/// plus one rounding to the result dtype.
+#[test]
+fn nvfp4_w4a4_product_matches_host() {
+    use burn::tensor::{FloatDType, TensorData};
+    use sana_video_core::kernels::nvfp4::{self, decode_rows, encode_rows, ScaleLayout};
+    use sana_video_core::kernels::Impl;
+    for (kind, device) in backends() {
+        let name = device::name(kind);
+        let native = nvfp4::tensor_cores(&device);
+        for (m, n, k) in [(5usize, 32usize, 64usize), (130, 96, 192)] {
+            let x: Vec<f32> = sana_video_tests::random_vec(m * k, 40 + m as u64).iter().enumerate().map(|(i, v)| v * if i % 61 == 0 { 40.0 } else { 1.0 }).collect();
+            let wv = sana_video_tests::random_vec(n * k, 50 + n as u64);
+            let (codes, blocks, global) = quant::quantize_nvfp4(&wv, n, k);
+            let w_hat = quant::dequantize_nvfp4(&codes, &blocks, global, n, k);
+            let bias = sana_video_tests::random_vec(n, 60);
+            let w = nvfp4::Weight::new(&codes, &blocks, global, n, k, &device);
+            // bf16 where the device has it (CUDA); f32 everywhere.
+            let bf16 = sana_video_core::kernels::is_cube_device(&device) && kind != device::BackendKind::Wgpu;
+            for dtype in [DType::F32, DType::BF16].into_iter().filter(|d| *d == DType::F32 || bf16) {
+                let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), &device).cast(FloatDType::from(dtype));
+                let stored = xt.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let x_hat = decode_rows(&encode_rows(&stored, m, k, ScaleLayout::RowMajor, 1.0), m, k, ScaleLayout::RowMajor);
+                let bt = Tensor::<1>::from_data(TensorData::new(bias.clone(), [n]), &device).cast(FloatDType::from(dtype));
+                let b_stored = bt.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                let want: Vec<f32> = (0..m * n)
+                    .map(|j| {
+                        let (r, c) = (j / n, j % n);
+                        ((0..k).map(|i| x_hat[r * k + i] as f64 * w_hat[c * k + i] as f64).sum::<f64>() + b_stored[c] as f64) as f32
+                    })
+                    .collect();
+                let rounding = if dtype == DType::F32 { 0.0 } else { 2f64.powi(-8) };
+                for which in [Impl::Auto, Impl::Reference] {
+                    let y = nvfp4::linear(xt.clone(), &w, Some(&bt), dtype, which);
+                    assert_eq!((y.dims(), y.dtype()), ([m, n], dtype), "{name}");
+                    let y = y.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+                    let (rel, max) = rel_l2(&y, &want);
+                    let on_cores = native && which == Impl::Auto;
+                    let bound = rounding + 1e-5;
+                    println!("{name} {dtype:?} [{m}, {k}]·[{k}, {n}] {which:?}{}: rel L2 {rel:.2e} (max abs {max:.2e}, bound {bound:.1e})", if on_cores { " (FP4 tensor cores)" } else { "" });
+                    assert!(rel < bound, "{name} {dtype:?} [{m},{k},{n}] {which:?}: rel {rel:.3e} >= {bound:.1e}");
+                }
+            }
+        }
+    }
+}

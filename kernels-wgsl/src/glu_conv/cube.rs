@@ -35,7 +35,18 @@ fn silu_inplace_kernel<F: Float, N: Size>(x: &mut Tensor<Vector<F, N>>, #[define
     x[ABSOLUTE_POS] = Vector::<F, N>::cast_from(silu_f32::<N>(Vector::<f32, N>::cast_from(x[ABSOLUTE_POS])));
 }
 
-/// `s` is `SiLU(h)` `[M·H rows, W, 2C]` in vectors of `N` channels (`cv = C / N` vectors
+/// An input vector, through SiLU when the kernel reads the pre-activation itself.
+#[cube]
+fn load<F: Float, N: Size>(s: &Tensor<Vector<F, N>>, at: usize, #[comptime] silu: bool) -> Vector<F, N> {
+    if silu {
+        Vector::<F, N>::cast_from(silu_f32::<N>(Vector::<f32, N>::cast_from(s[at])))
+    } else {
+        s[at]
+    }
+}
+
+/// `s` is `SiLU(h)` `[M·H rows, W, 2C]` (or `h` itself with `silu_on_load`, each input then
+/// through SiLU as it is read: three times per value instead of one pass writing it back) in vectors of `N` channels (`cv = C / N` vectors
 /// per half). One cube per strip of `XS` consecutive positions of one image row (`CUBE_POS`,
 /// a 2-D grid past 65,535), its units striding over the channel vectors. Each unit keeps its
 /// channels' taps and a 3x3 window of inputs in registers and slides it along the strip, so
@@ -53,6 +64,7 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
     ww: u32,
     cv: u32,
     #[comptime] xs: usize,
+    #[comptime] silu_on_load: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let (hh, ww, cv) = (hh as usize, ww as usize, cv as usize);
@@ -94,8 +106,8 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
                 wg[dy * 3 + c] = zero;
                 if row_ok[dy] && xp >= 1 && xp <= ww {
                     let base = ((row + dy - 1) * ww + xp - 1) * c2v + j;
-                    wa[dy * 3 + c] = s[base];
-                    wg[dy * 3 + c] = s[base + cv];
+                    wa[dy * 3 + c] = load(s, base, silu_on_load);
+                    wg[dy * 3 + c] = load(s, base + cv, silu_on_load);
                 }
             }
         }
@@ -112,8 +124,8 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
                 wg[dy * 3 + 2] = zero;
                 if row_ok[dy] && x + 1 < ww {
                     let base = ((row + dy - 1) * ww + x + 1) * c2v + j;
-                    wa[dy * 3 + 2] = s[base];
-                    wg[dy * 3 + 2] = s[base + cv];
+                    wa[dy * 3 + 2] = load(s, base, silu_on_load);
+                    wg[dy * 3 + 2] = load(s, base + cv, silu_on_load);
                 }
             }
             let mut a = Vector::<f32, N>::cast_from(bias[j]);
@@ -130,22 +142,35 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
     }
 }
 
-/// Units per strip at most (each strides over the strip's channel vectors).
-const UNITS: usize = 128;
-/// Positions per strip (one cube), slid along by each unit's window.
-const STRIP: usize = 8;
-/// The widest channel vector of the conv kernel: its window and taps live in registers.
-const MAX_VECTOR: usize = 4;
+/// Launch settings: units per strip at most (each strides over the strip's channel vectors),
+/// positions per strip (one cube, slid along by each unit's window), the widest channel
+/// vector (its window and taps live in registers), and whether SiLU is applied as the conv
+/// reads (no separate pass). Defaults 128, 8, 4, off; `SANA_GLU=units,strip,vector,silu`
+/// overrides them to compare on a GPU (read once).
+pub fn settings() -> (usize, usize, usize, bool) {
+    static S: std::sync::OnceLock<(usize, usize, usize, bool)> = std::sync::OnceLock::new();
+    *S.get_or_init(|| {
+        let parsed = std::env::var("SANA_GLU").ok().and_then(|v| {
+            let p: Vec<usize> = v.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
+            match p[..] {
+                [u, s, v, silu] if u.is_power_of_two() && (32..=1024).contains(&u) && (1..=64).contains(&s) && [1, 2, 4, 8].contains(&v) => Some((u, s, v, silu != 0)),
+                _ => None,
+            }
+        });
+        parsed.unwrap_or((128, 8, 4, false))
+    })
+}
 
 /// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
 #[backend_extension(Cube)]
 pub trait GluConvKernels: Backend {
-    fn glu_depthwise3x3(h: FloatTensor<Self>, taps: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `launch`: [`settings`]' four values.
+    fn glu_depthwise3x3(h: FloatTensor<Self>, taps: FloatTensor<Self>, bias: FloatTensor<Self>, launch: [usize; 4]) -> FloatTensor<Self>;
 }
 
 
 impl GluConvKernels for CubeBackend {
-    fn glu_depthwise3x3(h: CubeTensor, taps: CubeTensor, bias: CubeTensor) -> CubeTensor {
+    fn glu_depthwise3x3(h: CubeTensor, taps: CubeTensor, bias: CubeTensor, launch: [usize; 4]) -> CubeTensor {
         let dtype = h.dtype;
         assert!(taps.dtype == dtype && bias.dtype == dtype, "glu_depthwise3x3: h, taps and bias dtypes differ");
         // The kernel indexes row-major buffers; the FFN's activations already are.
@@ -155,13 +180,17 @@ impl GluConvKernels for CubeBackend {
         let client = h.client.clone();
         // The widest vector that divides C (both halves start on one).
         let vector = crate::vector_width(&h, c);
+        let [max_units, strip, max_vector, silu_on_load] = launch;
+        let silu_on_load = silu_on_load != 0;
         // SiLU in place when this is the only handle on the buffer (the usual case: the
         // inverted conv's fresh output), else into a new one.
         let n = dims.num_elements() / vector;
         let cube_dim = CubeDim::new(&client, n);
         let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
         let address = h.required_address_type();
-        let s = if h.can_mut() {
+        let s = if silu_on_load {
+            h
+        } else if h.can_mut() {
             silu_inplace_kernel::launch(&client, cube_count, cube_dim, address, vector, h.clone().into_tensor_arg(), elem_type(dtype));
             h
         } else {
@@ -170,12 +199,12 @@ impl GluConvKernels for CubeBackend {
             s
         };
         let out = empty_device_contiguous_dtype(client.clone(), s.device.clone(), Shape::new([m, hh, ww, c]), dtype);
-        let vector = vector.min(MAX_VECTOR);
-        let units = (c / vector).next_multiple_of(32).min(UNITS) as u32;
+        let vector = vector.min(max_vector);
+        let units = (c / vector).next_multiple_of(32).min(max_units) as u32;
         let address = [s.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
         glu_depthwise_kernel::launch(
             &client,
-            cube_grid(m * hh * ww.div_ceil(STRIP)),
+            cube_grid(m * hh * ww.div_ceil(strip)),
             CubeDim::new_1d(units),
             address,
             vector,
@@ -187,7 +216,8 @@ impl GluConvKernels for CubeBackend {
             hh as u32,
             ww as u32,
             (c / vector) as u32,
-            STRIP,
+            strip,
+            silu_on_load,
             elem_type(dtype),
         );
         out
@@ -195,9 +225,11 @@ impl GluConvKernels for CubeBackend {
 }
 
 pub fn glu_depthwise3x3(h: BTensor<4>, taps: BTensor<2>, bias: BTensor<1>) -> BTensor<4> {
-    BTensor::from_dispatch(<Dispatch as GluConvKernels>::glu_depthwise3x3(
-        h.into_dispatch(),
-        taps.into_dispatch(),
-        bias.into_dispatch(),
-    ))
+    let (units, strip, vector, silu) = settings();
+    glu_depthwise3x3_with(h, taps, bias, [units, strip, vector, silu as usize])
+}
+
+/// With explicit launch settings (`[units, strip, vector, silu on load]`, see [`settings`]).
+pub fn glu_depthwise3x3_with(h: BTensor<4>, taps: BTensor<2>, bias: BTensor<1>, launch: [usize; 4]) -> BTensor<4> {
+    BTensor::from_dispatch(<Dispatch as GluConvKernels>::glu_depthwise3x3(h.into_dispatch(), taps.into_dispatch(), bias.into_dispatch(), launch))
 }

@@ -100,6 +100,8 @@ struct State {
     plans: HashMap<Problem, Arc<Plan>>,
     /// FP8 plans, or why cuBLASLt has none for the problem (asked once).
     fp8_plans: HashMap<Fp8Problem, Result<Arc<Plan>, String>>,
+    /// NVFP4 plans (the same key, leading dimensions in values), or why there is none.
+    nvfp4_plans: HashMap<Fp8Problem, Result<Arc<Plan>, String>>,
 }
 
 /// Which products [`matmul`] takes: f32 and f16/bf16 ones (the default, `SANA_CUBLAS=all`),
@@ -149,6 +151,7 @@ fn init(device: &CudaDevice) -> Result<State, String> {
         device: DeviceHandle::<CudaServer>::new(device.to_id()),
         plans: HashMap::new(),
         fp8_plans: HashMap::new(),
+        nvfp4_plans: HashMap::new(),
     })
 }
 
@@ -434,11 +437,28 @@ impl Lt {
 /// `beta` 1 adds the product to what `out` holds (C = D in place).
 unsafe fn gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: dsys::CUstream, rhs: u64, lhs: u64, out: u64, beta: f32) -> Result<(), String> {
     let alpha = 1.0f32;
+    gemm_scaled(lt, plan, workspace, stream, rhs, lhs, out, &alpha as *const f32 as *const c_void, &beta as *const f32 as *const c_void)
+}
+
+/// [`gemm`] with alpha and beta given as pointers (host or device memory, as the plan's
+/// pointer mode says).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_scaled(
+    lt: &Lt,
+    plan: &Plan,
+    workspace: dsys::CUdeviceptr,
+    stream: dsys::CUstream,
+    rhs: u64,
+    lhs: u64,
+    out: u64,
+    alpha: *const c_void,
+    beta: *const c_void,
+) -> Result<(), String> {
     lt::matmul(
         lt.handle,
         plan.desc,
-        &alpha as *const f32 as *const c_void,
-        &beta as *const f32 as *const c_void,
+        alpha,
+        beta,
         rhs as *const c_void,
         plan.a,
         lhs as *const c_void,
@@ -558,11 +578,11 @@ fn fp8_plan(st: &mut State, p: Fp8Problem) -> Result<Arc<Plan>, String> {
     }
     let out_ty = out_type(p.out_dtype).ok_or("unknown output dtype")?;
     // SAFETY: descriptors only; the handle is live.
-    let plan = unsafe { make_fp8_plan(st.lt.handle, &p, out_ty, true) }.map(Arc::new).map_err(|e| {
+    let plan = unsafe { make_scaled_plan(st.lt.handle, &p, out_ty, Scaling::Fp8Vectors) }.map(Arc::new).map_err(|e| {
         // Say whether FP8 GEMMs plan at all here (with scalar scales), to tell a refused scale
         // mode from a missing FP8 GEMM.
         // SAFETY: as above.
-        let scalar = match unsafe { make_fp8_plan(st.lt.handle, &p, out_ty, false) } {
+        let scalar = match unsafe { make_scaled_plan(st.lt.handle, &p, out_ty, Scaling::Fp8Scalar) } {
             Ok(_) => "planned".to_string(),
             Err(e) => e,
         };
@@ -651,19 +671,37 @@ fn fast_accum() -> bool {
     *ON.get_or_init(|| matches!(std::env::var("SANA_FP8_FAST_ACCUM").as_deref(), Ok("1") | Ok("on")))
 }
 
-/// `vectors`: per-row scale vectors (what products use); false only to diagnose a refusal.
-unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: sys::cudaDataType, vectors: bool) -> Result<Plan, String> {
+/// How a scaled product's operands are scaled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scaling {
+    /// FP8 codes with per-row f32 scale vectors (what FP8 products use).
+    Fp8Vectors,
+    /// FP8 codes with scalar scales: only to tell a refused scale mode from no FP8 GEMM.
+    Fp8Scalar,
+    /// e2m1 codes with an e4m3 scale per 16 values in cuBLASLt's tiled layout, alpha and
+    /// beta read from device memory (the activations' global scale is computed there).
+    Nvfp4,
+}
+
+unsafe fn make_scaled_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: sys::cudaDataType, scaling: Scaling) -> Result<Plan, String> {
     use sys::cublasLtMatmulDescAttributes_t as A;
     let err = |what: &'static str| move |e: cudarc::cublaslt::result::CublasError| format!("{what}: {e:?}");
     let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, sys::cudaDataType::CUDA_R_32F).map_err(err("matmul desc"))?;
     let set_i32 = |attr: A, v: i32| lt::set_matmul_desc_attribute(desc, attr, &v as *const i32 as *const c_void, 4);
     // A (the weight) transposed: CUBLAS_OP_T is 1.
-    let outer = sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F as i32;
+    let mode = match scaling {
+        Scaling::Fp8Vectors => Some(sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F as i32),
+        Scaling::Fp8Scalar => None,
+        Scaling::Nvfp4 => Some(sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3 as i32),
+    };
     let attrs = || -> Result<(), cudarc::cublaslt::result::CublasError> {
         set_i32(A::CUBLASLT_MATMUL_DESC_TRANSA, 1)?;
-        if vectors {
-            set_i32(A::CUBLASLT_MATMUL_DESC_A_SCALE_MODE, outer)?;
-            set_i32(A::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, outer)?;
+        if let Some(mode) = mode {
+            set_i32(A::CUBLASLT_MATMUL_DESC_A_SCALE_MODE, mode)?;
+            set_i32(A::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, mode)?;
+        }
+        if scaling == Scaling::Nvfp4 {
+            set_i32(A::CUBLASLT_MATMUL_DESC_POINTER_MODE, sys::cublasLtPointerMode_t::CUBLASLT_POINTER_MODE_DEVICE as i32)?;
         }
         // Vector scales (and the bias) are read through pointers that are set before every
         // call; cuBLASLt checks them when planning too and refuses null ones (INVALID_VALUE),
@@ -675,8 +713,10 @@ unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: s
         if p.bias {
             lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in as *const u64 as *const c_void, 8)?;
         }
-        let fast = fast_accum() as i8;
-        lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast as *const i8 as *const c_void, 1)?;
+        if scaling != Scaling::Nvfp4 {
+            let fast = fast_accum() as i8;
+            lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast as *const i8 as *const c_void, 1)?;
+        }
         if p.bias {
             let epilogue = sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS as u32;
             lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue as *const u32 as *const c_void, 4)?;
@@ -686,13 +726,13 @@ unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: s
     };
     if let Err(e) = attrs() {
         let _ = lt::destroy_matmul_desc(desc);
-        return Err(format!("FP8 descriptor: {e:?}"));
+        return Err(format!("{scaling:?} descriptor: {e:?}"));
     }
-    let e4m3 = sys::cudaDataType::CUDA_R_8F_E4M3;
+    let in_ty = if scaling == Scaling::Nvfp4 { sys::cudaDataType::CUDA_R_4F_E2M1 } else { sys::cudaDataType::CUDA_R_8F_E4M3 };
     let layouts = || -> Result<_, cudarc::cublaslt::result::CublasError> {
         Ok((
-            lt::create_matrix_layout(e4m3, p.k as u64, p.n as u64, p.ld_w as i64)?,
-            lt::create_matrix_layout(e4m3, p.k as u64, p.m as u64, p.ld_x as i64)?,
+            lt::create_matrix_layout(in_ty, p.k as u64, p.n as u64, p.ld_w as i64)?,
+            lt::create_matrix_layout(in_ty, p.k as u64, p.m as u64, p.ld_x as i64)?,
             lt::create_matrix_layout(out_ty, p.n as u64, p.m as u64, p.n as i64)?,
         ))
     };
@@ -700,7 +740,7 @@ unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: s
         Ok(l) => l,
         Err(e) => {
             let _ = lt::destroy_matmul_desc(desc);
-            return Err(format!("FP8 layouts: {e:?}"));
+            return Err(format!("{scaling:?} layouts: {e:?}"));
         }
     };
     // From here the plan owns the descriptors (its Drop destroys them).
@@ -713,8 +753,120 @@ unsafe fn make_fp8_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty: s
         &ws as *const u64 as *const c_void,
         8,
     );
-    let heuristic = set_ws.and_then(|_| lt::get_matmul_algo_heuristic(handle, desc, a, b, d, d, pref)).map_err(err("no FP8 algorithm for this problem"));
+    let heuristic = set_ws.and_then(|_| lt::get_matmul_algo_heuristic(handle, desc, a, b, d, d, pref)).map_err(err("no algorithm for this problem"));
     let _ = lt::destroy_matmul_pref(pref);
     plan.algo = heuristic?.algo;
     Ok(plan)
+}
+
+// ---- NVFP4 W4A4 products: the FP4 tensor cores of sm_100 / sm_120 -------------------------
+
+/// Whether cuBLASLt plans the NVFP4 product `problem` (leading dimensions in values) on
+/// `device`, or why not. Block-scaled FP4 GEMMs exist on Blackwell (sm_100, sm_120) with
+/// cuBLASLt 12.8 or newer; on older GPUs the heuristic finds no algorithm. Sizes: `k` a
+/// multiple of 64 (the quantiser's scale words), `n` of 32.
+pub fn nvfp4_plan_status(device: &CudaDevice, problem: Fp8Problem) -> Result<(), String> {
+    let state = state(device).ok_or("cuBLASLt unavailable")?;
+    let mut st = state.lock().map_err(|_| "cuBLASLt state lock poisoned")?;
+    if st.ordinal != device.index {
+        return Err(format!("cuBLASLt runs on CUDA device {}", st.ordinal));
+    }
+    nvfp4_plan(&mut st, problem).map(|_| ())
+}
+
+fn nvfp4_plan(st: &mut State, p: Fp8Problem) -> Result<Arc<Plan>, String> {
+    let aligned = p.n % 32 == 0 && p.k % 64 == 0 && p.ld_x % 64 == 0 && p.ld_w % 64 == 0 && p.ld_x >= p.k && p.ld_w >= p.k;
+    if p.m == 0 || p.n == 0 || p.k == 0 || !aligned || (p.bias && p.out_dtype == 0) {
+        return Err(format!("{p:?} is not an NVFP4 problem cuBLASLt takes (k a multiple of 64, n of 32; bias only with a 16-bit result)"));
+    }
+    if let Some(plan) = st.nvfp4_plans.get(&p) {
+        return plan.clone();
+    }
+    let out_ty = out_type(p.out_dtype).ok_or("unknown output dtype")?;
+    // SAFETY: descriptors only; the handle is live.
+    let plan = unsafe { make_scaled_plan(st.lt.handle, &p, out_ty, Scaling::Nvfp4) }.map(Arc::new);
+    if st.nvfp4_plans.len() >= MAX_PLANS {
+        st.nvfp4_plans.clear();
+    }
+    st.nvfp4_plans.insert(p, plan.clone());
+    plan
+}
+
+/// `y[M, N] = globals[1] · Σ_k x̂[m, k] · ŵ[n, k] (+ bias[n])` on FP4 tensor cores, where
+/// `x̂ = e2m1(x_codes) · e4m3(x_scales)` and `ŵ` likewise (NVFP4 blocks of 16 along `k`),
+/// accumulated in f32 and rounded once to `out_dtype`. `x_codes` `[M, K/8]` and `w_codes`
+/// `[N, K/8]`: row-major e2m1 nibbles, eight per i32, first in the lowest; `x_scales` and
+/// `w_scales`: e4m3 scale codes in cuBLASLt's tiled layout (`nvfp4::ScaleLayout::Tiled`);
+/// `globals` `[3]` f32 on the device: the activations' global scale, alpha (it times the
+/// weight's) and beta (0), as `nvfp4::quantize_rows` writes them. `None` where the device or
+/// cuBLASLt cannot (see [`nvfp4_plan_status`]).
+#[allow(clippy::too_many_arguments)]
+pub fn nvfp4_linear(
+    x_codes: &CubeTensor,
+    x_scales: &CubeTensor,
+    globals: &CubeTensor,
+    w_codes: &CubeTensor,
+    w_scales: &CubeTensor,
+    bias: Option<&CubeTensor>,
+    out_dtype: DType,
+) -> Option<CubeTensor> {
+    let cubecl::Device::Cuda(dev) = &x_codes.device else {
+        return None;
+    };
+    let (_, out_code) = cuda_type(out_dtype)?;
+    let (xs, ws) = (x_codes.meta.shape(), w_codes.meta.shape());
+    if xs.num_dims() != 2 || ws.num_dims() != 2 || xs[1] != ws[1] || x_codes.dtype != DType::I32 || w_codes.dtype != DType::I32 {
+        return None;
+    }
+    let (m, n, k) = (xs[0], ws[0], xs[1] * 8);
+    let contiguous = |t: &CubeTensor, cols: usize| layout(t).is_some_and(|(_, c, ld, batch, _)| c == cols && ld == cols && batch == 1);
+    let vector = |t: &CubeTensor, len: usize, dtype: DType| {
+        t.dtype == dtype && t.meta.tiling == Default::default() && t.meta.shape().num_dims() == 1 && t.meta.shape()[0] == len && t.meta.strides()[0] == 1
+    };
+    let words = |rows: usize| rows.div_ceil(128) * 128 * (k / 64);
+    if !contiguous(x_codes, k / 8) || !contiguous(w_codes, k / 8) || k % 64 != 0 {
+        return None;
+    }
+    if !vector(x_scales, words(m), DType::I32) || !vector(w_scales, words(n), DType::I32) || !vector(globals, 3, DType::F32) {
+        return None;
+    }
+    if bias.is_some_and(|b| !vector(b, n, out_dtype)) {
+        return None;
+    }
+    let problem = Fp8Problem { m, n, k, ld_x: k, ld_w: k, out_dtype: out_code, bias: bias.is_some() };
+    let state = state(dev)?;
+    let mut st = state.lock().ok()?;
+    if st.ordinal != dev.index {
+        return None;
+    }
+    let plan = nvfp4_plan(&mut st, problem).ok()?;
+    let out = empty_device_contiguous_dtype(x_codes.client.clone(), x_codes.device.clone(), Shape::from(vec![m, n]), out_dtype);
+    st.stats.calls += 1;
+    let lt = st.lt.clone();
+    let mut buffers: Vec<_> = [x_codes, x_scales, globals, w_codes, w_scales].into_iter().chain(bias).map(|t| t.handle.clone().binding()).collect();
+    buffers.push(out.handle.clone().binding());
+    let written = vec![buffers.len() - 1];
+    enqueue(&st.device, buffers, written, move |stream_id, stream, ptr| {
+        let workspace = lt.workspace(stream_id)?;
+        // SAFETY: the pointers address live buffers of the plan's sizes; the descriptor is only
+        // touched on this (the device) thread.
+        unsafe { nvfp4_gemm(&lt, &plan, workspace, stream, ptr) }.map_err(|e| format!("cuBLASLt NVFP4 GEMM {problem:?}: {e}"))
+    });
+    Some(out)
+}
+
+/// Enqueues an NVFP4 GEMM. `ptr`: activation codes, their scales, the globals, weight codes,
+/// their scales, the bias if the plan adds one, and last the output. As for FP8, cuBLASLt's
+/// "A" is the weight (the "TN" layout), its "B" the activations; alpha and beta are read from
+/// the globals' second and third floats.
+unsafe fn nvfp4_gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: dsys::CUstream, ptr: &[u64]) -> Result<(), String> {
+    use sys::cublasLtMatmulDescAttributes_t as A;
+    let set = |attr: A, p: &u64| lt::set_matmul_desc_attribute(plan.desc, attr, p as *const u64 as *const c_void, 8).map_err(|e| format!("{attr:?}: {e:?}"));
+    let (x, xs, globals, w, ws, out) = (ptr[0], ptr[1], ptr[2], ptr[3], ptr[4], ptr[ptr.len() - 1]);
+    set(A::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws)?;
+    set(A::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs)?;
+    if ptr.len() == 7 {
+        set(A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr[5])?;
+    }
+    gemm_scaled(lt, plan, workspace, stream, w, x, out, (globals + 4) as *const c_void, (globals + 8) as *const c_void)
 }
