@@ -37,8 +37,6 @@ pub fn open_device(args: &Args) -> Result<(BackendKind, Device), String> {
         }
         None => device::best_available().map_err(|e| e.to_string())?,
     };
-    // FP8 weights run W8A8 where the device has FP8 tensor cores (`SANA_FP8_ACTIVATIONS`).
-    sana_video_core::nn::configure_fp8_activations().map_err(|e| e.to_string())?;
     Ok((kind, device))
 }
 

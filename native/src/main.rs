@@ -140,7 +140,11 @@ OPTIONS:
 
 ENVIRONMENT (CUDA builds):
     SANA_CUBLAS=all|f32|off        which GEMMs go through cuBLASLt (default all)
-    SANA_FP8_ACTIVATIONS=auto|on|off  W8A8 on FP8 tensor cores (auto: where the GPU has them)
+    SANA_FP8_ACTIVATIONS=auto|on|off  W8A8 for FP8 weights: FP8 tensor cores where the GPU has
+                                   them, emulated elsewhere with on (auto: where it has them)
+    SANA_NVFP4_ACTIVATIONS=auto|on|off  W4A4 for NVFP4 weights: FP4 tensor cores (sm_100,
+                                   sm_120), emulated elsewhere with on (auto: where it has them)
+    SANA_GLU=units,strip,vector,silu  launch settings of the fused GLU conv (default 128,8,4,0)
     SANA_CUDNN=off                 VAE convs without cuDNN (in-place tap GEMMs); cuDNN is
                                    used where libcudnn.so is on the library path
     SANA_CUDNN_API=legacy          cuDNN's legacy conv API instead of its graph API
@@ -148,8 +152,9 @@ ENVIRONMENT (CUDA builds):
     SANA_PROFILE_STEP=N            print step N's per-stage profile (SANA_PROFILE_MODE=timeline;
                                    SANA_PROFILE_MEMORY=1 adds the pool's peak at the marks)
     SANA_MEMORY_TRACE=1            print the pool's and the driver's device memory per stage
-    SANA_POOL_PRESIZE=0            do not size the pool's pages for the DiT's largest tensor
-                                   before the first step
+    SANA_POOL_PRESIZE=auto|on|off  size the pool's pages for the DiT's largest tensor before
+                                   the first step: less device memory, ~5% slower denoise
+                                   (auto: on where free memory is under 1.7x the plan)
 ";
 
 const RUNNERS: &str = "transformer, text-encoder, encode-prompt, vae-decode, vae-encode";
@@ -159,6 +164,12 @@ fn main() -> ExitCode {
     if argv.is_empty() || argv.iter().any(|a| a == "-h" || a == "--help") {
         print!("{HELP}");
         return if argv.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+    }
+    // Every command that loads quantised weights honours SANA_FP8_ACTIVATIONS and
+    // SANA_NVFP4_ACTIVATIONS (a bad value is refused before anything runs).
+    if let Err(e) = sana_video_core::nn::configure_fp8_activations() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     let result = match argv[0].as_str() {
         "generate" => generate::run(&argv[1..]),

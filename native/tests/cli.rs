@@ -292,4 +292,37 @@ fn quantised_generation_reports_its_weights() {
         }
         assert!(out.exists());
     }
+    // NVFP4 weights: W4A16 by default without FP4 tensor cores, W4A4 (emulated) when asked;
+    // an unknown value is refused, naming the variable.
+    let model = dir.join("nvfp4");
+    let o = bin().args(["quantize", "--format", "nvfp4", "--model", "builtin", "--output"]).arg(&model).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (mode, want, absent) in [("auto", "NVFP4 W4A16", "W4A4"), ("on", "NVFP4 W4A4 (emulated)", "")] {
+        let out = dir.join(format!("clip-nvfp4-{mode}.mp4"));
+        let o = bin()
+            .args(["generate", "--backend", "cpu", "--steps", "2", "--frames", "5", "--prompt", "a red circle", "--model"])
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .env("SANA_NVFP4_ACTIVATIONS", mode)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        let line = err.lines().find(|l| l.starts_with("quantised weights: ")).unwrap_or_else(|| panic!("no summary line in {err}"));
+        assert!(line.contains(want), "{mode}: {line:?} should contain {want:?}");
+        assert!(absent.is_empty() || !line.contains(absent), "{mode}: {line:?} should not contain {absent:?}");
+        assert!(out.exists());
+    }
+    let out = dir.join("clip-nvfp4-bad.mp4");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--steps", "2", "--frames", "5", "--prompt", "a red circle", "--model"])
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .env("SANA_NVFP4_ACTIVATIONS", "sometimes")
+        .output()
+        .unwrap();
+    expect_failure(&o, &["SANA_NVFP4_ACTIVATIONS=sometimes"]);
+    assert!(!out.exists());
 }

@@ -183,5 +183,6 @@ fn a_request() -> sana_video_core::pipelines::Request {
         keep_resident: false,
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
+        pool_presize: true,
     }
 }

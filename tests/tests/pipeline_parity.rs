@@ -70,6 +70,7 @@ fn request(case: &Value, w: &Weights) -> Request {
         keep_resident: false,
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
+        pool_presize: true,
     }
 }
 
@@ -148,6 +149,7 @@ fn seeded_runs_are_reproducible() {
         keep_resident: false,
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
+        pool_presize: true,
     };
     let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();
     let mut results = Vec::new();

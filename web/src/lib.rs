@@ -111,6 +111,7 @@ pub fn parse_request(source: &dyn FileSource, model_dir: &str, json_text: &str) 
         keep_resident: false,
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
+        pool_presize: true,
     })
 }
 

@@ -62,6 +62,12 @@ pub struct Request {
     /// FP8 weights' products take FP8 activations on tensor cores (W8A8: `nn::fp8_activations`
     /// and `nn::fp8_tensor_cores`); the memory plan's DiT model depends on it.
     pub fp8_tensor_core_activations: bool,
+    /// Reserve the DiT's largest tensor once before the first step (CubeCL devices), so the
+    /// pool's pages have their final size from the start and none are retired while the
+    /// first step grows them: the FP8 480p clip's peak on an H200 11.6 -> 7.3 GB (nvidia-smi),
+    /// at about 5% of the denoise's speed (BENCHMARKS.md, sixth run). `sana-video generate`
+    /// turns it on where free memory is tight (`SANA_POOL_PRESIZE` overrides).
+    pub pool_presize: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -516,7 +522,9 @@ pub async fn run_async(
     let (gf, gh, gw) = (lat_f / pt, lat_h / ph, lat_w / pw);
     let n_tok = gf * gh * gw;
     let embeds = crate::nn::to_dtype(embeds, req.dtype);
-    presize_pool(device, batch * n_tok * 2 * dit.config.ffn_hidden, req.dtype);
+    if req.pool_presize {
+        presize_pool(device, batch * n_tok * 2 * dit.config.ffn_hidden, req.dtype);
+    }
     events.stage(Stage::Denoise, timesteps.len());
     let profiled = crate::profile::step_to_profile();
     for (i, &t) in timesteps.iter().enumerate() {
@@ -641,11 +649,10 @@ pub async fn run_async(
 /// a cleanup: 5.5 GB over the pool's own 6.5 GB during a 480p FP8 denoise on an H200
 /// (BENCHMARKS.md, fifth run). Reserving the forward's largest tensor (`elems` of `dtype`,
 /// the GLU input `[B·N, 2·hidden]`) once before the first step sizes the pages for it from
-/// the start, so no smaller pools are opened to be retired (seen on lavapipe; the driver's
-/// count on a GPU is not yet measured with it). `SANA_POOL_PRESIZE=0` skips it, to compare.
+/// the start, so no smaller pools are opened to be retired ([`Request::pool_presize`]).
 /// Only CubeCL devices have the pool (the CPU backend would allocate for nothing).
 fn presize_pool(device: &Device, elems: usize, dtype: DType) {
-    if elems > 0 && crate::kernels::is_cube_device(device) && std::env::var("SANA_POOL_PRESIZE").as_deref() != Ok("0") {
+    if elems > 0 && crate::kernels::is_cube_device(device) {
         drop(Tensor::<1>::empty([elems], (device, dtype)));
     }
 }

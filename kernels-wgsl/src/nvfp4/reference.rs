@@ -36,9 +36,15 @@ pub fn fake_quantize_rows(x: Tensor<2>) -> Tensor<2> {
     }
 }
 
-/// `w` as `[N, K]` f32 values, in tensor ops: nibbles and scale bytes shifted out of their
-/// words, looked up in the e2m1 and e4m3 tables, times the global scale.
+/// `w` as `[N, K]` f32 values (with the global scale).
 pub fn dequant_weight(w: &Weight) -> Tensor<2> {
+    dequant_codes(w) * w.global
+}
+
+/// `w`'s codes times their block scales, `[N, K]` f32, without the global scale (each value
+/// has at most six significant bits, so it is exact in f32, bf16 and TF32): nibbles and scale
+/// bytes shifted out of their words and looked up in the e2m1 and e4m3 tables.
+pub fn dequant_codes(w: &Weight) -> Tensor<2> {
     let [n, k8] = w.codes.dims();
     let k = 8 * k8;
     let device = w.codes.device();
@@ -65,16 +71,18 @@ pub fn dequant_weight(w: &Weight) -> Tensor<2> {
         .reshape([n * k / super::BLOCK]);
     let e4m3: Vec<f32> = (0..256u32).map(|c| if c <= super::E4M3_MAX_CODE { super::e4m3_value(c) } else { 0.0 }).collect();
     let scales = floats(e4m3, 256).select(0, bytes).reshape([n, k / super::BLOCK, 1]).repeat_dim(2, super::BLOCK).reshape([n, k]);
-    values * scales * w.global
+    values * scales
 }
 
-/// The W4A4 product as tensor ops (any burn device): the activations' NVFP4 values
-/// ([`super::fake_quantize_rows`], exact in f32 and bf16) times the weight's, accumulated in
-/// f32, plus the bias, rounded once to `dtype`.
+/// The W4A4 product as tensor ops (any burn device), in the FP4 tensor cores' order: the
+/// activations' NVFP4 values ([`super::fake_quantize_rows`]) times the weight's codes and
+/// block scales, both exact in any float format (TF32 included, which a GPU's f32 product
+/// may use), accumulated in f32; then the weight's global scale (cuBLASLt's alpha), the bias,
+/// and one rounding to `dtype`.
 pub fn linear(x: Tensor<2>, w: &Weight, bias: Option<&Tensor<1>>, dtype: DType, inner: Impl) -> Tensor<2> {
     let n = w.codes.dims()[0];
     let xq = super::fake_quantize_rows(x.cast(FloatDType::F32), inner);
-    let mut y = crate::matmul::matmul_to_f32(xq, dequant_weight(w).transpose(), inner);
+    let mut y = crate::matmul::matmul_to_f32(xq, dequant_codes(w).transpose(), inner) * w.global;
     if let Some(b) = bias {
         y = y + b.clone().cast(FloatDType::F32).reshape([1, n]);
     }
