@@ -208,13 +208,7 @@ fn activation_quantiser_matches_host_bit_for_bit() {
         *v = 1.0 + (2 * (k % 8) + 1) as f32 / 16.0; // halfway between 1 + m/8 and 1 + (m+1)/8
     }
     for (kind, device) in backends() {
-        let cube = sana_video_core::kernels::is_cube_device(&device);
-        let dtypes: &[FloatDType] = match kind {
-            _ if !cube => &[FloatDType::F32],
-            device::BackendKind::Wgpu => &[FloatDType::F32, FloatDType::F16],
-            _ => &[FloatDType::F32, FloatDType::F16, FloatDType::BF16],
-        };
-        for &dtype in dtypes {
+        for &dtype in storage_dtypes(kind, &device) {
             let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(x.clone(), [rows, cols]), &device).cast(dtype);
             let stored = t.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
             let (want_codes, want_scales) = encode_rows(&stored, rows, cols);
@@ -265,13 +259,7 @@ fn activation_nvfp4_quantiser_matches_host_bit_for_bit() {
         *v = ties[k % 16] * g;
     }
     for (kind, device) in backends() {
-        let cube = sana_video_core::kernels::is_cube_device(&device);
-        let dtypes: &[FloatDType] = match kind {
-            _ if !cube => &[FloatDType::F32],
-            device::BackendKind::Wgpu => &[FloatDType::F32, FloatDType::F16],
-            _ => &[FloatDType::F32, FloatDType::F16, FloatDType::BF16],
-        };
-        for &dtype in dtypes {
+        for &dtype in storage_dtypes(kind, &device) {
             let name = device::name(kind);
             let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(x.clone(), [rows, cols]), &device).cast(dtype);
             let stored = t.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
@@ -358,5 +346,16 @@ fn nvfp4_w4a4_product_matches_host() {
                 }
             }
         }
+    }
+}
+
+/// The storage dtypes a backend's quantisers take: f32 on the CPU backend, f16 too on wgpu,
+/// bf16 too on CUDA.
+fn storage_dtypes(kind: device::BackendKind, device: &burn::tensor::Device) -> &'static [burn::tensor::FloatDType] {
+    use burn::tensor::FloatDType;
+    match kind {
+        _ if !sana_video_core::kernels::is_cube_device(device) => &[FloatDType::F32],
+        device::BackendKind::Wgpu => &[FloatDType::F32, FloatDType::F16],
+        _ => &[FloatDType::F32, FloatDType::F16, FloatDType::BF16],
     }
 }

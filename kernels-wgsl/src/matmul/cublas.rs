@@ -632,19 +632,41 @@ pub fn fp8_linear(x_codes: &CubeTensor, x_scale: &CubeTensor, w_codes: &CubeTens
         return None;
     }
     let plan = fp8_plan(&mut st, problem).ok()?;
-    let out = empty_device_contiguous_dtype(x_codes.client.clone(), x_codes.device.clone(), Shape::from(vec![m, n]), out_dtype);
+    Some(enqueue_scaled(&mut st, plan, &[x_codes, x_scale, w_codes, w_scale], bias, [m, n], out_dtype, format!("cuBLASLt FP8 GEMM {problem:?}"), fp8_gemm))
+}
+
+/// A scaled GEMM's enqueuing routine: `ptr` holds the operands' device addresses, then the
+/// bias's if the plan adds one, and last the output's.
+type ScaledGemm = unsafe fn(&Lt, &Plan, dsys::CUdeviceptr, dsys::CUstream, &[u64]) -> Result<(), String>;
+
+/// Enqueues `run` on CubeCL's device thread with `operands`, the bias if any and a new
+/// `shape` output in `out_dtype` as its buffers (the output the only one written), and
+/// returns that output. `what` names the GEMM in a failure.
+#[allow(clippy::too_many_arguments)]
+fn enqueue_scaled(
+    st: &mut State,
+    plan: Arc<Plan>,
+    operands: &[&CubeTensor],
+    bias: Option<&CubeTensor>,
+    shape: [usize; 2],
+    out_dtype: DType,
+    what: String,
+    run: ScaledGemm,
+) -> CubeTensor {
+    let first = operands[0];
+    let out = empty_device_contiguous_dtype(first.client.clone(), first.device.clone(), Shape::from(shape.to_vec()), out_dtype);
     st.stats.calls += 1;
     let lt = st.lt.clone();
-    let mut buffers: Vec<_> = [x_codes, x_scale, w_codes, w_scale].into_iter().chain(bias).map(|t| t.handle.clone().binding()).collect();
+    let mut buffers: Vec<_> = operands.iter().copied().chain(bias).map(|t| t.handle.clone().binding()).collect();
     buffers.push(out.handle.clone().binding());
     let written = vec![buffers.len() - 1];
     enqueue(&st.device, buffers, written, move |stream_id, stream, ptr| {
         let workspace = lt.workspace(stream_id)?;
         // SAFETY: the pointers address live buffers of the plan's sizes; the descriptor is only
         // touched on this (the device) thread.
-        unsafe { fp8_gemm(&lt, &plan, workspace, stream, ptr) }.map_err(|e| format!("cuBLASLt FP8 GEMM {problem:?}: {e}"))
+        unsafe { run(&lt, &plan, workspace, stream, ptr) }.map_err(|e| format!("{what}: {e}"))
     });
-    Some(out)
+    out
 }
 
 /// Enqueues an FP8 GEMM. `ptr`: activation codes, token scales, weight codes, channel scales,
@@ -840,19 +862,8 @@ pub fn nvfp4_linear(
         return None;
     }
     let plan = nvfp4_plan(&mut st, problem).ok()?;
-    let out = empty_device_contiguous_dtype(x_codes.client.clone(), x_codes.device.clone(), Shape::from(vec![m, n]), out_dtype);
-    st.stats.calls += 1;
-    let lt = st.lt.clone();
-    let mut buffers: Vec<_> = [x_codes, x_scales, globals, w_codes, w_scales].into_iter().chain(bias).map(|t| t.handle.clone().binding()).collect();
-    buffers.push(out.handle.clone().binding());
-    let written = vec![buffers.len() - 1];
-    enqueue(&st.device, buffers, written, move |stream_id, stream, ptr| {
-        let workspace = lt.workspace(stream_id)?;
-        // SAFETY: the pointers address live buffers of the plan's sizes; the descriptor is only
-        // touched on this (the device) thread.
-        unsafe { nvfp4_gemm(&lt, &plan, workspace, stream, ptr) }.map_err(|e| format!("cuBLASLt NVFP4 GEMM {problem:?}: {e}"))
-    });
-    Some(out)
+    let operands = [x_codes, x_scales, globals, w_codes, w_scales];
+    Some(enqueue_scaled(&mut st, plan, &operands, bias, [m, n], out_dtype, format!("cuBLASLt NVFP4 GEMM {problem:?}"), nvfp4_gemm))
 }
 
 /// Enqueues an NVFP4 GEMM. `ptr`: activation codes, their scales, the globals, weight codes,
