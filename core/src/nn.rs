@@ -32,8 +32,10 @@ enum LinearWeight {
     /// 16-value block along `in` four per i32 (`[in/16, out/4]`), the global scale `[1]`, and
     /// the two decode tables. Dequantised just before each product (W4A16) to exactly the
     /// values a dequantise-at-load gives.
-    /// `w4a4`: the activations are NVFP4-quantised before the product (emulated W4A4, the
-    /// numerics of [`LinearWeight::Nvfp4Rows`] on devices without FP4 tensor cores).
+    /// `w4a4`: the activations are NVFP4-quantised before the product (emulated W4A4 on
+    /// devices without FP4 tensor cores: the activation values of [`LinearWeight::Nvfp4Rows`]
+    /// times this W4A16 weight, whose global scale is folded in before its rounding to the
+    /// compute dtype, where FP4 tensor cores apply it to the f32 sums).
     Nvfp4 { codes: Tensor<2, Int>, blocks: Tensor<2, Int>, global: Tensor<1>, e2m1: Tensor<1>, e4m3: Tensor<1>, dtype: DType, w4a4: bool },
     /// An NVFP4 weight for W4A4 products on FP4 tensor cores ([`set_nvfp4_activations`]):
     /// `[out, in]` codes row-major and the block scales in cuBLASLt's layout
@@ -43,7 +45,7 @@ enum LinearWeight {
 
 /// Whether FP8 weights stay FP8 on the device (the default) or are dequantised at load
 /// (`SANA_FP8_RESIDENT=0`, for comparisons). Read once.
-fn fp8_resident() -> bool {
+pub fn fp8_resident() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| env_on("SANA_FP8_RESIDENT"))
 }

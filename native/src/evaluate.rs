@@ -104,6 +104,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
         pool_presize: true,
+        fused_kernels: true,
     };
     let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
     if long {

@@ -399,6 +399,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
         pool_presize: true,
+        fused_kernels: true,
     };
     let long_opts = if long {
         let (chunk_frames, cached_blocks) = chunking(&args, &defaults)?;
@@ -434,9 +435,11 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     };
     req.dtype = dtype_for("dtype", if kind == BackendKind::Cuda { DType::BF16 } else { DType::F32 })?;
     req.vae_convs_in_place = sana_video_core::kernels::conv::available(&device);
-    // Probes cuBLASLt's FP8 GEMM once on CUDA (a plan, no product); false elsewhere.
-    req.fp8_tensor_core_activations =
-        kind == BackendKind::Cuda && sana_video_core::nn::fp8_activations(&device) && sana_video_core::nn::fp8_tensor_cores(&device);
+    // Probes cuBLASLt's FP8 GEMM once on CUDA (a plan, no product); false elsewhere, and
+    // where FP8 weights are dequantised at load (`SANA_FP8_RESIDENT=0`).
+    use sana_video_core::nn;
+    req.fp8_tensor_core_activations = kind == BackendKind::Cuda && nn::fp8_resident() && nn::fp8_activations(&device) && nn::fp8_tensor_cores(&device);
+    req.fused_kernels = sana_video_core::kernels::is_cube_device(&device);
     let plan = plan_for(&req).map_err(|e| e.to_string())?;
     let quiet = args.flag("quiet");
     if let (false, Some(o)) = (quiet, &long_opts) {

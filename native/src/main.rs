@@ -152,7 +152,7 @@ ENVIRONMENT (CUDA builds):
     SANA_PROFILE_STEP=N            print step N's per-stage profile (SANA_PROFILE_MODE=timeline;
                                    SANA_PROFILE_MEMORY=1 adds the pool's peak at the marks)
     SANA_MEMORY_TRACE=1            print the pool's and the driver's device memory per stage
-    SANA_POOL_PRESIZE=auto|on|off  size the pool's pages for the DiT's largest tensor before
+    SANA_POOL_PRESIZE=auto|on|off  generate: size the pool's pages for the DiT's largest tensor before
                                    the first step: less device memory, ~5% slower denoise
                                    (auto: on where free memory is under 1.7x the plan)
 ";

@@ -184,5 +184,6 @@ fn a_request() -> sana_video_core::pipelines::Request {
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
         pool_presize: true,
+        fused_kernels: true,
     }
 }

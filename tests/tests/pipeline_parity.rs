@@ -71,6 +71,7 @@ fn request(case: &Value, w: &Weights) -> Request {
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
         pool_presize: true,
+        fused_kernels: true,
     }
 }
 
@@ -150,6 +151,7 @@ fn seeded_runs_are_reproducible() {
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
         pool_presize: true,
+        fused_kernels: true,
     };
     let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();
     let mut results = Vec::new();

@@ -112,6 +112,7 @@ pub fn parse_request(source: &dyn FileSource, model_dir: &str, json_text: &str) 
         vae_convs_in_place: false,
         fp8_tensor_core_activations: false,
         pool_presize: true,
+        fused_kernels: true,
     })
 }
 

@@ -551,7 +551,7 @@ pub fn plan_long(source: &dyn FileSource, model_dir: &str, req: &Request, opts: 
     // The running sums and cached frame per layer, plus a window's per-chunk sums.
     let state_bytes = (dit.layers * (sums_bytes * (1 + opts.cached_blocks.unwrap_or(0)) + per_frame * dit.dim * elt)) as u64;
     for s in plan.memory.stages.iter_mut().filter(|s| s.name == "transformer") {
-        s.activations = super::memory::dit_activations(1, chunk_tokens, dit.dim, dit.ffn_hidden, elt, dit.out_channels * pt * ph * pw, plan.dit_w8a8)
+        s.activations = super::memory::dit_activations(1, chunk_tokens, dit.dim, dit.ffn_hidden, elt, dit.out_channels * pt * ph * pw, plan.dit_memory)
             + state_bytes;
     }
     // The transformer and the VAE stay loaded together (chunks alternate between them).

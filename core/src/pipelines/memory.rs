@@ -9,9 +9,9 @@
 //! (480p, 81 frames, bf16 with CFG: 6.02 GB of activations reserved while denoising on an
 //! H200, 2026-11-29, against the model's 6.75) and f = 0.72 for W8A8 with FP8 weights, whose
 //! GEMM inputs are 8-bit (4.36 GB measured, 2026-11-29 session 4, against 4.86). The factor
-//! was 3 when the fused kernels did not exist (24.7 GB on an H100, 2026-11-27) and 1.5 until
-//! these fits, which made the plan refuse the FP8 480p clip on an 8 GiB card where it runs
-//! (7.3 GB nvidia-smi peak). FP8/NVFP4 weights count their stored bytes;
+//! was 3 when the fused kernels did not exist (24.7 GB on an H100, 2026-11-27), which the
+//! CPU backend's tensor-op references keep, and 1.5 until these fits, which made the plan
+//! refuse the FP8 480p clip on an 8 GiB card where it runs (7.3 GB nvidia-smi peak). FP8/NVFP4 weights count their stored bytes;
 //! Gemma-2 `B·L·(6H + 3I)·4`; Wan and LTX-2 decoders `K·P·C₀·e` with P output pixels per
 //! decoded frame (or tile), C₀ the widest full-resolution channel count and K = 280
 //! (cached frames, the 4x temporal upsampling, tap-GEMM temporaries and pool slack), or
@@ -78,9 +78,24 @@ impl fmt::Display for MemoryPlan {
     }
 }
 
-/// `w8a8`: FP8 weights whose products take FP8 activations (factor 0.72 instead of 1).
-pub fn dit_activations(batch: usize, tokens: usize, dim: usize, ffn: usize, elt: usize, out_channels_per_token: usize, w8a8: bool) -> u64 {
-    let per_token = ((8 * dim + 5 * ffn) * elt) as f64 * if w8a8 { 0.72 } else { 1.0 };
+/// Which of the DiT's measured activation models applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DitModel {
+    /// The CPU backend's tensor-op references (factor 3, measured before the fused kernels).
+    Reference,
+    /// The fused kernels with 16-bit activations (factor 1).
+    Fused,
+    /// The fused kernels with FP8 weights whose products take FP8 activations (0.72).
+    FusedW8a8,
+}
+
+pub fn dit_activations(batch: usize, tokens: usize, dim: usize, ffn: usize, elt: usize, out_channels_per_token: usize, model: DitModel) -> u64 {
+    let factor = match model {
+        DitModel::Reference => 3.0,
+        DitModel::Fused => 1.0,
+        DitModel::FusedW8a8 => 0.72,
+    };
+    let per_token = ((8 * dim + 5 * ffn) * elt) as f64 * factor;
     (batch * tokens) as u64 * (per_token as u64 + (out_channels_per_token * 4) as u64)
 }
 

@@ -68,6 +68,9 @@ pub struct Request {
     /// at about 5% of the denoise's speed (BENCHMARKS.md, sixth run). `sana-video generate`
     /// turns it on where free memory is tight (`SANA_POOL_PRESIZE` overrides).
     pub pool_presize: bool,
+    /// The DiT runs the fused CubeCL kernels (wgpu, CUDA); the CPU backend's tensor-op
+    /// references hold about three times the activations (the memory plan's DiT model).
+    pub fused_kernels: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -95,8 +98,8 @@ pub struct Plan {
     pub latent_shape: [usize; 5],
     pub tokens: usize,
     pub memory: MemoryPlan,
-    /// The DiT's products run W8A8 (FP8 weights, FP8 activations on tensor cores).
-    pub dit_w8a8: bool,
+    /// The memory plan's DiT activation model for this request.
+    pub dit_memory: memory::DitModel,
 }
 
 /// Stages reported to `Events`.
@@ -201,6 +204,14 @@ fn param_bytes(w: &Weights, skip: &[&str], elt: usize) -> u64 {
             m.shape.iter().product::<usize>() as u64 * stored as u64
         })
         .sum()
+}
+
+fn dit_model(req: &Request, w8a8: bool) -> memory::DitModel {
+    match (req.fused_kernels, w8a8) {
+        (false, _) => memory::DitModel::Reference,
+        (true, false) => memory::DitModel::Fused,
+        (true, true) => memory::DitModel::FusedW8a8,
+    }
 }
 
 /// Whether any weight is stored as FP8 (its products run W8A8 where the device allows).
@@ -333,7 +344,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
     stages.push(memory::StagePlan {
         name: "transformer",
         weights: param_bytes(&dit_w, &[], elt),
-        activations: memory::dit_activations(cfg_batch, tokens, dit.dim, dit.ffn_hidden, elt, out_per_token, w8a8),
+        activations: memory::dit_activations(cfg_batch, tokens, dit.dim, dit.ffn_hidden, elt, out_per_token, dit_model(req, w8a8)),
     });
     stages.push(memory::StagePlan {
         name: "VAE decode",
@@ -355,7 +366,7 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
         latent_shape,
         tokens,
         memory,
-        dit_w8a8: w8a8,
+        dit_memory: dit_model(req, w8a8),
     })
 }
 

@@ -124,8 +124,10 @@ fn e2m1_nibble(x: f32, v: f32) -> u32 {
             idx += 1;
         }
     }
+    // No sign without a scale: the host encoder writes zero codes when the tensor's global
+    // scale is zero (a block's scale is zero only when its values are all zero).
     let mut sign = 0u32;
-    if x < 0.0 {
+    if x < 0.0 && v > 0.0 {
         sign = 8;
     }
     sign | idx

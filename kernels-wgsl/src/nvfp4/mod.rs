@@ -19,6 +19,8 @@
 //! - codes round `|x| / (s · g)` to the nearest e2m1 magnitude, ties to the even code, by
 //!   comparing `|x|` with the midpoints times `s · g`: those products have at most seven
 //!   significant bits, so they and the comparisons are exact in f32 ([`e2m1_index`]).
+//!   (One exception: a GPU that flushes f32 subnormals, as WGSL and SPIR-V may, treats a
+//!   block whose largest value is below 2^-126 as zeros; CUDA does not flush here.)
 //!
 //! Codes are packed eight to an i32 along the row, first value in the lowest nibble (the
 //! `[M, K/2]` byte matrix cuBLASLt reads). Scale codes are packed four to an i32 (one word
