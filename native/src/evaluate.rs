@@ -105,6 +105,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         fp8_tensor_core_activations: false,
         pool_presize: true,
         fused_kernels: true,
+        plan_fp8_dit: false,
     };
     let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
     if long {

@@ -400,6 +400,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         fp8_tensor_core_activations: false,
         pool_presize: true,
         fused_kernels: true,
+        plan_fp8_dit: false,
     };
     let long_opts = if long {
         let (chunk_frames, cached_blocks) = chunking(&args, &defaults)?;
@@ -604,6 +605,20 @@ fn refusal(files: &dyn FileSource, model_dir: &str, req: &Request, peak: u64, av
         r.vae_dtype = DType::BF16;
         if fits(&r) {
             ideas.push("--vae-dtype bf16".to_string());
+        }
+    }
+    // FP8 weights (half of bf16's, W8A8's smaller activations where the GPU has FP8 tensor
+    // cores), with and without a bf16 VAE.
+    let mut r = req.clone();
+    r.plan_fp8_dit = true;
+    let quantise = format!("FP8 weights (sana-video quantize --format fp8 --model {model_dir} --output NEW_DIR, then --model NEW_DIR)");
+    let fp8_dit_helps = pipelines::plan(files, model_dir, &r).is_ok_and(|p| p.memory.peak() < peak);
+    if fp8_dit_helps && fits(&r) {
+        ideas.push(quantise.clone());
+    } else if fp8_dit_helps && req.vae_dtype == DType::F32 {
+        r.vae_dtype = DType::BF16;
+        if fits(&r) {
+            ideas.push(format!("{quantise} with --vae-dtype bf16"));
         }
     }
     if req.vae_tiling.is_none() {

@@ -141,6 +141,21 @@ fn ctrl_c_leaves_no_output() {
     assert!(left.is_empty(), "left behind: {:?}", left.iter().map(|e| e.file_name()).collect::<Vec<_>>());
 }
 
+/// A memory refusal for an unquantised model says when FP8 weights would fit, and how to make
+/// them: just under the built-in model's resident plan on the CPU backend (0.33 GB), where its
+/// DiT's 24 MB of f32 weights would become 10 MB.
+#[test]
+fn memory_refusal_suggests_fp8_weights() {
+    let dir = scratch("gen-fp8-hint");
+    let out = dir.join("clip.mp4");
+    let o = bin()
+        .args(["generate", "--backend", "cpu", "--quiet", "--prompt", "a red circle", "--keep-resident", "--max-memory", "0.32", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    expect_failure(&o, &out, &["needs about", "FP8 weights (sana-video quantize --format fp8 --model builtin --output NEW_DIR"]);
+}
+
 #[test]
 fn bad_input_is_refused_before_work() {
     let dir = scratch("gen-errors");

@@ -185,5 +185,6 @@ fn a_request() -> sana_video_core::pipelines::Request {
         fp8_tensor_core_activations: false,
         pool_presize: true,
         fused_kernels: true,
+        plan_fp8_dit: false,
     }
 }

@@ -72,6 +72,7 @@ fn request(case: &Value, w: &Weights) -> Request {
         fp8_tensor_core_activations: false,
         pool_presize: true,
         fused_kernels: true,
+        plan_fp8_dit: false,
     }
 }
 
@@ -152,6 +153,7 @@ fn seeded_runs_are_reproducible() {
         fp8_tensor_core_activations: false,
         pool_presize: true,
         fused_kernels: true,
+        plan_fp8_dit: false,
     };
     let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();
     let mut results = Vec::new();

@@ -359,3 +359,67 @@ fn storage_dtypes(kind: device::BackendKind, device: &burn::tensor::Device) -> &
         _ => &[FloatDType::F32, FloatDType::F16, FloatDType::BF16],
     }
 }
+
+/// The memory plan's FP8 estimate for an unquantised DiT (`Request::plan_fp8_dit`, what a
+/// memory refusal suggests) equals the plan of the same model after its DiT is quantised
+/// (`quant::quantize_weights`, what `sana-video quantize --format fp8` writes), and is smaller
+/// than the unquantised plan; a model already FP8 plans the same either way.
+#[test]
+fn fp8_plan_estimate_matches_the_quantised_model() {
+    use sana_video_core::pipelines::{plan, Request};
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../builtin-model");
+    let dir = std::env::temp_dir().join(format!("sana-fp8-plan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in ["model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae"] {
+        let from = src.join(entry);
+        if from.is_dir() {
+            std::fs::create_dir_all(dir.join(entry)).unwrap();
+            for f in std::fs::read_dir(&from).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, dir.join(entry).join(f.file_name().unwrap())).unwrap();
+            }
+        } else if from.exists() {
+            std::fs::copy(&from, dir.join(entry)).unwrap();
+        }
+    }
+    let tdir = dir.join("transformer");
+    let w = Weights::open_dir(&FsSource, tdir.to_str().unwrap(), "diffusion_pytorch_model").unwrap();
+    let (bytes, summary) = quant::quantize_weights(&w, Format::Fp8).unwrap();
+    assert!(summary.quantised > 0);
+    std::fs::write(tdir.join("diffusion_pytorch_model.safetensors"), bytes).unwrap();
+    let req = Request {
+        prompt: "a small red circle moves slowly to the left on a black background".into(),
+        negative_prompt: String::new(),
+        prompt_options: sana_video_core::models::text_encoder::PromptOptions::default(),
+        height: 128,
+        width: 128,
+        frames: 17,
+        steps: 4,
+        cfg_scale: 6.0,
+        seed: 0,
+        sampler: None,
+        resolution_binning: false,
+        image: None,
+        init_noise: None,
+        dtype: DType::F32,
+        vae_dtype: DType::F32,
+        vae_tiling: None,
+        keep_resident: false,
+        vae_convs_in_place: false,
+        fp8_tensor_core_activations: false,
+        pool_presize: true,
+        fused_kernels: true,
+        plan_fp8_dit: false,
+    };
+    let transformer = |model: &std::path::Path, plan_fp8_dit: bool| {
+        let p = plan(&FsSource, model.to_str().unwrap(), &Request { plan_fp8_dit, ..req.clone() }).unwrap();
+        p.memory.stages.iter().find(|s| s.name == "transformer").map(|s| s.weights).unwrap()
+    };
+    let (dense, estimate, quantised) = (transformer(&src, false), transformer(&src, true), transformer(&dir, false));
+    println!("transformer weights planned: dense {dense} B, FP8 estimate {estimate} B, FP8 file {quantised} B");
+    assert_eq!(estimate, quantised, "the FP8 estimate differs from the quantised model's plan");
+    assert!(estimate < dense / 2, "FP8 should take under half of f32's weight bytes: {estimate} against {dense}");
+    assert_eq!(transformer(&dir, true), quantised, "an FP8 model plans the same with the estimate asked");
+    let _ = std::fs::remove_dir_all(&dir);
+}

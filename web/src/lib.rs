@@ -113,6 +113,7 @@ pub fn parse_request(source: &dyn FileSource, model_dir: &str, json_text: &str) 
         fp8_tensor_core_activations: false,
         pool_presize: true,
         fused_kernels: true,
+        plan_fp8_dit: false,
     })
 }
 

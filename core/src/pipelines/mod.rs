@@ -71,6 +71,9 @@ pub struct Request {
     /// The DiT runs the fused CubeCL kernels (wgpu, CUDA); the CPU backend's tensor-op
     /// references hold about three times the activations (the memory plan's DiT model).
     pub fused_kernels: bool,
+    /// Plan the DiT as if its linear weights were FP8, as `sana-video quantize --format fp8`
+    /// makes them (the memory refusal's suggestion for unquantised models; a run ignores it).
+    pub plan_fp8_dit: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -214,6 +217,19 @@ fn dit_model(req: &Request, w8a8: bool) -> memory::DitModel {
     }
 }
 
+/// [`param_bytes`] of `w` after `quantize --format fp8`: its linear and 1x1-conv weights one
+/// byte each plus an f32 scale per output channel, the rest as they load.
+fn fp8_param_bytes(w: &Weights, elt: usize) -> u64 {
+    w.names()
+        .iter()
+        .filter_map(|n| w.meta(n).map(|m| (n, m)))
+        .map(|(n, m)| match crate::quant::convert::matrix_of(n, &m.shape) {
+            Some((out, inp)) => (out * inp + 4 * out) as u64,
+            None => m.shape.iter().product::<usize>() as u64 * elt as u64,
+        })
+        .sum()
+}
+
 /// Whether any weight is stored as FP8 (its products run W8A8 where the device allows).
 fn has_fp8_weights(w: &Weights) -> bool {
     w.names().iter().filter_map(|n| w.meta(n)).any(|m| m.dtype == safetensors::Dtype::F8_E4M3)
@@ -340,10 +356,12 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
             activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place, wan_vae),
         });
     }
-    let w8a8 = req.fp8_tensor_core_activations && has_fp8_weights(&dit_w);
+    let fp8_dit = has_fp8_weights(&dit_w) || req.plan_fp8_dit;
+    let w8a8 = req.fp8_tensor_core_activations && fp8_dit;
+    let dit_weights = if req.plan_fp8_dit && !has_fp8_weights(&dit_w) { fp8_param_bytes(&dit_w, elt) } else { param_bytes(&dit_w, &[], elt) };
     stages.push(memory::StagePlan {
         name: "transformer",
-        weights: param_bytes(&dit_w, &[], elt),
+        weights: dit_weights,
         activations: memory::dit_activations(cfg_batch, tokens, dit.dim, dit.ffn_hidden, elt, out_per_token, dit_model(req, w8a8)),
     });
     stages.push(memory::StagePlan {
