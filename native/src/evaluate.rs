@@ -101,11 +101,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
-        vae_convs_in_place: false,
-        fp8_tensor_core_activations: false,
-        pool_presize: true,
-        fused_kernels: true,
-        plan_fp8_dit: false,
+        ..Default::default()
     };
     let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;
     if long {

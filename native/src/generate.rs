@@ -396,11 +396,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         vae_dtype: dtype_for("vae-dtype", DType::F32)?,
         vae_tiling: tiling,
         keep_resident: args.flag("keep-resident"),
-        vae_convs_in_place: false,
-        fp8_tensor_core_activations: false,
-        pool_presize: true,
-        fused_kernels: true,
-        plan_fp8_dit: false,
+        ..Default::default()
     };
     let long_opts = if long {
         let (chunk_frames, cached_blocks) = chunking(&args, &defaults)?;

@@ -68,11 +68,7 @@ fn request(case: &Value, w: &Weights) -> Request {
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
-        vae_convs_in_place: false,
-        fp8_tensor_core_activations: false,
-        pool_presize: true,
-        fused_kernels: true,
-        plan_fp8_dit: false,
+        ..Default::default()
     }
 }
 
@@ -149,11 +145,7 @@ fn seeded_runs_are_reproducible() {
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
-        vae_convs_in_place: false,
-        fp8_tensor_core_activations: false,
-        pool_presize: true,
-        fused_kernels: true,
-        plan_fp8_dit: false,
+        ..Default::default()
     };
     let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();
     let mut results = Vec::new();

@@ -406,11 +406,7 @@ fn fp8_plan_estimate_matches_the_quantised_model() {
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
-        vae_convs_in_place: false,
-        fp8_tensor_core_activations: false,
-        pool_presize: true,
-        fused_kernels: true,
-        plan_fp8_dit: false,
+        ..Default::default()
     };
     let transformer = |model: &std::path::Path, plan_fp8_dit: bool| {
         let p = plan(&FsSource, model.to_str().unwrap(), &Request { plan_fp8_dit, ..req.clone() }).unwrap();

@@ -109,11 +109,7 @@ pub fn parse_request(source: &dyn FileSource, model_dir: &str, json_text: &str) 
         vae_dtype: DType::F32,
         vae_tiling: None,
         keep_resident: false,
-        vae_convs_in_place: false,
-        fp8_tensor_core_activations: false,
-        pool_presize: true,
-        fused_kernels: true,
-        plan_fp8_dit: false,
+        ..Default::default()
     })
 }
 

@@ -76,6 +76,39 @@ pub struct Request {
     pub plan_fp8_dit: bool,
 }
 
+/// An empty prompt at the released 480p model's size and schedule (832x480, 81 frames, 50
+/// steps, CFG 6, seed 0), f32 throughout, no image; the device flags as for a device whose
+/// capabilities were not probed (no in-place VAE convs, no W8A8 tensor cores, fused kernels,
+/// pool pre-sizing on). Front ends set what they know with struct-update syntax.
+impl Default for Request {
+    fn default() -> Request {
+        Request {
+            prompt: String::new(),
+            negative_prompt: String::new(),
+            prompt_options: PromptOptions::default(),
+            height: 480,
+            width: 832,
+            frames: 81,
+            steps: 50,
+            cfg_scale: 6.0,
+            seed: 0,
+            sampler: None,
+            resolution_binning: true,
+            image: None,
+            init_noise: None,
+            dtype: DType::F32,
+            vae_dtype: DType::F32,
+            vae_tiling: None,
+            keep_resident: false,
+            vae_convs_in_place: false,
+            fp8_tensor_core_activations: false,
+            pool_presize: true,
+            fused_kernels: true,
+            plan_fp8_dit: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Image {
     pub height: usize,
