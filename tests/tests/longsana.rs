@@ -165,22 +165,12 @@ fn memory_plan_is_independent_of_length() {
 fn a_request() -> sana_video_core::pipelines::Request {
     sana_video_core::pipelines::Request {
         prompt: "a small red circle moves slowly to the left on a black background".into(),
-        negative_prompt: String::new(),
-        prompt_options: sana_video_core::models::text_encoder::PromptOptions::default(),
         height: 128,
         width: 128,
         frames: 17,
         steps: 4,
         cfg_scale: 1.0,
-        seed: 0,
-        sampler: None,
         resolution_binning: false,
-        image: None,
-        init_noise: None,
-        dtype: DType::F32,
-        vae_dtype: DType::F32,
-        vae_tiling: None,
-        keep_resident: false,
         ..Default::default()
     }
 }

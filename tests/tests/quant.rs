@@ -390,22 +390,11 @@ fn fp8_plan_estimate_matches_the_quantised_model() {
     std::fs::write(tdir.join("diffusion_pytorch_model.safetensors"), bytes).unwrap();
     let req = Request {
         prompt: "a small red circle moves slowly to the left on a black background".into(),
-        negative_prompt: String::new(),
-        prompt_options: sana_video_core::models::text_encoder::PromptOptions::default(),
         height: 128,
         width: 128,
         frames: 17,
         steps: 4,
-        cfg_scale: 6.0,
-        seed: 0,
-        sampler: None,
         resolution_binning: false,
-        image: None,
-        init_noise: None,
-        dtype: DType::F32,
-        vae_dtype: DType::F32,
-        vae_tiling: None,
-        keep_resident: false,
         ..Default::default()
     };
     let transformer = |model: &std::path::Path, plan_fp8_dit: bool| {

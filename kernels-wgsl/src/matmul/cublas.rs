@@ -555,12 +555,34 @@ fn out_type(code: u8) -> Option<sys::cudaDataType> {
 /// or newer; elsewhere there is no plan. Sizes: `k` and `n` multiples of 16 (cuBLASLt's FP8
 /// alignment).
 pub fn fp8_plan_status(device: &CudaDevice, problem: Fp8Problem) -> Result<(), String> {
+    plan_status(device, |st| fp8_plan(st, problem))
+}
+
+/// `plan` run on `device`'s cuBLASLt state: whether it planned, or why not.
+fn plan_status(device: &CudaDevice, plan: impl FnOnce(&mut State) -> Result<Arc<Plan>, String>) -> Result<(), String> {
     let state = state(device).ok_or("cuBLASLt unavailable")?;
     let mut st = state.lock().map_err(|_| "cuBLASLt state lock poisoned")?;
     if st.ordinal != device.index {
         return Err(format!("cuBLASLt runs on CUDA device {}", st.ordinal));
     }
-    fp8_plan(&mut st, problem).map(|_| ())
+    plan(&mut st).map(|_| ())
+}
+
+/// The plan cached under `p` in `plans`, else `make`'s, cached (the cache emptied when full).
+fn cached_scaled_plan(
+    plans: &mut HashMap<Fp8Problem, Result<Arc<Plan>, String>>,
+    p: Fp8Problem,
+    make: impl FnOnce() -> Result<Arc<Plan>, String>,
+) -> Result<Arc<Plan>, String> {
+    if let Some(plan) = plans.get(&p) {
+        return plan.clone();
+    }
+    let plan = make();
+    if plans.len() >= MAX_PLANS {
+        plans.clear();
+    }
+    plans.insert(p, plan.clone());
+    plan
 }
 
 /// [`fp8_plan_status`] as a yes or no.
@@ -573,26 +595,21 @@ fn fp8_plan(st: &mut State, p: Fp8Problem) -> Result<Arc<Plan>, String> {
     if p.m == 0 || p.n == 0 || p.k == 0 || !aligned || (p.bias && p.out_dtype == 0) {
         return Err(format!("{p:?} is not an FP8 problem cuBLASLt takes (sizes multiples of 16; bias only with a 16-bit result)"));
     }
-    if let Some(plan) = st.fp8_plans.get(&p) {
-        return plan.clone();
-    }
-    let out_ty = out_type(p.out_dtype).ok_or("unknown output dtype")?;
-    // SAFETY: descriptors only; the handle is live.
-    let plan = unsafe { make_scaled_plan(st.lt.handle, &p, out_ty, Scaling::Fp8Vectors) }.map(Arc::new).map_err(|e| {
-        // Say whether FP8 GEMMs plan at all here (with scalar scales), to tell a refused scale
-        // mode from a missing FP8 GEMM.
-        // SAFETY: as above.
-        let scalar = match unsafe { make_scaled_plan(st.lt.handle, &p, out_ty, Scaling::Fp8Scalar) } {
-            Ok(_) => "planned".to_string(),
-            Err(e) => e,
-        };
-        format!("{e}; with scalar scales instead: {scalar}")
-    });
-    if st.fp8_plans.len() >= MAX_PLANS {
-        st.fp8_plans.clear();
-    }
-    st.fp8_plans.insert(p, plan.clone());
-    plan
+    let handle = st.lt.handle;
+    cached_scaled_plan(&mut st.fp8_plans, p, || {
+        let out_ty = out_type(p.out_dtype).ok_or("unknown output dtype")?;
+        // SAFETY: descriptors only; the handle is live.
+        unsafe { make_scaled_plan(handle, &p, out_ty, Scaling::Fp8Vectors) }.map(Arc::new).map_err(|e| {
+            // Say whether FP8 GEMMs plan at all here (with scalar scales), to tell a refused
+            // scale mode from a missing FP8 GEMM.
+            // SAFETY: as above.
+            let scalar = match unsafe { make_scaled_plan(handle, &p, out_ty, Scaling::Fp8Scalar) } {
+                Ok(_) => "planned".to_string(),
+                Err(e) => e,
+            };
+            format!("{e}; with scalar scales instead: {scalar}")
+        })
+    })
 }
 
 /// `y[M, N] = x_scale[m] · w_scale[n] · Σ_k e4m3(x_codes[m, k]) · e4m3(w_codes[n, k]) (+ bias[n])`
@@ -788,12 +805,7 @@ unsafe fn make_scaled_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty
 /// cuBLASLt 12.8 or newer; on older GPUs the heuristic finds no algorithm. Sizes: `k` a
 /// multiple of 64 (the quantiser's scale words), `n` of 32.
 pub fn nvfp4_plan_status(device: &CudaDevice, problem: Fp8Problem) -> Result<(), String> {
-    let state = state(device).ok_or("cuBLASLt unavailable")?;
-    let mut st = state.lock().map_err(|_| "cuBLASLt state lock poisoned")?;
-    if st.ordinal != device.index {
-        return Err(format!("cuBLASLt runs on CUDA device {}", st.ordinal));
-    }
-    nvfp4_plan(&mut st, problem).map(|_| ())
+    plan_status(device, |st| nvfp4_plan(st, problem))
 }
 
 fn nvfp4_plan(st: &mut State, p: Fp8Problem) -> Result<Arc<Plan>, String> {
@@ -801,17 +813,12 @@ fn nvfp4_plan(st: &mut State, p: Fp8Problem) -> Result<Arc<Plan>, String> {
     if p.m == 0 || p.n == 0 || p.k == 0 || !aligned || (p.bias && p.out_dtype == 0) {
         return Err(format!("{p:?} is not an NVFP4 problem cuBLASLt takes (k a multiple of 64, n of 32; bias only with a 16-bit result)"));
     }
-    if let Some(plan) = st.nvfp4_plans.get(&p) {
-        return plan.clone();
-    }
-    let out_ty = out_type(p.out_dtype).ok_or("unknown output dtype")?;
-    // SAFETY: descriptors only; the handle is live.
-    let plan = unsafe { make_scaled_plan(st.lt.handle, &p, out_ty, Scaling::Nvfp4) }.map(Arc::new);
-    if st.nvfp4_plans.len() >= MAX_PLANS {
-        st.nvfp4_plans.clear();
-    }
-    st.nvfp4_plans.insert(p, plan.clone());
-    plan
+    let handle = st.lt.handle;
+    cached_scaled_plan(&mut st.nvfp4_plans, p, || {
+        let out_ty = out_type(p.out_dtype).ok_or("unknown output dtype")?;
+        // SAFETY: descriptors only; the handle is live.
+        unsafe { make_scaled_plan(handle, &p, out_ty, Scaling::Nvfp4) }.map(Arc::new)
+    })
 }
 
 /// `y[M, N] = globals[1] · Σ_k x̂[m, k] · ŵ[n, k] (+ bias[n])` on FP4 tensor cores, where

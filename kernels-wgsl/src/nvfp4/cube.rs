@@ -146,6 +146,18 @@ fn e2m1_value(idx: u32) -> f32 {
     v
 }
 
+/// The scale code of the 16-value block at `o` (its largest magnitude through
+/// [`block_scale_code`]).
+#[cube]
+fn block_code<F: Float>(x: &Tensor<F>, o: usize, g: f32, inv: f32) -> u32 {
+    let mut m = 0.0f32;
+    #[unroll]
+    for i in 0..16usize {
+        m = f32::max(m, f32::abs(f32::cast_from(x[o + i])));
+    }
+    block_scale_code(m, g, inv)
+}
+
 /// One unit per 64 values (`unit = row · groups + q`): four blocks' scales into one word,
 /// their codes into eight. `globals`: `[g, g · weight_global, 0]`.
 #[cube(launch, address_type = "dynamic")]
@@ -176,12 +188,7 @@ fn quantize_kernel<F: Float>(
     #[unroll]
     for b in 0..4usize {
         let o = unit * 64 + b * 16;
-        let mut m = 0.0f32;
-        #[unroll]
-        for i in 0..16usize {
-            m = f32::max(m, f32::abs(f32::cast_from(x[o + i])));
-        }
-        let c = block_scale_code(m, g, inv);
+        let c = block_code(x, o, g, inv);
         word |= c << (8 * b as u32);
         let v = e4m3_value(c) * g;
         #[unroll]
@@ -214,12 +221,7 @@ fn fake_quantize_kernel<F: Float>(x: &Tensor<F>, amax: &Tensor<f32>, out: &mut T
     #[unroll]
     for b in 0..4usize {
         let o = unit * 64 + b * 16;
-        let mut m = 0.0f32;
-        #[unroll]
-        for i in 0..16usize {
-            m = f32::max(m, f32::abs(f32::cast_from(x[o + i])));
-        }
-        let v = e4m3_value(block_scale_code(m, g, inv)) * g;
+        let v = e4m3_value(block_code(x, o, g, inv)) * g;
         #[unroll]
         for i in 0..16usize {
             let nib = e2m1_nibble(f32::cast_from(x[o + i]), v);
