@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p sana-video-benches --bin dit-forward -- \
-//!     --model DIR [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] \
+//!     --model DIR [--backend cpu|wgpu|vulkan|cuda] [--dtype f32|f16|bf16] \
 //!     [--latent BxFxHxW ...] [--text-len 300] [--warmup 1] [--iters 3] [--chain N] [--mask-pad P] \
 //!     [--kernels auto|reference] [--quantize fp8|nvfp4] [--profile]
 //! ```

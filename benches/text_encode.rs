@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p sana-video-benches --bin text-encode -- \
-//!     --model PIPELINE_DIR [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--warmup 1] [--iters 5]
+//!     --model PIPELINE_DIR [--backend cpu|wgpu|vulkan|cuda] [--dtype f32|f16|bf16] [--warmup 1] [--iters 5]
 //! ```
 //! PIPELINE_DIR holds `tokenizer/` and `text_encoder/` (e.g. a random full-size Gemma-2-2B
 //! from tools/fullsize_text_encoder.py). The figure is the median wall time of `--iters`

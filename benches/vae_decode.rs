@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p sana-video-benches --bin vae-decode -- --model DIR \
-//!     [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--latent BxTxHxW ...] [--chunk 1] [--iters 1]
+//!     [--backend cpu|wgpu|vulkan|cuda] [--dtype f32|f16|bf16] [--latent BxTxHxW ...] [--chunk 1] [--iters 1]
 //!     [--conv auto|tap-gemm|reference] [--profile]
 //! ```
 //! DIR is a diffusers `vae/` folder (e.g. tools/fullsize_wan_vae.py's random official

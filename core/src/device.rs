@@ -12,6 +12,9 @@ pub enum BackendKind {
     Wgpu,
     /// CUDA through CubeCL (build with `--features cuda`).
     Cuda,
+    /// wgpu pinned to Vulkan with SPIR-V kernels: cooperative-matrix (tensor core) GEMMs
+    /// where the driver has them (build with `--features vulkan`).
+    Vulkan,
 }
 
 impl BackendKind {
@@ -20,7 +23,8 @@ impl BackendKind {
             "cpu" => Ok(BackendKind::Cpu),
             "wgpu" => Ok(BackendKind::Wgpu),
             "cuda" => Ok(BackendKind::Cuda),
-            other => Err(Error::Input(format!("--backend {other}: expected cpu, wgpu or cuda"))),
+            "vulkan" => Ok(BackendKind::Vulkan),
+            other => Err(Error::Input(format!("--backend {other}: expected cpu, wgpu, vulkan or cuda"))),
         }
     }
 
@@ -30,6 +34,9 @@ impl BackendKind {
         if cfg!(feature = "cuda") {
             v.push(BackendKind::Cuda);
         }
+        if cfg!(feature = "vulkan") {
+            v.push(BackendKind::Vulkan);
+        }
         if cfg!(feature = "wgpu") {
             v.push(BackendKind::Wgpu);
         }
@@ -37,6 +44,12 @@ impl BackendKind {
             v.push(BackendKind::Cpu);
         }
         v
+    }
+
+    /// Whether bf16 tensors run here: not through wgpu (WGSL has no bf16, nor has CubeCL's
+    /// SPIR-V path on wgpu), so those backends compute in f16 or f32.
+    pub fn has_bf16(self) -> bool {
+        matches!(self, BackendKind::Cpu | BackendKind::Cuda)
     }
 }
 
@@ -58,11 +71,22 @@ pub fn create(kind: BackendKind) -> Result<Device> {
         // Natively the adapter is probed with a tiny op (blocking read-back); the browser
         // cannot block, so there the web front end initialises the device asynchronously.
         #[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
-        BackendKind::Wgpu => probe(kind, || Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        BackendKind::Wgpu => probe(kind, || Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))),
         #[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
         BackendKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => probe(kind, || Device::cuda(0)),
+        BackendKind::Cuda => probe(kind, || Ok(Device::cuda(0))),
+        #[cfg(all(feature = "vulkan", not(target_arch = "wasm32")))]
+        // Opening the adapter compiles nothing; the probe's op is the first SPIR-V kernel, and
+        // Mesa's lavapipe crashes on CubeCL's SPIR-V (TOOLCHAIN.md), so software adapters are
+        // refused before it.
+        BackendKind::Vulkan => probe(kind, || {
+            let device = Device::vulkan(burn::tensor::DeviceKind::DefaultDevice);
+            match software_adapter(&device) {
+                Some(adapter) => Err(format!("{adapter} is a software rasteriser, which cannot run SPIR-V kernels: use --backend wgpu or cpu")),
+                None => Ok(device),
+            }
+        }),
         #[allow(unreachable_patterns)]
         other => Err(Error::Device(format!(
             "--backend {}: not compiled into this build (compiled: {})",
@@ -77,6 +101,7 @@ pub fn name(kind: BackendKind) -> &'static str {
         BackendKind::Cpu => "cpu",
         BackendKind::Wgpu => "wgpu",
         BackendKind::Cuda => "cuda",
+        BackendKind::Vulkan => "vulkan",
     }
 }
 
@@ -85,7 +110,7 @@ pub fn name(kind: BackendKind) -> &'static str {
 /// their own (wgpu's device setup), whose message would otherwise be lost behind the
 /// caller's "RecvError": every panic message during the probe goes into the error.
 #[allow(dead_code)]
-fn probe(kind: BackendKind, make: impl Fn() -> Device + std::panic::UnwindSafe + Copy) -> Result<Device> {
+fn probe(kind: BackendKind, make: impl Fn() -> std::result::Result<Device, String> + std::panic::UnwindSafe + Copy) -> Result<Device> {
     use std::sync::{Arc, Mutex};
     let messages: Arc<Mutex<Vec<String>>> = Arc::default();
     let prev = std::panic::take_hook();
@@ -103,17 +128,20 @@ fn probe(kind: BackendKind, make: impl Fn() -> Device + std::panic::UnwindSafe +
         }
     }));
     let result = std::panic::catch_unwind(move || {
-        let device = make();
+        let device = make()?;
         let t = burn::tensor::Tensor::<1>::from_floats([1.0f32, 2.0], &device);
         let _ = (t * 2.0).into_data();
-        device
+        Ok(device)
     });
     std::panic::set_hook(prev);
-    result.map_err(|_| {
-        let msg = messages.lock().map(|m| m.join("; ")).unwrap_or_default();
-        let msg = if msg.is_empty() { "no details".to_string() } else { msg };
-        Error::Device(format!("--backend {}: no usable device ({msg})", name(kind)))
-    })
+    let refused = |msg: String| Error::Device(format!("--backend {}: no usable device ({msg})", name(kind)));
+    match result {
+        Ok(opened) => opened.map_err(refused),
+        Err(_) => {
+            let msg = messages.lock().map(|m| m.join("; ")).unwrap_or_default();
+            Err(refused(if msg.is_empty() { "no details".to_string() } else { msg }))
+        }
+    }
 }
 
 /// The adapter's name when it is a software rasteriser (Mesa llvmpipe/lavapipe,
@@ -138,7 +166,7 @@ pub fn best_available() -> Result<(BackendKind, Device)> {
     let compiled = BackendKind::compiled();
     for kind in compiled.iter().copied() {
         match create(kind) {
-            Ok(d) if kind == BackendKind::Wgpu && compiled.contains(&BackendKind::Cpu) && software_adapter(&d).is_some() => {
+            Ok(d) if matches!(kind, BackendKind::Wgpu | BackendKind::Vulkan) && compiled.contains(&BackendKind::Cpu) && software_adapter(&d).is_some() => {
                 continue;
             }
             Ok(d) => return Ok((kind, d)),

@@ -59,6 +59,20 @@ pub fn is_cube_device(device: &burn::tensor::Device) -> bool {
     }
 }
 
+/// The largest single buffer `device` can allocate where the graphics API caps it: wgpu
+/// (WGSL or SPIR-V) binds storage buffers up to a driver limit (2-4 GB on desktop GPUs).
+/// `None` on CUDA and the CPU, which allocate what memory holds.
+pub fn max_buffer_bytes(device: &burn::tensor::Device) -> Option<u64> {
+    #[cfg(feature = "cube")]
+    if !is_cuda_device(device) {
+        if let burn::backend::DispatchDevice::Cube(d) = device.as_dispatch() {
+            return Some(d.client().properties().memory.max_page_size);
+        }
+    }
+    let _ = device;
+    None
+}
+
 /// Whether `device` is a CUDA device (where cuBLASLt runs).
 pub fn is_cuda_device(device: &burn::tensor::Device) -> bool {
     #[cfg(feature = "cuda")]

@@ -68,7 +68,7 @@ fn available_memory(kind: BackendKind, max_memory: Option<f64>) -> Option<(u64, 
             let mib: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
             Some((mib * 1024 * 1024, "free GPU memory (nvidia-smi)".into()))
         }
-        BackendKind::Wgpu => None,
+        BackendKind::Wgpu | BackendKind::Vulkan => None,
     }
 }
 

@@ -21,7 +21,7 @@ USAGE:
     sana-video inspect DIR|builtin|builtin-long
     sana-video quantize --format fp8|nvfp4 --model DIR|builtin|builtin-long --output NEW_DIR
     sana-video debug transformer --model DIR --inputs IN.safetensors --output OUT.safetensors
-                                 [--backend cpu|wgpu|cuda] [--dtype f32|f16|bf16] [--reference-kernels]
+                                 [--backend cpu|wgpu|vulkan|cuda] [--dtype f32|f16|bf16] [--reference-kernels]
     sana-video debug text-encoder --model DIR --inputs IN.safetensors --output OUT.safetensors
                                   [--backend ...] [--dtype ...]
     sana-video debug encode-prompt --model DIR --prompt TEXT --output OUT.safetensors
@@ -133,7 +133,9 @@ COMMANDS:
 
 OPTIONS:
     --backend B          cpu (burn-flex), wgpu (any Vulkan/Metal/DX12 GPU; Mesa lavapipe without
-                         one) or cuda (builds with --features cuda). Default: the best that opens.
+                         one), vulkan (wgpu with SPIR-V kernels and cooperative-matrix GEMMs on a
+                         Vulkan GPU; builds with --features vulkan) or cuda (builds with
+                         --features cuda). Default: the best that opens.
     --dtype D            compute dtype: f32 (default), f16 or bf16.
     --reference-kernels  use the plain tensor-op references instead of the CubeCL kernels.
     -h, --help           this text.

@@ -364,7 +364,7 @@ fn matmul_half_to_f32_accumulates_in_f32() {
     for (kind, device) in backends() {
         for dtype in [FloatDType::F16, FloatDType::BF16] {
             // WGSL has no bf16.
-            if dtype == FloatDType::BF16 && kind == device::BackendKind::Wgpu {
+            if dtype == FloatDType::BF16 && !kind.has_bf16() {
                 continue;
             }
             let (batch, m, k, n) = (3usize, 37usize, 300usize, 29usize);
@@ -412,7 +412,7 @@ fn matmul_merge_heads_matches_host() {
     use sana_video_core::kernels::matmul::matmul_rounded_merge_heads;
     for (kind, device) in backends() {
         for dtype in [FloatDType::F16, FloatDType::BF16] {
-            if dtype == FloatDType::BF16 && kind == device::BackendKind::Wgpu {
+            if dtype == FloatDType::BF16 && !kind.has_bf16() {
                 continue;
             }
             let (bs, h, m, k, n) = (2usize, 3usize, 37usize, 30usize, 20usize);
@@ -452,7 +452,7 @@ fn dequant_dtypes(kind: device::BackendKind, device: &burn::tensor::Device) -> &
     use burn::tensor::DType;
     match kind {
         _ if !sana_video_core::kernels::is_cube_device(device) => &[DType::F32],
-        device::BackendKind::Wgpu => &[DType::F32, DType::F16],
+        _ if !kind.has_bf16() => &[DType::F32, DType::F16],
         _ => &[DType::F32, DType::F16, DType::BF16],
     }
 }
@@ -916,7 +916,7 @@ fn rms_norm_channels_matches_host() {
             }
             let scale = random_vec(c, 310 + i as u64).iter().map(|v| 1.0 + v).collect::<Vec<f32>>();
             let scale_t = Tensor::<1>::from_data(TensorData::new(scale.clone(), [c]), &device);
-            let halves: &[FloatDType] = if kind == device::BackendKind::Wgpu { &[FloatDType::F32, FloatDType::F16] } else { &[FloatDType::F32, FloatDType::BF16] };
+            let halves: &[FloatDType] = if !kind.has_bf16() { &[FloatDType::F32, FloatDType::F16] } else { &[FloatDType::F32, FloatDType::BF16] };
             for &dt in halves {
                 let xt = Tensor::<5>::from_data(TensorData::new(x.clone(), shape), &device).cast(dt);
                 // The host computes from the values the device holds.

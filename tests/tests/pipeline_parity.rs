@@ -8,6 +8,7 @@
 use burn::tensor::DType;
 use sana_video_core::io::safetensors::Weights;
 use sana_video_core::io::FsSource;
+use sana_video_core::models::dit::SanaVideoTransformer3DModel;
 use sana_video_core::models::text_encoder::{Instruction, PromptOptions};
 use sana_video_core::pipelines::{self, Events, Frames, Image, Request};
 use sana_video_core::samplers::SamplerKind;
@@ -168,4 +169,48 @@ fn seeded_runs_are_reproducible() {
     let mut c = Collect::default();
     pipelines::run(&FsSource, &plan, &other, &device, &mut c).unwrap();
     assert!(c.frames != results[0].1, "{kind:?}: another seed gave the same video");
+}
+
+/// A request whose DiT tensors exceed the largest buffer the device allocates (wgpu binds
+/// storage buffers up to a driver limit; lavapipe's is 128 MiB) is refused before any stage
+/// starts, naming the flags. Backends without such a limit (the CPU) have nothing to refuse.
+#[test]
+fn oversized_dit_tensors_are_refused_before_loading() {
+    #[derive(Default)]
+    struct Stages(Vec<pipelines::Stage>);
+    impl Events for Stages {
+        fn stage(&mut self, stage: pipelines::Stage, _units: usize) {
+            self.0.push(stage);
+        }
+        fn frames(&mut self, _f: Frames) -> sana_video_core::Result<()> {
+            Ok(())
+        }
+    }
+    let dir = fixtures().join("pipeline").join("wan").to_string_lossy().to_string();
+    let mut limited = 0;
+    for (kind, device) in backends() {
+        let Some(limit) = sana_video_core::kernels::max_buffer_bytes(&device) else {
+            assert_eq!(kind, sana_video_core::device::BackendKind::Cpu, "{kind:?} reports no buffer limit");
+            continue;
+        };
+        limited += 1;
+        let mut req = Request { prompt: "a red ball".into(), height: 32, width: 48, frames: 5, steps: 1, cfg_scale: 3.0, dtype: DType::F32, ..Default::default() };
+        // Enough latent frames for the GLU input alone (2·ffn f32 values a token, CFG batch
+        // of 2) to pass the limit.
+        let probe = pipelines::plan(&FsSource, &dir, &req).unwrap();
+        let per_frame = (probe.tokens / probe.latent_shape[2]) as u64;
+        let ffn = SanaVideoTransformer3DModel::read_config(&FsSource, &probe.transformer_dir).unwrap().ffn_hidden as u64;
+        let lat_f = (limit / (2 * per_frame * 2 * ffn * 4)) as usize + 2;
+        req.frames = 1 + 4 * (lat_f - 1);
+        let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();
+        let mut events = Stages::default();
+        let err = match pipelines::run(&FsSource, &plan, &req, &device, &mut events) {
+            Ok(_) => panic!("{kind:?}: {} frames ran, over a {limit}-byte buffer limit", req.frames),
+            Err(e) => e.to_string(),
+        };
+        println!("{kind:?} (largest buffer {limit} bytes): {err}");
+        assert!(err.contains("more than the largest buffer") && err.contains("--frames"), "{kind:?}: {err}");
+        assert!(events.0.is_empty(), "{kind:?}: stages started before the refusal: {:?}", events.0);
+    }
+    assert!(limited > 0 || backends().iter().all(|(k, _)| *k == sana_video_core::device::BackendKind::Cpu), "no backend was checked");
 }

@@ -320,7 +320,7 @@ fn nvfp4_w4a4_product_matches_host() {
             let bias = sana_video_tests::random_vec(n, 60);
             let w = nvfp4::Weight::new(&codes, &blocks, global, n, k, &device);
             // bf16 where the device has it (CUDA); f32 everywhere.
-            let bf16 = sana_video_core::kernels::is_cube_device(&device) && kind != device::BackendKind::Wgpu;
+            let bf16 = sana_video_core::kernels::is_cube_device(&device) && kind.has_bf16();
             for dtype in [DType::F32, DType::BF16].into_iter().filter(|d| *d == DType::F32 || bf16) {
                 let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), &device).cast(FloatDType::from(dtype));
                 let stored = xt.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
@@ -355,7 +355,7 @@ fn storage_dtypes(kind: device::BackendKind, device: &burn::tensor::Device) -> &
     use burn::tensor::FloatDType;
     match kind {
         _ if !sana_video_core::kernels::is_cube_device(device) => &[FloatDType::F32],
-        device::BackendKind::Wgpu => &[FloatDType::F32, FloatDType::F16],
+        _ if !kind.has_bf16() => &[FloatDType::F32, FloatDType::F16],
         _ => &[FloatDType::F32, FloatDType::F16, FloatDType::BF16],
     }
 }

@@ -114,7 +114,7 @@ fn tf32_and_bf16_convs_within_their_rounding() {
             println!("{} case {i} TF32: rel L2 {rel:.2e}", device::name(kind));
             assert!(rel <= 2f64.powi(-10), "case {i} TF32 on {}: rel L2 {rel:e} (max abs {max_abs:e})", device::name(kind));
             // 16-bit weights and activations.
-            let (half, bound) = if kind == device::BackendKind::Wgpu {
+            let (half, bound) = if !kind.has_bf16() {
                 (burn::tensor::FloatDType::F16, 2f64.powi(-10))
             } else {
                 (burn::tensor::FloatDType::BF16, 2f64.powi(-8))

@@ -510,6 +510,7 @@ pub async fn run_async(
 ) -> Result<Generated> {
     let [_, c_lat, lat_f, lat_h, lat_w] = plan.latent_shape;
     let cfg = req.cfg_scale > 1.0;
+    check_buffer_limit(source, plan, req, if cfg { 2 } else { 1 }, device)?;
 
     // 1. Prompt embeddings, then release the encoder.
     events.stage(Stage::LoadTextEncoder, 0);
@@ -703,6 +704,47 @@ pub async fn run_async(
     }
     drop(resident_te);
     Ok(Generated { latents: final_latents, latent_shape: plan.latent_shape, frames: emitted })
+}
+
+/// The DiT forward's largest single tensor for `batch` samples of `tokens` tokens: the GLU
+/// input `[B·N, 2·ffn]` in the model dtype, the cross-attention's f32 logits `[B, heads, N, L]`
+/// (L: the padded caption) or the linear attention's f32 operands `[B, H, N, d]`.
+fn largest_dit_tensor(dit: &crate::models::dit::DitConfig, batch: usize, tokens: usize, caption: usize, dtype: DType) -> (u64, String) {
+    let bt = (batch * tokens) as u64;
+    [
+        (bt * 2 * dit.ffn_hidden as u64 * dtype_size(dtype) as u64, format!("the GLU input [{}, {}] in {dtype:?}", batch * tokens, 2 * dit.ffn_hidden)),
+        (bt * (dit.cross_heads * caption * 4) as u64, format!("the cross-attention logits [{batch}, {}, {tokens}, {caption}] in F32", dit.cross_heads)),
+        (bt * (dit.dim * 4) as u64, format!("the linear attention's operands [{batch}, {}, {tokens}, {}] in F32", dit.heads, dit.head_dim)),
+    ]
+    .into_iter()
+    .max_by_key(|(bytes, _)| *bytes)
+    .expect("three candidates")
+}
+
+/// Refuses, before any weights load, a request whose DiT tensors exceed the largest buffer
+/// the device allocates (wgpu's binding limit): it would otherwise fail at the first
+/// forward, after the prompt was encoded.
+fn check_buffer_limit(source: &dyn FileSource, plan: &Plan, req: &Request, batch: usize, device: &Device) -> Result<()> {
+    let Some(limit) = crate::kernels::max_buffer_bytes(device) else {
+        return Ok(());
+    };
+    let dit = SanaVideoTransformer3DModel::read_config(source, &plan.transformer_dir)?;
+    let caption = req.prompt_options.max_sequence_length;
+    let (bytes, what) = largest_dit_tensor(&dit, batch, plan.tokens, caption, req.dtype);
+    if bytes <= limit {
+        return Ok(());
+    }
+    let half_fits = req.dtype == DType::F32 && largest_dit_tensor(&dit, batch, plan.tokens, caption, DType::F16).0 <= limit;
+    let half = if half_fits { "use --dtype f16, or " } else { "" };
+    Err(Error::Input(format!(
+        "--frames {} at {}x{} (generation size): {what} takes {:.2} GB, more than the largest buffer this device allocates \
+         ({:.2} GB, a limit of its graphics API): {half}lower --frames, --height or --width",
+        req.frames,
+        plan.gen_size.1,
+        plan.gen_size.0,
+        bytes as f64 / 1e9,
+        limit as f64 / 1e9
+    )))
 }
 
 /// CubeCL's pool carves allocations from pages sized to the largest allocation so far; as a

@@ -95,6 +95,15 @@ pub const HALF_ROUTINES: &[&str] = &[
     "tma-simple-mma",
     "tma-simple-multirow-mma",
     "tma-specialized-mma",
+    // Cooperative-matrix variants: the only tensor-core routines of CubeCL's SPIR-V path
+    // (Vulkan), where the `mma` ones are unavailable.
+    "simple-multirow-cmma",
+    "simple-tilewise-cmma",
+    "simple-strided-cmma",
+    "double-tilewise-cmma",
+    "double-hybrid-cmma",
+    "ordered4-cmma",
+    "ordered8-cmma",
     "cublas",
 ];
 // Not listed: `tma-specialized-cmma`, which on an H200 (2026-11-28) returned results it
@@ -105,12 +114,12 @@ fn half_strategy(name: &str) -> Option<Strategy> {
     use multi_level::Strategy as S;
     let simple = |multi_rows, tile_matmul| BlueprintStrategy::Inferred(SimpleArgs { multi_rows, tile_matmul });
     let double = |specialized, tile_matmul| BlueprintStrategy::Inferred(DoubleBufferingArgs { specialized, tile_matmul });
-    let ordered = |rows| {
+    let ordered = |rows, tile_matmul| {
         BlueprintStrategy::Inferred(OrderedSelectionArgs {
             partition_k: Some(2),
             row_count: Some(rows),
             rows_per_plane: Some(2),
-            tile_matmul: TileMatmulKind::Mma,
+            tile_matmul,
         })
     };
     let (cmma, mma) = (TileMatmulKind::Cmma, TileMatmulKind::Mma);
@@ -121,14 +130,21 @@ fn half_strategy(name: &str) -> Option<Strategy> {
         "double-cmma" => S::DoubleCyclicCmma(double(false, cmma)),
         "double-mma" => S::DoubleCyclicMma(double(false, mma)),
         "double-specialized-mma" => S::DoubleCyclicMma(double(true, mma)),
-        "ordered4-mma" => S::OrderedDoubleMma(ordered(4)),
-        "ordered8-mma" => S::OrderedDoubleMma(ordered(8)),
+        "ordered4-mma" => S::OrderedDoubleMma(ordered(4, mma)),
+        "ordered8-mma" => S::OrderedDoubleMma(ordered(8, mma)),
         "specialized-cmma" => S::SpecializedCyclicCmma(BlueprintStrategy::Inferred(().into())),
         "specialized-mma" => S::SpecializedCyclicMma(BlueprintStrategy::Inferred(().into())),
         "tma-simple-mma" => S::SimpleTmaMma(BlueprintStrategy::Inferred(SimpleArgs { multi_rows: false, tile_matmul: mma })),
         "tma-simple-multirow-mma" => S::SimpleTmaMma(BlueprintStrategy::Inferred(SimpleArgs { multi_rows: true, tile_matmul: mma })),
         "tma-specialized-cmma" => S::SpecializedTmaCmma(BlueprintStrategy::Inferred(().into())),
         "tma-specialized-mma" => S::SpecializedTmaMma(BlueprintStrategy::Inferred(().into())),
+        "simple-multirow-cmma" => S::SimpleCyclicCmma(simple(true, cmma)),
+        "simple-tilewise-cmma" => S::SimpleTilewiseCmma(BlueprintStrategy::Inferred(SimpleArgs { multi_rows: false, tile_matmul: cmma })),
+        "simple-strided-cmma" => S::SimpleStridedCmma(BlueprintStrategy::Inferred(SimpleArgs { multi_rows: false, tile_matmul: cmma })),
+        "double-tilewise-cmma" => S::DoubleTilewiseCmma(BlueprintStrategy::Inferred(DoubleBufferingArgs { specialized: false, tile_matmul: cmma })),
+        "double-hybrid-cmma" => S::DoubleHybridCmma(BlueprintStrategy::Inferred(DoubleBufferingArgs { specialized: false, tile_matmul: cmma })),
+        "ordered4-cmma" => S::OrderedDoubleCmma(ordered(4, cmma)),
+        "ordered8-cmma" => S::OrderedDoubleCmma(ordered(8, cmma)),
         _ => return None,
     };
     Some(Strategy::MultiLevel(s))
@@ -142,6 +158,15 @@ fn half_strategy(name: &str) -> Option<Strategy> {
 /// devices cuBLASLt goes first unless `SANA_CUBLAS` says otherwise (`cublas.rs`).
 pub const DEFAULT_HALF_ROUTINE: &str = "tma-specialized-mma";
 pub const FALLBACK_HALF_ROUTINE: &str = "double-mma";
+
+/// Where only cooperative-matrix routines run (CubeCL's SPIR-V path on Vulkan): the routine
+/// for a `k -> n` product. `matmul-bench --backend vulkan --dtype f16` on an H200's Vulkan
+/// driver (2026-11-29, BENCHMARKS.md): `simple-multirow-cmma` 122-126 TFLOP/s on the FFN's
+/// 2240 -> 13440 and 6720 -> 2240 GEMMs against 81-91 for `simple-cmma` (burn's default),
+/// which stays ahead on 2240 -> 2240 (86 against 43) and the attention's small products.
+fn cmma_routine(k: usize, n: usize) -> &'static str {
+    if k * n >= 12_000_000 { "simple-multirow-cmma" } else { "simple-cmma" }
+}
 
 fn chosen_half_routine() -> &'static str {
     use std::sync::OnceLock;
@@ -215,7 +240,11 @@ fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTe
         "cublas" => DEFAULT_HALF_ROUTINE,
         r => r,
     };
-    for routine in [first, FALLBACK_HALF_ROUTINE] {
+    // Unavailable routines fail before compiling anything: on Vulkan the first two (`mma`
+    // routines) are declined and the cooperative-matrix choice runs.
+    let dims = rhs.meta.shape().clone();
+    let (k, n) = (dims[dims.num_dims() - 2], dims[dims.num_dims() - 1]);
+    for routine in [first, FALLBACK_HALF_ROUTINE, cmma_routine(k, n)] {
         if let Ok(out) = launch_half(lhs.clone(), rhs.clone(), out_dtype, routine) {
             return out;
         }
