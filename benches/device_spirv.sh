@@ -2,7 +2,7 @@
 # `--backend vulkan` (wgpu pinned to Vulkan, CubeCL's SPIR-V kernels, cooperative-matrix
 # GEMMs; build feature `vulkan`) on the GPU machine's NVIDIA Vulkan driver, against the CUDA
 # path in the same call. Stages (SPIRV_STAGES, default "tests matmul forward"):
-#   tests:   the kernel and DiT parity tests with SANA_TEST_BACKENDS=vulkan
+#   tests:   the kernel, DiT parity and quantisation tests with SANA_TEST_BACKENDS=vulkan
 #   matmul:  `matmul-bench --backend vulkan --dtype f16`: every cubek routine on the DiT's GEMMs
 #   forward: the random full-size 480p DiT forward (15,600 and 65,520 tokens), vulkan f16
 #            and, for the ratio, CUDA bf16 and f16
@@ -10,8 +10,11 @@
 #   pipeline: the random full-size 480p pipeline (tools/fullsize_pipeline.py), `sana-video
 #            generate --backend vulkan --dtype f16`, 81 frames, SPIRV_STEPS steps (default 4),
 #            then the same on CUDA bf16
+#   long:    LongSANA 10 s at 480p on vulkan f16 (the pipeline's transformer declared
+#            block-causal, benches/causal_copy.sh)
 # Carry .devcarry/ (xz of sana-video, dit-forward, matmul-bench, and the test binaries
-# kernels and dit_parity, all built with `--features cuda,vulkan`), .gl/ (the Vulkan loader
+# kernels, dit_parity and quant, all built with `--features cuda,vulkan`; a stage runs what
+# was carried), .gl/ (the Vulkan loader
 # and glvnd .debs, see device_e2e.sh) and .whl/ (diffusers, for the checkpoint maker).
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
@@ -20,8 +23,10 @@ export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 STAGES=${SPIRV_STAGES:-tests matmul forward}
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u; } | tee $OUT/gpu.txt
 if [[ $STAGES == *tests* ]]; then
-  for t in kernels dit_parity; do
-    SANA_TEST_BACKENDS=vulkan SANA_FIXTURES=tests/fixtures timeout 300 $B/$t --test-threads=1 --nocapture 2>&1 \
+  for t in kernels dit_parity quant; do
+    [ -x $B/$t ] || continue
+    # quant's plan test reads builtin-model/ from the build machine's path.
+    SANA_TEST_BACKENDS=vulkan SANA_FIXTURES=tests/fixtures timeout 300 $B/$t --test-threads=1 --nocapture --skip fp8_plan_estimate 2>&1 \
       | grep -E 'rel|test |test result|panicked|error' | tee -a $OUT/tests_vulkan.log
   done
 fi
@@ -57,4 +62,12 @@ if [[ $STAGES == *pipeline* ]]; then
     timeout 300 $B/sana-video generate --model $P --backend $1 --dtype $2 --vae-dtype $2 --prompt "A small red ball bounces across a wooden floor, casting a soft shadow." \
       --frames 81 --height 480 --width 832 --steps ${SPIRV_STEPS:-4} --cfg-scale 6 --seed 42 -o /tmp/ours_$1.mp4 2>&1 | grep -v -E "^\s*\[" | tail -25
   done | tee $OUT/pipeline.txt
+fi
+if [[ $STAGES == *long* ]]; then
+  TOK=tests/fixtures/downloads/gemma-2-tokenizer; P=/tmp/sana480p; PL=/tmp/sana480p-long
+  [ -f $TOK/tokenizer.json ] || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" $TOK/tokenizer.json.xz $TOK/tokenizer.json
+  [ -d $P/transformer ] || python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-bench 2>&1 | grep -v -i -E "warn|Writing" | tail -3
+  source benches/causal_copy.sh
+  timeout 300 $B/sana-video generate --model $PL --backend vulkan --dtype f16 --vae-dtype f16 --seconds 10 \
+    --prompt "A red kite drifts over a green hill under a slowly moving sky." --seed 1 -o /tmp/long_vk.mp4 2>&1 | grep -v -E "^\s*\[" | tail -30 | tee $OUT/long.txt
 fi
