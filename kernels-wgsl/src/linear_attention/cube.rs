@@ -169,9 +169,17 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
     let [b, n, h, d] = k.dims();
     let dev = k.device();
     let fast = k.dtype() != DType::F32 && v.dtype() != DType::F32;
+    // Where cuBLASLt's TF32 is not (wgpu: WGSL, SPIR-V; an f16 model, wgpu has no bf16), the
+    // `KV` GEMM of an f16 model takes f16 operands with f32 accumulation: v is f16 already,
+    // and R·φ(k) rounds to f16 as TF32 rounds it on CUDA (10 explicit mantissa bits; its
+    // size is at most √2·max|k|, in f16's range). On Vulkan that runs on cooperative
+    // matrices instead of the exact-f32 unit routine.
+    let half_kv = fast && k.dtype() == DType::F16 && v.dtype() == DType::F16 && !crate::is_cuda_device(&dev);
     let (phi, rot) = relu_rope(k, cos, sin);
     crate::mark(&dev, "la.relu_rope(k)");
-    let vt = to_f32(v).permute([0, 2, 3, 1]); // [B, H, d, N]
+    let (vt, rot) = if half_kv { (v, rot.cast(burn::tensor::FloatDType::F16)) } else { (to_f32(v), rot) };
+    let vt = vt.permute([0, 2, 3, 1]); // [B, H, d, N]
+    let kv_gemm = |a: BTensor<5>, b: BTensor<5>| if half_kv { crate::matmul::matmul_to_f32(a, b, Impl::Auto) } else { gemm(a, b, fast) };
     let splits = token_splits(n);
     // Both sums are GEMMs over the tokens, `S` partial sums each: `KV = vᵀ·R·φ(k)` and
     // `Σ φ(k) = 1ᵀ·φ(k)` (a GEMM, not a reduction op: burn's `sum_dim` over N took 4 ms a
@@ -179,7 +187,8 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
     let (kv, ksum) = if splits == 1 {
         // [B, H, d, N] x [B, H, N, d] -> [B, H, d, d]
         let ones = BTensor::<4>::ones([b, h, 1, n], (&dev, DType::F32));
-        (gemm(vt, rot, fast), gemm(ones, phi, fast).reshape([b, h, d]))
+        let kv = kv_gemm(vt.unsqueeze_dim(2), rot.unsqueeze_dim(2)).reshape([b, h, d, d]);
+        (kv, gemm(ones, phi, fast).reshape([b, h, d]))
     } else {
         // Zero tokens add nothing to the sums: pad N to a multiple of the splits.
         let per = n.div_ceil(splits);
@@ -187,13 +196,13 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
         let (mut vt, mut r, mut phi) = (vt, rot, phi);
         if pad > 0 {
             vt = BTensor::cat(vec![vt.clone(), BTensor::zeros([b, h, d, pad], (&dev, vt.dtype()))], 3);
-            r = BTensor::cat(vec![r, BTensor::zeros([b, h, pad, d], (&dev, DType::F32))], 2);
+            r = BTensor::cat(vec![r.clone(), BTensor::zeros([b, h, pad, d], (&dev, r.dtype()))], 2);
             phi = BTensor::cat(vec![phi, BTensor::zeros([b, h, pad, d], (&dev, DType::F32))], 2);
         }
         // [B, H, S, d, N/S] x [B, H, S, N/S, d] -> [B, H, S, d, d], summed over S.
         let vt: BTensor<5> = vt.reshape([b, h, d, splits, per]).swap_dims(2, 3);
         let r: BTensor<5> = r.reshape([b, h, splits, per, d]);
-        let kv = gemm(vt, r, fast).sum_dim(2).reshape([b, h, d, d]);
+        let kv = kv_gemm(vt, r).sum_dim(2).reshape([b, h, d, d]);
         crate::mark(&dev, "la.kv (v to f32, GEMM)");
         let ones = BTensor::<5>::ones([b, h, splits, 1, per], (&dev, DType::F32));
         let phi: BTensor<5> = phi.reshape([b, h, splits, per, d]);
