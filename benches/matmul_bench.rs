@@ -45,7 +45,8 @@ fn main() -> Result<(), String> {
     // (name, batch, m, k, n, uses per DiT forward: 20 layers)
     let half_tokens = tokens / 2;
     let shapes = [
-        ("2240->2240 (q,k,v,out,cross q/out,temporal taps)", 1, tokens, 2240, 2240, 9 * 20),
+        ("2240->2240 (q,k,v,out,cross q/out)", 1, tokens, 2240, 2240, 6 * 20),
+        ("2240->6720 (ff.conv_temp, three taps)", 1, tokens, 2240, 6720, 20),
         ("2240->13440 (ff.conv_inverted)", 1, tokens, 2240, 13440, 20),
         ("6720->2240 (ff.conv_point)", 1, tokens, 6720, 2240, 20),
         ("cross logits [40] 112->300", 40, half_tokens, 112, 300, 20),

@@ -71,7 +71,17 @@ pub fn create(kind: BackendKind) -> Result<Device> {
         // Natively the adapter is probed with a tiny op (blocking read-back); the browser
         // cannot block, so there the web front end initialises the device asynchronously.
         #[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
-        BackendKind::Wgpu => probe(kind, || Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))),
+        BackendKind::Wgpu => probe(kind, || {
+            let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+            // With the SPIR-V compiler built in (`vulkan`), CubeCL uses it on every Vulkan
+            // adapter, plain wgpu devices included (see the Vulkan arm).
+            if cfg!(feature = "vulkan") {
+                if let Some(adapter) = software_adapter(&device) {
+                    return Err(format!("{adapter} is a software rasteriser and this build compiles SPIR-V for Vulkan (--features vulkan), which it cannot run: use --backend cpu, or a build without the vulkan feature"));
+                }
+            }
+            Ok(device)
+        }),
         #[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
         BackendKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
@@ -83,7 +93,9 @@ pub fn create(kind: BackendKind) -> Result<Device> {
         BackendKind::Vulkan => probe(kind, || {
             let device = Device::vulkan(burn::tensor::DeviceKind::DefaultDevice);
             match software_adapter(&device) {
-                Some(adapter) => Err(format!("{adapter} is a software rasteriser, which cannot run SPIR-V kernels: use --backend wgpu or cpu")),
+                Some(adapter) => Err(format!(
+                    "{adapter} is a software rasteriser, which cannot run SPIR-V kernels: use --backend cpu (or wgpu from a build without the vulkan feature)"
+                )),
                 None => Ok(device),
             }
         }),

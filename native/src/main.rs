@@ -134,7 +134,8 @@ COMMANDS:
 OPTIONS:
     --backend B          cpu (burn-flex), wgpu (any Vulkan/Metal/DX12 GPU; Mesa lavapipe without
                          one), vulkan (wgpu with SPIR-V kernels and cooperative-matrix GEMMs on a
-                         Vulkan GPU; builds with --features vulkan) or cuda (builds with
+                         Vulkan GPU; builds with --features vulkan, where wgpu compiles SPIR-V
+                         too and both refuse software adapters) or cuda (builds with
                          --features cuda). Default: the best that opens.
     --dtype D            compute dtype: f32 (default), f16 or bf16.
     --reference-kernels  use the plain tensor-op references instead of the CubeCL kernels.

@@ -114,6 +114,30 @@ fn linear_attention_matches_naive_and_reference() {
     }
 }
 
+/// Enough tokens for the `KV` sum to split over them (3 partial sums, 2 padding tokens:
+/// `token_splits`), with f16 inputs, whose `KV` GEMM on wgpu devices takes f16 operands and
+/// the padding's zeros in the operands' dtype: within the f16 bound of the test above.
+#[test]
+fn linear_attention_split_sums_with_padding() {
+    use burn::tensor::FloatDType;
+    let (grid, b, h, d) = ([5, 1, 617], 1, 2, 16);
+    let n = grid.iter().product::<usize>();
+    let shape = [b, n, h, d];
+    let len = b * n * h * d;
+    for (kind, device) in backends() {
+        let (q, k, v) = (random_vec(len, 71), random_vec(len, 72), random_vec(len, 73));
+        let (c, s, ct, st) = rope_for(grid, d, &device);
+        let half = |x: &[f32]| tensor4(x, shape, &device).cast(FloatDType::F16);
+        let back = |t: Tensor<4>| t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+        let (qh, kh, vh) = (half(&q), half(&k), half(&v));
+        let expected = naive(&back(qh.clone()), &back(kh.clone()), &back(vh.clone()), &c, &s, shape, 1e-15);
+        let out = linear_attention::attention(qh, kh, vh, ct, st, 1e-15, burn::tensor::DType::F16, Impl::Auto);
+        let (rel, _) = rel_l2(&back(out), &expected);
+        println!("{} f16 {n} tokens: rel {rel:.2e}", device::name(kind));
+        assert!(rel < 1e-3, "{} f16 {n} tokens: rel L2 {rel:.3e}", device::name(kind));
+    }
+}
+
 /// Sums over two segments added together equal the sums over the whole sequence: the
 /// property the LongSANA state relies on.
 #[test]

@@ -588,7 +588,7 @@ pub async fn run_long_async(
     let [_, c_lat, _, lat_h, lat_w] = plan.latent_shape;
     let temporal = 4;
     // One chunk at a time, without CFG: `plan.tokens` is a chunk's.
-    super::check_buffer_limit(source, plan, req, 1, device)?;
+    super::check_buffer_limit(source, plan, req, 1, true, device)?;
     let saved = opts.resume.as_deref().map(read_state_file).transpose()?;
     let new_lat = new_latent_frames(req.frames, temporal, saved.is_some())?;
     let sizes = longlive::chunk_sizes(new_lat, opts.chunk_frames)?;

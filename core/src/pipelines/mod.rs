@@ -510,7 +510,7 @@ pub async fn run_async(
 ) -> Result<Generated> {
     let [_, c_lat, lat_f, lat_h, lat_w] = plan.latent_shape;
     let cfg = req.cfg_scale > 1.0;
-    check_buffer_limit(source, plan, req, if cfg { 2 } else { 1 }, device)?;
+    check_buffer_limit(source, plan, req, if cfg { 2 } else { 1 }, false, device)?;
 
     // 1. Prompt embeddings, then release the encoder.
     events.stage(Stage::LoadTextEncoder, 0);
@@ -708,40 +708,48 @@ pub async fn run_async(
 
 /// The DiT forward's largest single tensor for `batch` samples of `tokens` tokens: the GLU
 /// input `[B·N, 2·ffn]` in the model dtype, the cross-attention's f32 logits `[B, heads, N, L]`
-/// (L: the padded caption) or the linear attention's f32 operands `[B, H, N, d]`.
-fn largest_dit_tensor(dit: &crate::models::dit::DitConfig, batch: usize, tokens: usize, caption: usize, dtype: DType) -> (u64, String) {
+/// (L: the caption at its padded length, an upper bound: the DiT trims the padding), the
+/// linear attention's f32 operands `[B, H, N, d]`, and with per-token timesteps (image to
+/// video) the per-token modulation `[B, N, 6, dim]` in the model dtype.
+fn largest_dit_tensor(dit: &crate::models::dit::DitConfig, batch: usize, tokens: usize, caption: usize, per_token: bool, dtype: DType) -> (u64, String) {
     let bt = (batch * tokens) as u64;
-    [
-        (bt * 2 * dit.ffn_hidden as u64 * dtype_size(dtype) as u64, format!("the GLU input [{}, {}] in {dtype:?}", batch * tokens, 2 * dit.ffn_hidden)),
+    let elt = dtype_size(dtype) as u64;
+    let mut candidates = vec![
+        (bt * 2 * dit.ffn_hidden as u64 * elt, format!("the GLU input [{}, {}] in {dtype:?}", batch * tokens, 2 * dit.ffn_hidden)),
         (bt * (dit.cross_heads * caption * 4) as u64, format!("the cross-attention logits [{batch}, {}, {tokens}, {caption}] in F32", dit.cross_heads)),
         (bt * (dit.dim * 4) as u64, format!("the linear attention's operands [{batch}, {}, {tokens}, {}] in F32", dit.heads, dit.head_dim)),
-    ]
-    .into_iter()
-    .max_by_key(|(bytes, _)| *bytes)
-    .expect("three candidates")
+    ];
+    if per_token {
+        candidates.push((bt * 6 * dit.dim as u64 * elt, format!("the per-token modulation [{batch}, {tokens}, 6, {}] in {dtype:?}", dit.dim)));
+    }
+    candidates.into_iter().max_by_key(|(bytes, _)| *bytes).expect("three candidates or more")
 }
 
 /// Refuses, before any weights load, a request whose DiT tensors exceed the largest buffer
-/// the device allocates (wgpu's binding limit): it would otherwise fail at the first
-/// forward, after the prompt was encoded.
-fn check_buffer_limit(source: &dyn FileSource, plan: &Plan, req: &Request, batch: usize, device: &Device) -> Result<()> {
+/// the device allocates (wgpu's binding limit, as CubeCL's pool applies it): it would
+/// otherwise fail at the first forward, after the prompt was encoded. `long`: a LongSANA run,
+/// whose forwards see one chunk (`plan.tokens`), sized by --chunk-frames, not --frames.
+fn check_buffer_limit(source: &dyn FileSource, plan: &Plan, req: &Request, batch: usize, long: bool, device: &Device) -> Result<()> {
     let Some(limit) = crate::kernels::max_buffer_bytes(device) else {
         return Ok(());
     };
     let dit = SanaVideoTransformer3DModel::read_config(source, &plan.transformer_dir)?;
     let caption = req.prompt_options.max_sequence_length;
-    let (bytes, what) = largest_dit_tensor(&dit, batch, plan.tokens, caption, req.dtype);
+    let per_token = req.image.is_some() && !long;
+    let (bytes, what) = largest_dit_tensor(&dit, batch, plan.tokens, caption, per_token, req.dtype);
     if bytes <= limit {
         return Ok(());
     }
-    let half_fits = req.dtype == DType::F32 && largest_dit_tensor(&dit, batch, plan.tokens, caption, DType::F16).0 <= limit;
+    let half_fits = req.dtype == DType::F32 && largest_dit_tensor(&dit, batch, plan.tokens, caption, per_token, DType::F16).0 <= limit;
     let half = if half_fits { "use --dtype f16, or " } else { "" };
+    let (request, knobs) = if long {
+        (format!("a chunk of {} tokens at {}x{}", plan.tokens, plan.gen_size.1, plan.gen_size.0), "--chunk-frames")
+    } else {
+        (format!("--frames {} at {}x{} (generation size)", req.frames, plan.gen_size.1, plan.gen_size.0), "--frames")
+    };
     Err(Error::Input(format!(
-        "--frames {} at {}x{} (generation size): {what} takes {:.2} GB, more than the largest buffer this device allocates \
-         ({:.2} GB, a limit of its graphics API): {half}lower --frames, --height or --width",
-        req.frames,
-        plan.gen_size.1,
-        plan.gen_size.0,
+        "{request}: {what} takes {:.2} GB, more than the largest buffer this device allocates ({:.2} GB, a limit of its \
+         graphics API): {half}lower {knobs}, --height or --width",
         bytes as f64 / 1e9,
         limit as f64 / 1e9
     )))

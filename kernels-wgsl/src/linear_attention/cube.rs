@@ -2,7 +2,8 @@
 //!
 //! One fused kernel prepares the operands (ReLU, RoPE, and the move to a per-head
 //! `[B, H, N, d]` layout, in one pass over `q` or `k`); the reductions over tokens then go
-//! through the device's tuned matmul (`crate::matmul`, exact f32): `KV = vᵀ·R·φ(k)` and
+//! through the device's tuned matmul (`crate::matmul`; f32 accumulation, operands rounded
+//! only for a 16-bit model, see `gemm` and `kv_sums`): `KV = vᵀ·R·φ(k)` and
 //! `num = R·φ(q)·KVᵀ` are GEMMs with a `d x d` (112 x 112) side. The first kernels here gave
 //! each output element its own thread and a serial loop over all N tokens (32k at 480p),
 //! which left the GPU mostly idle.
@@ -22,7 +23,8 @@ use crate::Impl;
 /// The sums' f32 GEMMs: exact f32 for an f32 model; on TF32 tensor cores for a 16-bit one,
 /// whose attention output is rounded to 8 (bf16) or 11 (f16) mantissa bits anyway: φ(k), φ(q)
 /// and v are exact in TF32 there, only the rotated operands and the sums are rounded (2^-11).
-/// On CUDA this made the sums' GEMMs several times faster (BENCHMARKS.md).
+/// On CUDA this made the sums' GEMMs several times faster (BENCHMARKS.md). Elsewhere (wgpu)
+/// `matmul_fast_f32` is exact f32, and `kv_sums` runs its `KV` GEMM on f16 operands instead.
 fn gemm<const D: usize>(a: BTensor<D>, b: BTensor<D>, fast: bool) -> BTensor<D> {
     if fast { matmul_fast_f32(a, b, Impl::Auto) } else { matmul(a, b, Impl::Auto) }
 }
@@ -169,11 +171,12 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
     let [b, n, h, d] = k.dims();
     let dev = k.device();
     let fast = k.dtype() != DType::F32 && v.dtype() != DType::F32;
-    // Where cuBLASLt's TF32 is not (wgpu: WGSL, SPIR-V; an f16 model, wgpu has no bf16), the
-    // `KV` GEMM of an f16 model takes f16 operands with f32 accumulation: v is f16 already,
-    // and R·φ(k) rounds to f16 as TF32 rounds it on CUDA (10 explicit mantissa bits; its
-    // size is at most √2·max|k|, in f16's range). On Vulkan that runs on cooperative
-    // matrices instead of the exact-f32 unit routine.
+    // Where cuBLASLt's TF32 is not (every wgpu device: WGSL, SPIR-V; an f16 model, wgpu has
+    // no bf16), the `KV` GEMM of an f16 model takes f16 operands with f32 accumulation: v is
+    // f16 already, and R·φ(k) rounds to f16 as TF32 rounds it on CUDA (10 explicit mantissa
+    // bits; its size is at most √2·max|k|, which overflows f16 only for |k| above ~46,000,
+    // far past what the RMS-normed keys reach). On Vulkan that runs on cooperative matrices
+    // instead of the exact-f32 unit routine; on WGSL both are unit routines.
     let half_kv = fast && k.dtype() == DType::F16 && v.dtype() == DType::F16 && !crate::is_cuda_device(&dev);
     let (phi, rot) = relu_rope(k, cos, sin);
     crate::mark(&dev, "la.relu_rope(k)");
@@ -203,7 +206,7 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
         let vt: BTensor<5> = vt.reshape([b, h, d, splits, per]).swap_dims(2, 3);
         let r: BTensor<5> = r.reshape([b, h, splits, per, d]);
         let kv = kv_gemm(vt, r).sum_dim(2).reshape([b, h, d, d]);
-        crate::mark(&dev, "la.kv (v to f32, GEMM)");
+        crate::mark(&dev, "la.kv (v to f32 or rot to f16, GEMM)");
         let ones = BTensor::<5>::ones([b, h, splits, 1, per], (&dev, DType::F32));
         let phi: BTensor<5> = phi.reshape([b, h, splits, per, d]);
         (kv, gemm(ones, phi, fast).sum_dim(2).reshape([b, h, d]))

@@ -107,8 +107,9 @@ pub const HALF_ROUTINES: &[&str] = &[
     "cublas",
 ];
 // Not listed: `tma-specialized-cmma`, which on an H200 (2026-11-28) returned results it
-// cannot have computed (faster than the card's peak, error exactly zero), and the
-// specialised/double-buffered cmma routines are 10x slower than their mma twins there.
+// cannot have computed (faster than the card's peak, error exactly zero). On CUDA the
+// specialised/double-buffered cmma routines are 10x slower than their mma twins; they are
+// listed for Vulkan, where no `mma` routine runs.
 
 fn half_strategy(name: &str) -> Option<Strategy> {
     use multi_level::Strategy as S;
@@ -163,7 +164,9 @@ pub const FALLBACK_HALF_ROUTINE: &str = "double-mma";
 /// for a `k -> n` product. `matmul-bench --backend vulkan --dtype f16` on an H200's Vulkan
 /// driver (2026-11-29, BENCHMARKS.md): `simple-multirow-cmma` 122-126 TFLOP/s on the FFN's
 /// 2240 -> 13440 and 6720 -> 2240 GEMMs against 81-91 for `simple-cmma` (burn's default),
-/// which stays ahead on 2240 -> 2240 (86 against 43) and the attention's small products.
+/// which stays ahead on 2240 -> 2240 (86 against 43) and the attention's small products. The
+/// temporal conv's 2240 -> 6720 GEMM (k·n 15M, as 6720 -> 2240) falls on the multi-row side
+/// without a bench row of its own (added since).
 fn cmma_routine(k: usize, n: usize) -> &'static str {
     if k * n >= 12_000_000 { "simple-multirow-cmma" } else { "simple-cmma" }
 }
@@ -241,7 +244,9 @@ fn matmul_half_any(lhs: CubeTensor, rhs: CubeTensor, out_dtype: DType) -> CubeTe
         r => r,
     };
     // Unavailable routines fail before compiling anything: on Vulkan the first two (`mma`
-    // routines) are declined and the cooperative-matrix choice runs.
+    // routines) are declined and the cooperative-matrix choice runs. (On CUDA it is reached
+    // only when cuBLASLt and both `mma` routines decline, where burn's default would have
+    // run `simple-cmma` anyway.)
     let dims = rhs.meta.shape().clone();
     let (k, n) = (dims[dims.num_dims() - 2], dims[dims.num_dims() - 1]);
     for routine in [first, FALLBACK_HALF_ROUTINE, cmma_routine(k, n)] {
