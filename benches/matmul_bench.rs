@@ -61,7 +61,7 @@ fn main() -> Result<(), String> {
         let a = Tensor::<3>::random([batch, m, k], Distribution::Normal(0.0, 1.0), &device).cast(dtype);
         let b = Tensor::<3>::random([batch, k, n], Distribution::Normal(0.0, 1.0), &device).cast(dtype);
         // The error is checked on the first rows only: the whole f32 product of the widest
-        // shape (3.5 GB) exceeds the largest buffer a Vulkan driver may allocate.
+        // shape (3.5 GB) exceeds the largest buffer a wgpu device allocates (2 GiB on Vulkan).
         let rows = m.min(4096);
         let exact = matmul(a.clone().narrow(1, 0, rows).cast(FloatDType::F32), b.clone().cast(FloatDType::F32), Impl::Auto);
         let exact_norm = exact.clone().square().sum().into_scalar::<f32>().sqrt();

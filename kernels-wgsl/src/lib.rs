@@ -60,7 +60,8 @@ pub fn is_cube_device(device: &burn::tensor::Device) -> bool {
 }
 
 /// The largest single buffer `device` can allocate where the graphics API caps it: wgpu
-/// (WGSL or SPIR-V) binds storage buffers up to a driver limit (2-4 GB on desktop GPUs).
+/// (WGSL or SPIR-V) binds storage buffers up to a limit, which CubeCL's pool applies
+/// (2,147,483,644 bytes on an H200's Vulkan driver, 128 MiB on lavapipe and WebGPU's default).
 /// `None` on CUDA and the CPU, which allocate what memory holds.
 pub fn max_buffer_bytes(device: &burn::tensor::Device) -> Option<u64> {
     #[cfg(feature = "cube")]
