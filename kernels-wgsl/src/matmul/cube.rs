@@ -161,14 +161,17 @@ pub const DEFAULT_HALF_ROUTINE: &str = "tma-specialized-mma";
 pub const FALLBACK_HALF_ROUTINE: &str = "double-mma";
 
 /// Where only cooperative-matrix routines run (CubeCL's SPIR-V path on Vulkan): the routine
-/// for a `k -> n` product. `matmul-bench --backend vulkan --dtype f16` on an H200's Vulkan
-/// driver (2026-11-29, BENCHMARKS.md): `simple-multirow-cmma` 122-126 TFLOP/s on the FFN's
-/// 2240 -> 13440 and 6720 -> 2240 GEMMs against 81-91 for `simple-cmma` (burn's default),
-/// which stays ahead on 2240 -> 2240 (86 against 43) and the attention's small products. The
-/// temporal conv's 2240 -> 6720 GEMM (k·n 15M, as 6720 -> 2240) falls on the multi-row side
-/// without a bench row of its own (added since).
+/// for a `k -> n` product. `matmul-bench --backend vulkan --dtype f16 --iters 10` on an H200's
+/// Vulkan driver (2026-11-29, BENCHMARKS.md): `simple-multirow-cmma` 122-128 TFLOP/s on every
+/// linear layer's GEMM (2240 -> 2240, 6720, 13440 and 6720 -> 2240) against 87-97 for
+/// `simple-cmma` (burn's default), which stays ahead on the cross-attention's logits
+/// (k·n = 112·300; 46 against 24). The DiT forward: 2.409 s with the threshold at 12M (the FFN
+/// only), 2.214 s at 4M (every linear layer), alternated twice.
 fn cmma_routine(k: usize, n: usize) -> &'static str {
-    if k * n >= 12_000_000 { "simple-multirow-cmma" } else { "simple-cmma" }
+    // `SANA_CMMA_MULTIROW_MIN` moves the k·n threshold (device comparisons).
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let min = *MIN.get_or_init(|| std::env::var("SANA_CMMA_MULTIROW_MIN").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000_000));
+    if k * n >= min { "simple-multirow-cmma" } else { "simple-cmma" }
 }
 
 fn chosen_half_routine() -> &'static str {
