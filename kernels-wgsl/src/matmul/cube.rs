@@ -170,7 +170,13 @@ pub const FALLBACK_HALF_ROUTINE: &str = "double-mma";
 fn cmma_routine(k: usize, n: usize) -> &'static str {
     // `SANA_CMMA_MULTIROW_MIN` moves the k·n threshold (device comparisons).
     static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let min = *MIN.get_or_init(|| std::env::var("SANA_CMMA_MULTIROW_MIN").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000_000));
+    let min = *MIN.get_or_init(|| match std::env::var("SANA_CMMA_MULTIROW_MIN") {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!("warning: SANA_CMMA_MULTIROW_MIN={v} is not a whole number; using 4000000");
+            4_000_000
+        }),
+        Err(_) => 4_000_000,
+    });
     if k * n >= min { "simple-multirow-cmma" } else { "simple-cmma" }
 }
 
