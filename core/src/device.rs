@@ -73,13 +73,11 @@ pub fn create(kind: BackendKind) -> Result<Device> {
         #[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
         BackendKind::Wgpu => probe(kind, || {
             let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-            // With the SPIR-V compiler built in (`vulkan`), CubeCL uses it on every Vulkan
-            // adapter, plain wgpu devices included (see the Vulkan arm).
-            if cfg!(feature = "vulkan") {
-                if let Some(adapter) = software_adapter(&device) {
-                    return Err(format!("{adapter} is a software rasteriser and this build compiles SPIR-V for Vulkan (--features vulkan), which it cannot run: use --backend cpu, or a build without the vulkan feature"));
-                }
-            }
+            // With the SPIR-V compiler built in, CubeCL uses it on every Vulkan adapter,
+            // plain wgpu devices included.
+            #[cfg(feature = "vulkan")]
+            return hardware_for_spirv(device);
+            #[cfg(not(feature = "vulkan"))]
             Ok(device)
         }),
         #[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
@@ -87,24 +85,27 @@ pub fn create(kind: BackendKind) -> Result<Device> {
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => probe(kind, || Ok(Device::cuda(0))),
         #[cfg(all(feature = "vulkan", not(target_arch = "wasm32")))]
-        // Opening the adapter compiles nothing; the probe's op is the first SPIR-V kernel, and
-        // Mesa's lavapipe crashes on CubeCL's SPIR-V (TOOLCHAIN.md), so software adapters are
-        // refused before it.
-        BackendKind::Vulkan => probe(kind, || {
-            let device = Device::vulkan(burn::tensor::DeviceKind::DefaultDevice);
-            match software_adapter(&device) {
-                Some(adapter) => Err(format!(
-                    "{adapter} is a software rasteriser, which cannot run SPIR-V kernels: use --backend cpu (or wgpu from a build without the vulkan feature)"
-                )),
-                None => Ok(device),
-            }
-        }),
+        BackendKind::Vulkan => probe(kind, || hardware_for_spirv(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice))),
         #[allow(unreachable_patterns)]
         other => Err(Error::Device(format!(
             "--backend {}: not compiled into this build (compiled: {})",
             name(other),
             BackendKind::compiled().iter().map(|k| name(*k)).collect::<Vec<_>>().join(", ")
         ))),
+    }
+}
+
+/// `device`, unless its adapter is a software rasteriser: opening the adapter compiles
+/// nothing, the probe's op is the first SPIR-V kernel, and Mesa's lavapipe crashes on
+/// CubeCL's SPIR-V (TOOLCHAIN.md), so such adapters are refused before it.
+#[cfg(all(feature = "vulkan", not(target_arch = "wasm32")))]
+fn hardware_for_spirv(device: Device) -> std::result::Result<Device, String> {
+    match software_adapter(&device) {
+        Some(adapter) => Err(format!(
+            "{adapter} is a software rasteriser, which cannot run the SPIR-V kernels of this build (--features vulkan): \
+             use --backend cpu, or wgpu from a build without the vulkan feature"
+        )),
+        None => Ok(device),
     }
 }
 

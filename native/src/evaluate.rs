@@ -12,7 +12,6 @@ use serde_json::json;
 use sana_video_core::device;
 use sana_video_core::eval::{score_clip, Clip, Summary};
 use sana_video_core::io as sio;
-use sana_video_core::models::text_encoder::PromptOptions;
 use sana_video_core::pipelines::long::LongOptions;
 use sana_video_core::pipelines::{self, Events, Frames, Request};
 use sana_video_core::samplers::SamplerKind;
@@ -84,23 +83,15 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         None => DType::F32,
     };
     let mut req = Request {
-        prompt: String::new(),
         negative_prompt: negative,
-        prompt_options: PromptOptions::default(),
         height: defaults.height,
         width: defaults.width,
         frames,
         steps,
         cfg_scale,
-        seed: 0,
         sampler,
         resolution_binning: defaults.binning,
-        image: None,
-        init_noise: None,
         dtype,
-        vae_dtype: DType::F32,
-        vae_tiling: None,
-        keep_resident: false,
         ..Default::default()
     };
     let long = pipelines::long::is_block_causal(source, &model_dir).map_err(|e| e.to_string())?;

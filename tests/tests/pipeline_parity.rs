@@ -131,22 +131,13 @@ fn seeded_runs_are_reproducible() {
     let dir = root.join("wan").to_string_lossy().to_string();
     let req = Request {
         prompt: "a red ball".into(),
-        negative_prompt: String::new(),
-        prompt_options: PromptOptions::default(),
         height: 32,
         width: 48,
         frames: 5,
         steps: 3,
         cfg_scale: 3.0,
         seed: 1234,
-        sampler: None,
         resolution_binning: false,
-        image: None,
-        init_noise: None,
-        dtype: DType::F32,
-        vae_dtype: DType::F32,
-        vae_tiling: None,
-        keep_resident: false,
         ..Default::default()
     };
     let plan = pipelines::plan(&FsSource, &dir, &req).unwrap();

@@ -15,7 +15,6 @@ use sana_video_core::io::diffusers::component_dir;
 use sana_video_core::io::safetensors::Weights;
 use sana_video_core::io::FileSource;
 use sana_video_core::models::dit::{DitConfig, SanaVideoTransformer3DModel};
-use sana_video_core::models::text_encoder::PromptOptions;
 use sana_video_core::pipelines::{self, Plan, Request};
 use sana_video_core::samplers::SamplerKind;
 use serde_json::{json, Value};
@@ -93,7 +92,6 @@ pub fn parse_request(source: &dyn FileSource, model_dir: &str, json_text: &str) 
     Ok(Request {
         prompt,
         negative_prompt,
-        prompt_options: PromptOptions::default(),
         height: field_usize(&v, "height", d.height)?,
         width: field_usize(&v, "width", d.width)?,
         frames: field_usize(&v, "frames", d.frames)?,
@@ -102,13 +100,9 @@ pub fn parse_request(source: &dyn FileSource, model_dir: &str, json_text: &str) 
         seed,
         sampler,
         resolution_binning: d.binning,
-        image: None,
-        init_noise: None,
         // The browser computes in f32: SwiftShader and many adapters lack shader-f16.
         dtype: DType::F32,
         vae_dtype: DType::F32,
-        vae_tiling: None,
-        keep_resident: false,
         ..Default::default()
     })
 }

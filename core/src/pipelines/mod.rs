@@ -389,9 +389,9 @@ pub fn plan(source: &dyn FileSource, model_dir: &str, req: &Request) -> Result<P
             activations: memory::decoder_activations(dec_pixels, dec_channels, velt, req.vae_convs_in_place, wan_vae),
         });
     }
-    let fp8_dit = has_fp8_weights(&dit_w) || req.plan_fp8_dit;
-    let w8a8 = req.fp8_tensor_core_activations && fp8_dit;
-    let dit_weights = if req.plan_fp8_dit && !has_fp8_weights(&dit_w) { fp8_param_bytes(&dit_w, elt) } else { param_bytes(&dit_w, &[], elt) };
+    let stored_fp8 = has_fp8_weights(&dit_w);
+    let w8a8 = req.fp8_tensor_core_activations && (stored_fp8 || req.plan_fp8_dit);
+    let dit_weights = if req.plan_fp8_dit && !stored_fp8 { fp8_param_bytes(&dit_w, elt) } else { param_bytes(&dit_w, &[], elt) };
     stages.push(memory::StagePlan {
         name: "transformer",
         weights: dit_weights,
