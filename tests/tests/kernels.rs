@@ -89,6 +89,17 @@ fn linear_attention_matches_naive_and_reference() {
                 println!("{} {which:?} shape {shape:?}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
             }
+            // Both apply paths on CubeCL devices: the fused kernel (the default where the head
+            // dim is a multiple of 4) and the four-pass one (`SANA_LA_APPLY=gemm`).
+            if sana_video_core::kernels::is_cube_device(&device) {
+                let sums = linear_attention::kv_sums(tensor4(&k, shape, &device), tensor4(&v, shape, &device), ct.clone(), st.clone(), Impl::Auto);
+                for fused in [true, false] {
+                    let out = linear_attention::cube::apply_with(tensor4(&q, shape, &device), &sums, ct.clone(), st.clone(), 1e-15, burn::tensor::DType::F32, fused);
+                    let (rel, max_abs) = rel_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &expected);
+                    println!("{} apply fused={fused} shape {shape:?}: rel {rel:.3e} max abs {max_abs:.3e}", device::name(kind));
+                    assert!(rel < 1e-5, "{} apply fused={fused} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                }
+            }
             // Half-precision q, k, v read as they are, f32 inside, the output rounded once to
             // f16: against the f64 host version of the same rounded inputs.
             if sana_video_core::kernels::is_cube_device(&device) {

@@ -83,6 +83,130 @@ fn finish_kernel<F: Float>(num: &Tensor<f32>, den: &Tensor<f32>, out: &mut Tenso
     out[ABSOLUTE_POS] = F::cast_from(num[row * d + c] / (den[row] + eps));
 }
 
+/// The whole apply side in one pass (the default where `d` is a multiple of 4 up to 508):
+/// `o_n = KV·R(n)·φ(q_n) / (⟨ksum, φ(q_n)⟩ + eps)`, exact f32 inside, rounded once to `F`.
+/// It replaces φ/RoPE of `q` into two f32 `[B, H, N, d]` tensors, the `num` and `den` GEMMs
+/// and the finishing division (four passes over f32 intermediates) with one read of `q` and
+/// one write of the output.
+///
+/// One cube per (sample and head `bh`, `groups·t` tokens): first φ(q) and R·φ(q) of its
+/// tokens into shared memory (rows `d + 1` apart, so the token groups of one warp fall in
+/// different banks); then unit `(g, av)` of the first `groups·dv` accumulates output channels
+/// `4·av .. 4·av + 4` of the `t` tokens of group `g`, reading `KVᵀ` rows (`kvt[c]`, vectors
+/// of 4 output channels, L1-resident: `d x d` f32 per head) and broadcasting one shared value
+/// per token per `c`, while each of the next `groups·t` units sums one token's denominator.
+#[cube(launch, address_type = "dynamic")]
+#[allow(clippy::too_many_arguments)]
+fn apply_fused_kernel<F: Float, N: Size>(
+    q: &Tensor<F>,
+    cos: &Tensor<f32>,
+    sin: &Tensor<f32>,
+    kvt: &Tensor<Vector<f32, N>>,
+    ksum: &Tensor<f32>,
+    out: &mut Tensor<Vector<F, N>>,
+    eps: f32,
+    #[comptime] d: usize,
+    #[comptime] t: usize,
+    #[comptime] groups: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let tokens = q.shape(1);
+    let heads = q.shape(2);
+    let rows = comptime!(groups * t);
+    let stride = comptime!(d + 1);
+    let dv = comptime!(d / 4);
+    let tiles = tokens.div_ceil(rows);
+    let cube = CUBE_POS;
+    // The same for every unit of a cube: no unit leaves before another's barrier.
+    if cube >= q.shape(0) * heads * tiles {
+        terminate!();
+    }
+    let bh = cube / tiles;
+    let (b, h) = (bh / heads, bh % heads);
+    let n0 = (cube % tiles) * rows;
+    // R·φ(q) rows first, then φ(q) rows, then the denominators.
+    let mut sh = Shared::<[f32]>::new_slice(comptime!(2 * rows * (d + 1) + rows));
+    let u = UNIT_POS as usize;
+
+    let pairs = comptime!(d / 2);
+    let mut e = u;
+    while e < rows * pairs {
+        let (r, p) = (e / pairs, e % pairs);
+        let n = n0 + r;
+        let mut x0 = 0.0f32;
+        let mut x1 = 0.0f32;
+        let mut cs = 1.0f32;
+        let mut sn = 0.0f32;
+        if n < tokens {
+            let base = b * q.stride(0) + n * q.stride(1) + h * q.stride(2);
+            x0 = f32::max(f32::cast_from(q[base + (2 * p) * q.stride(3)]), 0.0);
+            x1 = f32::max(f32::cast_from(q[base + (2 * p + 1) * q.stride(3)]), 0.0);
+            cs = cos[n * cos.stride(0) + p * cos.stride(1)];
+            sn = sin[n * sin.stride(0) + p * sin.stride(1)];
+        }
+        let o = r * stride + 2 * p;
+        sh[o] = x0 * cs - x1 * sn;
+        sh[o + 1] = x0 * sn + x1 * cs;
+        sh[rows * stride + o] = x0;
+        sh[rows * stride + o + 1] = x1;
+        e += CUBE_DIM as usize;
+    }
+    sync_cube();
+
+    let num_units = groups * dv;
+    let (g, av) = (u / dv, u % dv);
+    let mut acc = Array::<Vector<f32, N>>::new(t);
+    #[unroll]
+    for i in 0..t {
+        acc[i] = Vector::<f32, N>::new(0.0);
+    }
+    if u < num_units {
+        let kbase = bh * d * dv + av;
+        for c in 0..d {
+            let kv = kvt[kbase + c * dv];
+            #[unroll]
+            for i in 0..t {
+                acc[i] += kv * Vector::<f32, N>::new(sh[(g * t + i) * stride + c]);
+            }
+        }
+    } else if u < num_units + rows {
+        let r = u - num_units;
+        let mut den = 0.0f32;
+        for c in 0..d {
+            den += ksum[bh * d + c] * sh[rows * stride + r * stride + c];
+        }
+        sh[2 * rows * stride + r] = den;
+    }
+    sync_cube();
+    if u < num_units {
+        #[unroll]
+        for i in 0..t {
+            let r = g * t + i;
+            let n = n0 + r;
+            if n < tokens {
+                let den = Vector::<f32, N>::new(sh[2 * rows * stride + r] + eps);
+                out[((b * tokens + n) * heads + h) * dv + av] = Vector::<F, N>::cast_from(acc[i] / den);
+            }
+        }
+    }
+}
+
+/// Tokens per unit of [`apply_fused_kernel`].
+const APPLY_TOKENS_PER_UNIT: usize = 4;
+
+/// Token groups per cube of [`apply_fused_kernel`] for head dim `d` (a multiple of 4): as many
+/// as WebGPU's 16 KiB of workgroup storage (two f32 rows of `d + 1` and a denominator per
+/// token) and 256 units allow, at most 4; `None` where not even one fits.
+pub fn apply_groups(d: usize) -> Option<usize> {
+    if d == 0 || d % 4 != 0 {
+        return None;
+    }
+    let t = APPLY_TOKENS_PER_UNIT;
+    let rows = 4096 / (2 * d + 3);
+    let groups = (rows / t).min(256 / (d / 4 + t)).min(4);
+    (groups >= 1).then_some(groups)
+}
+
 /// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
 #[backend_extension(Cube)]
 pub trait LinearAttentionKernels: Backend {
@@ -90,6 +214,10 @@ pub trait LinearAttentionKernels: Backend {
     fn la_relu_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
     /// `num / (den + eps)` (f32 `[B, H, N, d]` and `[B, H, N, 1]`) as `[B, N, H, d]` in `dtype`.
     fn la_finish(num: FloatTensor<Self>, den: FloatTensor<Self>, eps: f32, dtype: DType) -> FloatTensor<Self>;
+    /// The fused apply ([`apply_fused_kernel`]): `q` `[B, N, H, d]`, `kvt` f32 `[B, H, d, d]`
+    /// (`KVᵀ`, any strides), `ksum` f32 `[B, H, d]`; `[B, N, H, d]` in `dtype`. `d` must pass
+    /// [`apply_groups`].
+    fn la_apply_fused(q: FloatTensor<Self>, kvt: FloatTensor<Self>, ksum: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, eps: f32, dtype: DType) -> FloatTensor<Self>;
 }
 
 impl LinearAttentionKernels for CubeBackend {
@@ -145,6 +273,42 @@ impl LinearAttentionKernels for CubeBackend {
             den.into_tensor_arg(),
             out.clone().into_tensor_arg(),
             eps,
+            elem_type(dtype),
+        );
+        out
+    }
+
+    fn la_apply_fused(q: CubeTensor, kvt: CubeTensor, ksum: CubeTensor, cos: CubeTensor, sin: CubeTensor, eps: f32, dtype: DType) -> CubeTensor {
+        for (name, t) in [("kvt", &kvt), ("ksum", &ksum), ("cos", &cos), ("sin", &sin)] {
+            assert_eq!(t.dtype, DType::F32, "linear attention kernel: {name} must be f32");
+        }
+        let dims = q.meta.shape().clone();
+        let (b, n, h, d) = (dims[0], dims[1], dims[2], dims[3]);
+        let groups = apply_groups(d).expect("la_apply_fused: head dim not supported");
+        // KVᵀ (the caller's view), so a unit's four output channels are one vector of a row.
+        let kvt = burn_cubecl::kernel::into_contiguous(kvt);
+        let ksum = burn_cubecl::kernel::into_contiguous(ksum);
+        let client = q.client.clone();
+        let out = empty_device_contiguous_dtype(client.clone(), q.device.clone(), Shape::new([b, n, h, d]), dtype);
+        let t = APPLY_TOKENS_PER_UNIT;
+        let rows = groups * t;
+        let address = [q.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
+        apply_fused_kernel::launch(
+            &client,
+            crate::rows::cube_grid(b * h * n.div_ceil(rows)),
+            CubeDim::new_1d((groups * (d / 4) + rows) as u32),
+            address,
+            4,
+            q.into_tensor_arg(),
+            cos.into_tensor_arg(),
+            sin.into_tensor_arg(),
+            kvt.into_tensor_arg(),
+            ksum.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            eps,
+            d,
+            t,
+            groups,
             elem_type(dtype),
         );
         out
@@ -215,9 +379,43 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
     KvSums { kv, ksum }
 }
 
+/// Whether `apply` runs [`apply_fused_kernel`] (the default where the head dim allows) or the
+/// four-pass path (φ/RoPE, the `num` and `den` GEMMs, the division): `SANA_LA_APPLY=gemm`
+/// picks the latter to compare on a GPU (read once).
+pub fn fused_apply_default() -> bool {
+    static S: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *S.get_or_init(|| match std::env::var("SANA_LA_APPLY").as_deref() {
+        Err(_) | Ok("fused") => true,
+        Ok("gemm") => false,
+        Ok(other) => {
+            eprintln!("warning: SANA_LA_APPLY={other:?} is not `fused` or `gemm`; using `fused`");
+            true
+        }
+    })
+}
+
 pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType) -> BTensor<4> {
+    apply_with(q, s, cos, sin, eps, dtype, fused_apply_default())
+}
+
+/// `apply` with the path chosen: `fused` runs the one-pass kernel where the head dim allows.
+pub fn apply_with(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType, fused: bool) -> BTensor<4> {
     let [b, _, h, d] = q.dims();
     let dev = q.device();
+    if fused && apply_groups(d).is_some() {
+        let kvt = s.kv.clone().swap_dims(2, 3);
+        let out = <Dispatch as LinearAttentionKernels>::la_apply_fused(
+            q.into_dispatch(),
+            kvt.into_dispatch(),
+            s.ksum.clone().into_dispatch(),
+            cos.into_dispatch(),
+            sin.into_dispatch(),
+            eps,
+            dtype,
+        );
+        crate::mark(&dev, "la.apply (fused)");
+        return BTensor::from_dispatch(out);
+    }
     let fast = q.dtype() != DType::F32 && dtype != DType::F32;
     let (phi, rot) = relu_rope(q, cos, sin);
     crate::mark(&dev, "la.relu_rope(q)");
@@ -228,4 +426,20 @@ pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f
     let out = BTensor::from_dispatch(<Dispatch as LinearAttentionKernels>::la_finish(num.into_dispatch(), den.into_dispatch(), eps, dtype));
     crate::mark(&dev, "la.finish");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn apply_groups_fit_webgpu_limits() {
+        use super::{apply_groups, APPLY_TOKENS_PER_UNIT as T};
+        assert_eq!(apply_groups(112), Some(4));
+        assert_eq!(apply_groups(10), None);
+        assert_eq!(apply_groups(1024), None);
+        for d in (4..=508).step_by(4) {
+            let g = apply_groups(d).unwrap_or_else(|| panic!("d {d}"));
+            let rows = g * T;
+            assert!((2 * rows * (d + 1) + rows) * 4 <= 16384 && g * (d / 4) + rows <= 256, "d {d}");
+        }
+    }
 }
