@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The tiled GLU conv and the fused linear-attention apply (2026-11-29, sixth session of issue
+# 9) on the GPU machine, against the kernels they replace, in one call. Stages
+# (FUSED_STAGES, default "tests ab"):
+#   tests:   `kernels` and `dit_parity` with SANA_TEST_BACKENDS=cuda, then =vulkan
+#   ab:      dit-forward, random full-size 480p DiT, 65,520 tokens (FUSED_LATENTS), the new
+#            kernels ("new": the defaults) and the old ones ("old": SANA_GLU=128,8,4,0
+#            SANA_LA_APPLY=gemm) alternated (FUSED_AB, default "cuda:bf16 cuda:fp8
+#            vulkan:f16", each new old new old)
+#   profile: timeline profile of the CUDA bf16 CFG-batch forward, new kernels then old
+#   parity:  one full-size forward against the float64 diffusers reference: CUDA f32 and
+#            bf16, Vulkan f16
+#   e2e:     the random full-size 480p pipeline (tools/fullsize_pipeline.py) quantised to
+#            FP8, `sana-video generate` 81 frames, 50 steps, CFG 6, bf16 VAE; then LongSANA
+#            10 s (bf16), both on CUDA
+# Carry .devcarry/ (xz of sana-video, dit-forward and the test binaries kernels and
+# dit_parity, built with `--features cuda,vulkan`), .gl/ (the Vulkan loader and glvnd debs)
+# and .whl/ (diffusers).
+set -uo pipefail
+for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
+source benches/device_unpack.sh
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+STAGES=${FUSED_STAGES:-tests ab}
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u; } | tee $OUT/gpu.txt
+OLD="SANA_GLU=128,8,4,0 SANA_LA_APPLY=gemm"
+if [[ $STAGES == *tests* ]]; then
+  for be in cuda vulkan; do
+    for t in kernels dit_parity; do
+      [ -x $B/$t ] || continue
+      echo "== $t on $be"
+      SANA_TEST_BACKENDS=$be SANA_FIXTURES=tests/fixtures timeout 300 $B/$t --test-threads=1 --nocapture 2>&1 \
+        | grep -E 'rel|test |test result|panicked|error'
+    done
+  done | tee $OUT/tests.log
+fi
+CK=/tmp/ck480/transformer
+if [[ $STAGES == *ab* || $STAGES == *profile* || $STAGES == *parity* ]]; then
+  [ -d $CK ] || python3 tools/make_fullsize_checkpoint.py --variant 480p --out $CK --device cuda 2>&1 | grep -v -i warn
+fi
+forward() { # backend dtype-or-fp8 env... extra args
+  local be=$1 dt=$2; shift 2
+  local model=$CK dtype=$dt
+  if [ "$dt" = fp8 ]; then
+    dtype=bf16; model=/tmp/ck480-fp8
+    [ -d $model ] || timeout 200 $B/dit-forward --model $CK --backend cuda --dtype bf16 --quantize fp8 --quantized-dir $model --latent 1x2x8x8 --iters 1 > /dev/null 2>&1
+  fi
+  env "$@" timeout 200 $B/dit-forward --model $model --backend $be --dtype $dtype --mask-pad 250 --warmup 1 --iters 3 $(for l in ${FUSED_LATENTS:-2x21x60x104}; do echo --latent $l; done) ${EXTRA:-} 2>&1
+}
+if [[ $STAGES == *ab* ]]; then
+  for bd in ${FUSED_AB:-cuda:bf16 cuda:fp8 vulkan:f16}; do
+    set -- ${bd/:/ }
+    for v in new old new old; do
+      echo "== $1 $2 $v"
+      if [ $v = new ]; then forward $1 $2 X=1; else forward $1 $2 $OLD; fi | grep -E "tokens|error|Error"
+    done
+  done | tee $OUT/ab.md
+fi
+if [[ $STAGES == *profile* ]]; then
+  for v in new old; do
+    echo "== cuda bf16 $v"
+    if [ $v = new ]; then EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline; else EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline $OLD; fi \
+      | grep -E "Timeline|tokens|^\||error" | head -70
+  done | tee $OUT/profile.md
+fi
+if [[ $STAGES == *parity* ]]; then
+  python3 tools/fullsize_parity.py --model $CK --out /tmp/fp --latent 2x16x5x30x52 2>&1 | grep -v -i warn | tail -3
+  for bd in cuda:f32 cuda:bf16 vulkan:f16; do
+    set -- ${bd/:/ }
+    timeout 300 $B/sana-video debug transformer --backend $1 --dtype $2 --model $CK --inputs /tmp/fp/inputs.safetensors --output /tmp/fp/ours_$1_$2.safetensors 2>&1 | tail -1
+    python3 tools/compare.py /tmp/fp/ours_$1_$2.safetensors /tmp/fp/outputs.safetensors 2>&1 | sed "s/^/$1 $2: /"
+  done | tee $OUT/parity.txt
+fi
+if [[ $STAGES == *e2e* ]]; then
+  TOK=tests/fixtures/downloads/gemma-2-tokenizer; P=/tmp/sana480p; PL=/tmp/sana480p-long
+  [ -f $TOK/tokenizer.json ] || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" $TOK/tokenizer.json.xz $TOK/tokenizer.json
+  [ -d $P/transformer ] || python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-bench 2>&1 | grep -v -i -E "warn|Writing" | tail -3
+  [ -d $P-fp8 ] || $B/sana-video quantize --format fp8 --model $P --output $P-fp8 2>&1 | tail -1
+  timeout 300 $B/sana-video generate --model $P-fp8 --backend cuda --dtype bf16 --vae-dtype bf16 --prompt "A small red ball bounces across a wooden floor, casting a soft shadow." \
+    --frames 81 --height 480 --width 832 --steps 50 --cfg-scale 6 --seed 42 -o /tmp/ours_fp8.mp4 2>&1 | awk '!/^ *\[/ || / (1|2|10|25|50)\/50 / || / 81\/81 /' | tail -30 | tee $OUT/e2e.txt
+  source benches/causal_copy.sh
+  timeout 200 $B/sana-video generate --model $PL --backend cuda --dtype bf16 --vae-dtype bf16 --seconds 10 \
+    --prompt "A red kite drifts over a green hill under a slowly moving sky." --seed 1 -o /tmp/long.mp4 2>&1 | grep -v -E "^\s*\[" | tail -30 | tee $OUT/long.txt
+fi
