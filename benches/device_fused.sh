@@ -6,7 +6,9 @@
 #   ab:      dit-forward, random full-size 480p DiT, 65,520 tokens (FUSED_LATENTS), the new
 #            kernels ("new": the defaults) and the old ones ("old": SANA_GLU=128,8,4,0
 #            SANA_LA_APPLY=gemm) alternated (FUSED_AB, default "cuda:bf16 cuda:fp8
-#            vulkan:f16", each new old new old)
+#            vulkan:f16"; FUSED_VARIANTS, default "new old new old"; "strips" is the new
+#            defaults with the old GLU launch; FUSED_PICK=1 runs the later stages with the GLU
+#            launch that was faster on CUDA bf16)
 #   profile: timeline profile of the CUDA bf16 CFG-batch forward, new kernels then old
 #   parity:  one full-size forward against the float64 diffusers reference: CUDA f32 and
 #            bf16, Vulkan f16
@@ -47,13 +49,34 @@ forward() { # backend dtype-or-fp8 env... extra args
   env "$@" timeout 200 $B/dit-forward --model $model --backend $be --dtype $dtype --mask-pad 250 --warmup 1 --iters 3 $(for l in ${FUSED_LATENTS:-2x21x60x104}; do echo --latent $l; done) ${EXTRA:-} 2>&1
 }
 if [[ $STAGES == *ab* ]]; then
+  # FUSED_VARIANTS: new (the defaults), old (both old kernels), strips (only the GLU's).
   for bd in ${FUSED_AB:-cuda:bf16 cuda:fp8 vulkan:f16}; do
     set -- ${bd/:/ }
-    for v in new old new old; do
+    for v in ${FUSED_VARIANTS:-new old new old}; do
       echo "== $1 $2 $v"
-      if [ $v = new ]; then forward $1 $2 X=1; else forward $1 $2 $OLD; fi | grep -E "tokens|error|Error"
+      case $v in
+        new) forward $1 $2 X=1 ;;
+        old) forward $1 $2 $OLD ;;
+        strips) forward $1 $2 SANA_GLU=128,8,4,0 ;;
+      esac | grep -E "^\| [0-9]|error|Error"
     done
   done | tee $OUT/ab.md
+  # FUSED_PICK=1: the later stages run the GLU launch that was faster on CUDA bf16 above.
+  if [ "${FUSED_PICK:-0}" = 1 ]; then
+    pick=$(python3 - $OUT/ab.md <<'PY'
+import sys, re, statistics
+t, cur = {}, None
+for line in open(sys.argv[1]):
+    m = re.match(r"== cuda bf16 (\w+)", line)
+    if m: cur = m.group(1); continue
+    if cur and line.startswith("| "): t.setdefault(cur, []).append(float(line.split("|")[3]))
+new, strips = statistics.mean(t.get("new", [9e9])), statistics.mean(t.get("strips", [9e9]))
+print("strips" if strips < new else "tile")
+PY
+)
+    echo "GLU launch for the later stages: $pick" | tee -a $OUT/ab.md
+    [ "$pick" = strips ] && export SANA_GLU=128,8,4,0
+  fi
 fi
 if [[ $STAGES == *profile* ]]; then
   for v in new old; do

@@ -209,18 +209,41 @@ fn glu_depthwise_tiled_kernel<F: Float, N: Size>(
     // slot r % 3: (tx + 2) positions (the tile and one each side) of both halves' vectors.
     // Once rows r - 2 .. r are in, output row r - 2 follows. (One loop: CubeCL 0.11 cannot
     // pass shared memory to a helper.)
+    // Each unit's entries of a row (e = u + k·units), fetched one row ahead into registers
+    // so the loads of row r + 1 are in flight while row r - 2's outputs are computed.
+    let units = comptime!(tx * cvt);
+    let per_unit = comptime!(entries.div_ceil(tx * cvt));
+    let mut ahead = Array::<Vector<F, N>>::new(per_unit);
+    let mut valid = Array::<bool>::new(per_unit);
+    #[unroll]
+    for k in 0..per_unit {
+        // Tile row 0 is image row -1: zeros.
+        ahead[k] = zero;
+        valid[k] = false;
+    }
     let mut r = 0usize;
     while r < hh + 2 {
-        let mut e = u;
-        while e < entries {
-            let (ev, half, col) = (e % cvt, (e / cvt) % 2, e / (2 * cvt));
-            let mut v = zero;
-            if r >= 1 && r <= hh && x0 + col >= 1 && x0 + col <= ww && j0 + ev < cv {
-                let at = ((m * hh + r - 1) * ww + x0 + col - 1) * c2v + half * cv + j0 + ev;
-                v = Vector::<F, N>::cast_from(silu_f32::<N>(Vector::<f32, N>::cast_from(h[at])));
+        #[unroll]
+        for k in 0..per_unit {
+            let e = u + k * units;
+            if e < entries {
+                let mut v = zero;
+                if valid[k] {
+                    v = Vector::<F, N>::cast_from(silu_f32::<N>(Vector::<f32, N>::cast_from(ahead[k])));
+                }
+                rows[(r % 3) * entries + e] = v;
             }
-            rows[(r % 3) * entries + e] = v;
-            e += CUBE_DIM as usize;
+        }
+        // Fetch tile row r + 1 (image row r): zeros outside the image and past the last
+        // channel vector.
+        #[unroll]
+        for k in 0..per_unit {
+            let e = u + k * units;
+            let (ev, half, col) = (e % cvt, (e / cvt) % 2, e / (2 * cvt));
+            valid[k] = e < entries && r < hh && x0 + col >= 1 && x0 + col <= ww && j0 + ev < cv;
+            if valid[k] {
+                ahead[k] = h[((m * hh + r) * ww + x0 + col - 1) * c2v + half * cv + j0 + ev];
+            }
         }
         sync_cube();
         if active && r >= 2 {
