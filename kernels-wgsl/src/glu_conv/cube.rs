@@ -142,209 +142,35 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
     }
 }
 
-/// The default launch. `h` is the pre-activation `[images·H rows, W, 2C]` in vectors of `N`
-/// channels (`cv = C / N` per half). One cube per (image, tile of `tx` columns, `cvt` channel
-/// vectors) slides down the image keeping three input rows in shared memory, each loaded from
-/// memory once and through SiLU once (the strips read each input about four times, from L2,
-/// and needed the SiLU in a pass of its own: 2x the memory traffic); unit `u` computes output
-/// column `u / cvt`, channel vector `u % cvt`, with its 18 taps in registers. Same arithmetic
-/// and order as the strips: SiLU in f32 rounded to the storage dtype, then the taps in f32.
-#[cube(launch, address_type = "dynamic")]
-#[allow(clippy::too_many_arguments)]
-fn glu_depthwise_tiled_kernel<F: Float, N: Size>(
-    h: &Tensor<Vector<F, N>>,
-    taps: &Tensor<Vector<F, N>>,
-    bias: &Tensor<Vector<F, N>>,
-    out: &mut Tensor<Vector<F, N>>,
-    images: u32,
-    hh: u32,
-    ww: u32,
-    cv: u32,
-    #[comptime] tx: usize,
-    #[comptime] cvt: usize,
-    #[define(F)] _dtype: ElemType,
-) {
-    let (hh, ww, cv) = (hh as usize, ww as usize, cv as usize);
-    let tiles = ww.div_ceil(tx);
-    let chunks = cv.div_ceil(cvt);
-    let cube = CUBE_POS;
-    // The same for every unit of a cube: no unit leaves before another's barrier.
-    if cube >= images as usize * tiles * chunks {
-        terminate!();
-    }
-    let m = cube / (tiles * chunks);
-    let x0 = (cube / chunks % tiles) * tx;
-    let j0 = (cube % chunks) * cvt;
-    let entries = comptime!((tx + 2) * 2 * cvt);
-    let mut rows = Shared::<[Vector<F, N>]>::new_slice(comptime!(3 * (tx + 2) * 2 * cvt));
-
-    let u = UNIT_POS as usize;
-    let (xo, jv) = (u / cvt, u % cvt);
-    let active = xo < tx && x0 + xo < ww && j0 + jv < cv;
-    let j = j0 + jv;
-    let c2v = 2 * cv;
-    let zero = Vector::<F, N>::new(F::new(0.0));
-    let mut ta = Array::<Vector<F, N>>::new(9usize);
-    let mut tg = Array::<Vector<F, N>>::new(9usize);
-    let mut ba = zero;
-    let mut bg = zero;
-    if active {
-        #[unroll]
-        for t in 0..9usize {
-            ta[t] = taps[t * c2v + j];
-            tg[t] = taps[t * c2v + j + cv];
-        }
-        ba = bias[j];
-        bg = bias[j + cv];
-    } else {
-        #[unroll]
-        for t in 0..9usize {
-            ta[t] = zero;
-            tg[t] = zero;
-        }
-    }
-
-    // Tile row r is image row r - 1 (zeros outside the image and past the last channel
-    // vector), through SiLU rounded to the storage dtype as the separate pass rounds it, in
-    // slot r % 3: (tx + 2) positions (the tile and one each side) of both halves' vectors.
-    // Once rows r - 2 .. r are in, output row r - 2 follows. (One loop: CubeCL 0.11 cannot
-    // pass shared memory to a helper.)
-    // Each unit's entries of a row (e = u + k·units), fetched one row ahead into registers
-    // so the loads of row r + 1 are in flight while row r - 2's outputs are computed.
-    let units = comptime!(tx * cvt);
-    let per_unit = comptime!(entries.div_ceil(tx * cvt));
-    let mut ahead = Array::<Vector<F, N>>::new(per_unit);
-    let mut valid = Array::<bool>::new(per_unit);
-    #[unroll]
-    for k in 0..per_unit {
-        // Tile row 0 is image row -1: zeros.
-        ahead[k] = zero;
-        valid[k] = false;
-    }
-    let mut r = 0usize;
-    while r < hh + 2 {
-        #[unroll]
-        for k in 0..per_unit {
-            let e = u + k * units;
-            if e < entries {
-                let mut v = zero;
-                if valid[k] {
-                    v = Vector::<F, N>::cast_from(silu_f32::<N>(Vector::<f32, N>::cast_from(ahead[k])));
-                }
-                rows[(r % 3) * entries + e] = v;
-            }
-        }
-        // Fetch tile row r + 1 (image row r): zeros outside the image and past the last
-        // channel vector.
-        #[unroll]
-        for k in 0..per_unit {
-            let e = u + k * units;
-            let (ev, half, col) = (e % cvt, (e / cvt) % 2, e / (2 * cvt));
-            valid[k] = e < entries && r < hh && x0 + col >= 1 && x0 + col <= ww && j0 + ev < cv;
-            if valid[k] {
-                ahead[k] = h[((m * hh + r) * ww + x0 + col - 1) * c2v + half * cv + j0 + ev];
-            }
-        }
-        sync_cube();
-        if active && r >= 2 {
-            let y = r - 2;
-            let mut a = Vector::<f32, N>::cast_from(ba);
-            let mut g = Vector::<f32, N>::cast_from(bg);
-            #[unroll]
-            for dy in 0..3usize {
-                let base = ((y + dy) % 3) * entries + xo * 2 * cvt + jv;
-                #[unroll]
-                for dx in 0..3usize {
-                    let at = base + dx * 2 * cvt;
-                    a += Vector::<f32, N>::cast_from(ta[dy * 3 + dx]) * Vector::<f32, N>::cast_from(rows[at]);
-                    g += Vector::<f32, N>::cast_from(tg[dy * 3 + dx]) * Vector::<f32, N>::cast_from(rows[at + cvt]);
-                }
-            }
-            out[((m * hh + y) * ww + x0 + xo) * cv + j] = Vector::<F, N>::cast_from(a * silu_f32::<N>(g));
-        }
-        // The next row overwrites the slot this output row read first.
-        sync_cube();
-        r += 1;
-    }
-}
-
-/// How the conv is launched. `Tiled` (the default) reads each input once from memory and
-/// applies its SiLU once; `Strips` is the first version (a separate in-place SiLU pass, then
-/// register windows), kept to compare on a GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GluLaunch {
-    /// Tiles at most `max_width` positions wide sliding down the image (see
-    /// [`glu_depthwise_tiled_kernel`]).
-    Tiled { max_width: usize },
-    /// Units per strip at most (each strides over the strip's channel vectors), positions per
-    /// strip, the widest channel vector, and whether SiLU is applied as the conv reads
-    /// instead of in a separate pass.
-    Strips { units: usize, strip: usize, vector: usize, silu_on_load: bool },
-}
-
-impl Default for GluLaunch {
-    fn default() -> Self {
-        GluLaunch::Tiled { max_width: 16 }
-    }
-}
-
-/// `SANA_GLU` (read once): unset or `tile` the default; `tile,W` tiles at most W positions
-/// wide (1..=64); `units,strip,vector,silu` the strips (e.g. `128,8,4,0`, their best
-/// setting on an H200). Anything else is reported and the default kept.
-pub fn settings() -> GluLaunch {
-    static S: std::sync::OnceLock<GluLaunch> = std::sync::OnceLock::new();
+/// Launch settings: units per strip at most (each strides over the strip's channel vectors),
+/// positions per strip (one cube, slid along by each unit's window), the widest channel
+/// vector (its window and taps live in registers), and whether SiLU is applied as the conv
+/// reads (no separate pass). Defaults 128, 8, 4, off; `SANA_GLU=units,strip,vector,silu`
+/// overrides them to compare on a GPU (read once).
+pub fn settings() -> (usize, usize, usize, bool) {
+    static S: std::sync::OnceLock<(usize, usize, usize, bool)> = std::sync::OnceLock::new();
     *S.get_or_init(|| {
-        let Ok(v) = std::env::var("SANA_GLU") else { return GluLaunch::default() };
-        parse_settings(&v).unwrap_or_else(|| {
-            eprintln!("warning: SANA_GLU={v:?} is not `tile`, `tile,W` (W in 1..=64) or `units,strip,vector,silu`; using the default");
-            GluLaunch::default()
-        })
+        let parsed = std::env::var("SANA_GLU").ok().and_then(|v| {
+            let p: Vec<usize> = v.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
+            match p[..] {
+                [u, s, v, silu] if u.is_power_of_two() && (32..=1024).contains(&u) && (1..=64).contains(&s) && [1, 2, 4, 8].contains(&v) => Some((u, s, v, silu != 0)),
+                _ => None,
+            }
+        });
+        parsed.unwrap_or((128, 8, 4, false))
     })
-}
-
-fn parse_settings(v: &str) -> Option<GluLaunch> {
-    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
-    if parts[0] == "tile" {
-        return match parts[1..] {
-            [] => Some(GluLaunch::default()),
-            [w] => w.parse().ok().filter(|w| (1..=64).contains(w)).map(|max_width| GluLaunch::Tiled { max_width }),
-            _ => None,
-        };
-    }
-    let p: Vec<usize> = parts.iter().map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    match p[..] {
-        [u, s, v, silu] if u.is_power_of_two() && (32..=1024).contains(&u) && (1..=64).contains(&s) && [1, 2, 4, 8].contains(&v) => {
-            Some(GluLaunch::Strips { units: u, strip: s, vector: v, silu_on_load: silu != 0 })
-        }
-        _ => None,
-    }
-}
-
-/// WebGPU's guaranteed workgroup storage (`maxComputeWorkgroupStorageSize`) and invocations.
-const SHARED_BYTES: usize = 16 * 1024;
-const MAX_UNITS: usize = 256;
-
-/// The tiled launch's shape: tile width `tx` (`W` split into equal tiles of at most
-/// `max_width`) and channel vectors per cube `cvt` (a power of two: as many as fit three
-/// rows of `tx + 2` positions, both halves, in [`SHARED_BYTES`], with `tx·cvt` units at most
-/// [`MAX_UNITS`]).
-pub fn tile_shape(ww: usize, cv: usize, entry_bytes: usize, max_width: usize) -> (usize, usize) {
-    let tx = ww.div_ceil(ww.div_ceil(max_width.max(1)));
-    let mut cvt = cv.next_power_of_two().min((MAX_UNITS / tx).max(1).next_power_of_two());
-    while cvt > 1 && (tx * cvt > MAX_UNITS || 3 * (tx + 2) * 2 * cvt * entry_bytes > SHARED_BYTES) {
-        cvt /= 2;
-    }
-    (tx, cvt)
 }
 
 /// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
 #[backend_extension(Cube)]
 pub trait GluConvKernels: Backend {
-    fn glu_depthwise3x3(h: FloatTensor<Self>, taps: FloatTensor<Self>, bias: FloatTensor<Self>, launch: GluLaunch) -> FloatTensor<Self>;
+    /// `launch`: [`settings`]' four values.
+    fn glu_depthwise3x3(h: FloatTensor<Self>, taps: FloatTensor<Self>, bias: FloatTensor<Self>, launch: [usize; 4]) -> FloatTensor<Self>;
 }
 
+
 impl GluConvKernels for CubeBackend {
-    fn glu_depthwise3x3(h: CubeTensor, taps: CubeTensor, bias: CubeTensor, launch: GluLaunch) -> CubeTensor {
+    fn glu_depthwise3x3(h: CubeTensor, taps: CubeTensor, bias: CubeTensor, launch: [usize; 4]) -> CubeTensor {
         let dtype = h.dtype;
         assert!(taps.dtype == dtype && bias.dtype == dtype, "glu_depthwise3x3: h, taps and bias dtypes differ");
         // The kernel indexes row-major buffers; the FFN's activations already are.
@@ -354,34 +180,8 @@ impl GluConvKernels for CubeBackend {
         let client = h.client.clone();
         // The widest vector that divides C (both halves start on one).
         let vector = crate::vector_width(&h, c);
-        let (max_units, strip, max_vector, silu_on_load) = match launch {
-            GluLaunch::Tiled { max_width } => {
-                let out = empty_device_contiguous_dtype(client.clone(), h.device.clone(), Shape::new([m, hh, ww, c]), dtype);
-                let cv = c / vector;
-                let (tx, cvt) = tile_shape(ww, cv, vector * dtype.size(), max_width);
-                let address = [h.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
-                glu_depthwise_tiled_kernel::launch(
-                    &client,
-                    cube_grid(m * ww.div_ceil(tx) * cv.div_ceil(cvt)),
-                    CubeDim::new_1d((tx * cvt) as u32),
-                    address,
-                    vector,
-                    h.into_tensor_arg(),
-                    taps.into_tensor_arg(),
-                    bias.into_tensor_arg(),
-                    out.clone().into_tensor_arg(),
-                    m as u32,
-                    hh as u32,
-                    ww as u32,
-                    cv as u32,
-                    tx,
-                    cvt,
-                    elem_type(dtype),
-                );
-                return out;
-            }
-            GluLaunch::Strips { units, strip, vector, silu_on_load } => (units, strip, vector, silu_on_load),
-        };
+        let [max_units, strip, max_vector, silu_on_load] = launch;
+        let silu_on_load = silu_on_load != 0;
         // SiLU in place when this is the only handle on the buffer (the usual case: the
         // inverted conv's fresh output), else into a new one.
         let n = dims.num_elements() / vector;
@@ -425,38 +225,11 @@ impl GluConvKernels for CubeBackend {
 }
 
 pub fn glu_depthwise3x3(h: BTensor<4>, taps: BTensor<2>, bias: BTensor<1>) -> BTensor<4> {
-    glu_depthwise3x3_with(h, taps, bias, settings())
+    let (units, strip, vector, silu) = settings();
+    glu_depthwise3x3_with(h, taps, bias, [units, strip, vector, silu as usize])
 }
 
-/// With explicit launch settings.
-pub fn glu_depthwise3x3_with(h: BTensor<4>, taps: BTensor<2>, bias: BTensor<1>, launch: GluLaunch) -> BTensor<4> {
+/// With explicit launch settings (`[units, strip, vector, silu on load]`, see [`settings`]).
+pub fn glu_depthwise3x3_with(h: BTensor<4>, taps: BTensor<2>, bias: BTensor<1>, launch: [usize; 4]) -> BTensor<4> {
     BTensor::from_dispatch(<Dispatch as GluConvKernels>::glu_depthwise3x3(h.into_dispatch(), taps.into_dispatch(), bias.into_dispatch(), launch))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_parse() {
-        assert_eq!(parse_settings("tile"), Some(GluLaunch::Tiled { max_width: 16 }));
-        assert_eq!(parse_settings("tile, 32"), Some(GluLaunch::Tiled { max_width: 32 }));
-        assert_eq!(parse_settings("tile,0"), None);
-        assert_eq!(parse_settings("128,8,4,0"), Some(GluLaunch::Strips { units: 128, strip: 8, vector: 4, silu_on_load: false }));
-        assert_eq!(parse_settings("100,8,4,0"), None);
-        assert_eq!(parse_settings("strips"), None);
-    }
-
-    #[test]
-    fn tile_shapes_fit_webgpu_limits() {
-        // 480p's 52 positions: four tiles of 13; bf16 vectors of 8 (16 bytes).
-        assert_eq!(tile_shape(52, 840, 16, 16), (13, 8));
-        assert_eq!(tile_shape(52, 1680, 8, 16), (13, 16));
-        assert_eq!(tile_shape(1, 1, 4, 16), (1, 1));
-        for (ww, cv, bytes, max) in [(52, 840, 16, 16), (80, 1680, 8, 64), (883, 1, 4, 16), (7, 3, 32, 16), (64, 4096, 32, 64)] {
-            let (tx, cvt) = tile_shape(ww, cv, bytes, max);
-            assert!(tx <= max && tx * ww.div_ceil(tx) >= ww && cvt.is_power_of_two());
-            assert!(tx * cvt <= MAX_UNITS && 6 * (tx + 2) * cvt * bytes <= SHARED_BYTES, "{ww} {cv} {bytes} {max}");
-        }
-    }
 }

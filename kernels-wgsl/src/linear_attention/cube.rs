@@ -1,12 +1,17 @@
 //! CubeCL path of the linear-attention sums, compiled to WGSL / SPIR-V / CUDA.
 //!
-//! One fused kernel prepares the operands (ReLU, RoPE, and the move to a per-head
-//! `[B, H, N, d]` layout, in one pass over `q` or `k`); the reductions over tokens then go
-//! through the device's tuned matmul (`crate::matmul`; f32 accumulation, operands rounded
-//! only for a 16-bit model, see `gemm` and `kv_sums`): `KV = vᵀ·R·φ(k)` and
-//! `num = R·φ(q)·KVᵀ` are GEMMs with a `d x d` (112 x 112) side. The first kernels here gave
-//! each output element its own thread and a serial loop over all N tokens (32k at 480p),
-//! which left the GPU mostly idle.
+//! The sums: one fused kernel prepares the operands (ReLU, RoPE, and the move to a per-head
+//! `[B, H, N, d]` layout, in one pass over `k`); the reductions over tokens then go through
+//! the device's tuned matmul (`crate::matmul`; f32 accumulation, operands rounded only for a
+//! 16-bit model, see `gemm` and `kv_sums`): `KV = vᵀ·R·φ(k)` is a GEMM with a `d x d`
+//! (112 x 112) output. The first kernels here gave each output element its own thread and a
+//! serial loop over all N tokens (32k at 480p), which left the GPU mostly idle.
+//!
+//! The apply side, `o = KV·R·φ(q) / (⟨ksum, φ(q)⟩ + eps)`, is one kernel
+//! (`apply_fused_kernel`, exact f32) where the head dim is a multiple of 4: each token's output
+//! needs only its own `q` and the head's `d x d` sums, so the four passes over f32 `[B, H, N,
+//! d]` intermediates it replaces (φ/RoPE of `q`, the `num` and `den` GEMMs, the division)
+//! were memory traffic the GPU did not need (BENCHMARKS.md, eighth run).
 
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
 use burn::tensor::{DType, Shape, Tensor as BTensor};
