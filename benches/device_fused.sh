@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# The tiled GLU conv and the fused linear-attention apply (2026-11-29, sixth session of issue
-# 9) on the GPU machine, against the kernels they replace, in one call. Stages
-# (FUSED_STAGES, default "tests ab"):
+# The fused linear-attention apply (2026-11-29, sixth session of issue 9) on the GPU machine,
+# against the four-pass path it replaces, in one call. Stages (FUSED_STAGES, default
+# "tests ab"):
 #   tests:   `kernels` and `dit_parity` with SANA_TEST_BACKENDS=cuda, then =vulkan
-#   ab:      dit-forward, random full-size 480p DiT, 65,520 tokens (FUSED_LATENTS), the new
-#            kernels ("new": the defaults) and the old ones ("old": SANA_GLU=128,8,4,0
-#            SANA_LA_APPLY=gemm) alternated (FUSED_AB, default "cuda:bf16 cuda:fp8
-#            vulkan:f16"; FUSED_VARIANTS, default "new old new old"; "strips" is the new
-#            defaults with the old GLU launch; FUSED_PICK=1 runs the later stages with the GLU
-#            launch that was faster on CUDA bf16)
-#   profile: timeline profile of the CUDA bf16 CFG-batch forward, new kernels then old
+#   ab:      dit-forward, random full-size 480p DiT, 65,520 tokens (FUSED_LATENTS), "new"
+#            (the defaults) and "old" (SANA_LA_APPLY=gemm) alternated (FUSED_AB, default
+#            "cuda:bf16 cuda:fp8 vulkan:f16"; FUSED_VARIANTS, default "new old new old")
+#   profile: timeline profile of the CUDA bf16 CFG-batch forward, new then old
+#   ncu:     Nsight Compute on the GLU conv's two kernels and the fused apply (one launch
+#            each, CUDA bf16, 65,520 tokens), where the machine has `ncu`
 #   parity:  one full-size forward against the float64 diffusers reference: CUDA f32 and
 #            bf16, Vulkan f16
 #   e2e:     the random full-size 480p pipeline (tools/fullsize_pipeline.py) quantised to
@@ -17,14 +16,16 @@
 #            10 s (bf16), both on CUDA
 # Carry .devcarry/ (xz of sana-video, dit-forward and the test binaries kernels and
 # dit_parity, built with `--features cuda,vulkan`), .gl/ (the Vulkan loader and glvnd debs)
-# and .whl/ (diffusers).
+# and .whl/ (diffusers). The first calls of that session (logs in
+# benches/results/2026-11-29-s6-h200/) also compared a shared-memory tiled GLU conv, since
+# removed (commits 218b4be..dfb4a3d).
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 source benches/device_unpack.sh
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 STAGES=${FUSED_STAGES:-tests ab}
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u; } | tee $OUT/gpu.txt
-OLD="SANA_GLU=128,8,4,0 SANA_LA_APPLY=gemm"
+OLD="SANA_LA_APPLY=gemm"
 if [[ $STAGES == *tests* ]]; then
   for be in cuda vulkan; do
     for t in kernels dit_parity; do
@@ -36,7 +37,7 @@ if [[ $STAGES == *tests* ]]; then
   done | tee $OUT/tests.log
 fi
 CK=/tmp/ck480/transformer
-if [[ $STAGES == *ab* || $STAGES == *profile* || $STAGES == *parity* ]]; then
+if [[ $STAGES == *ab* || $STAGES == *profile* || $STAGES == *parity* || $STAGES == *ncu* ]]; then
   [ -d $CK ] || python3 tools/make_fullsize_checkpoint.py --variant 480p --out $CK --device cuda 2>&1 | grep -v -i warn
 fi
 forward() { # backend dtype-or-fp8 env... extra args
@@ -49,34 +50,13 @@ forward() { # backend dtype-or-fp8 env... extra args
   env "$@" timeout 200 $B/dit-forward --model $model --backend $be --dtype $dtype --mask-pad 250 --warmup 1 --iters 3 $(for l in ${FUSED_LATENTS:-2x21x60x104}; do echo --latent $l; done) ${EXTRA:-} 2>&1
 }
 if [[ $STAGES == *ab* ]]; then
-  # FUSED_VARIANTS: new (the defaults), old (both old kernels), strips (only the GLU's).
   for bd in ${FUSED_AB:-cuda:bf16 cuda:fp8 vulkan:f16}; do
     set -- ${bd/:/ }
     for v in ${FUSED_VARIANTS:-new old new old}; do
       echo "== $1 $2 $v"
-      case $v in
-        new) forward $1 $2 X=1 ;;
-        old) forward $1 $2 $OLD ;;
-        strips) forward $1 $2 SANA_GLU=128,8,4,0 ;;
-      esac | grep -E "^\| [0-9]|error|Error"
+      if [ $v = new ]; then forward $1 $2 X=1; else forward $1 $2 $OLD; fi | grep -E "^\| [0-9]|error|Error"
     done
   done | tee $OUT/ab.md
-  # FUSED_PICK=1: the later stages run the GLU launch that was faster on CUDA bf16 above.
-  if [ "${FUSED_PICK:-0}" = 1 ]; then
-    pick=$(python3 - $OUT/ab.md <<'PY'
-import sys, re, statistics
-t, cur = {}, None
-for line in open(sys.argv[1]):
-    m = re.match(r"== cuda bf16 (\w+)", line)
-    if m: cur = m.group(1); continue
-    if cur and line.startswith("| "): t.setdefault(cur, []).append(float(line.split("|")[3]))
-new, strips = statistics.mean(t.get("new", [9e9])), statistics.mean(t.get("strips", [9e9]))
-print("strips" if strips < new else "tile")
-PY
-)
-    echo "GLU launch for the later stages: $pick" | tee -a $OUT/ab.md
-    [ "$pick" = strips ] && export SANA_GLU=128,8,4,0
-  fi
 fi
 if [[ $STAGES == *profile* ]]; then
   for v in new old; do
@@ -84,6 +64,16 @@ if [[ $STAGES == *profile* ]]; then
     if [ $v = new ]; then EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline; else EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline $OLD; fi \
       | grep -E "Timeline|tokens|^\||error" | head -70
   done | tee $OUT/profile.md
+fi
+if [[ $STAGES == *ncu* ]]; then
+  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  if [ -z "$NCU" ]; then echo "no ncu on this machine" | tee $OUT/ncu.txt; else
+    for k in silu_inplace_kernel glu_depthwise_kernel apply_fused_kernel; do
+      echo "== $k"
+      timeout 200 $NCU --kernel-name regex:$k --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+        $B/dit-forward --model $CK --backend cuda --dtype bf16 --mask-pad 250 --warmup 0 --iters 1 --latent 2x21x60x104 2>&1 | grep -v "^| " | tail -60
+    done | tee $OUT/ncu.txt
+  fi
 fi
 if [[ $STAGES == *parity* ]]; then
   python3 tools/fullsize_parity.py --model $CK --out /tmp/fp --latent 2x16x5x30x52 2>&1 | grep -v -i warn | tail -3
