@@ -148,6 +148,8 @@ ENVIRONMENT (CUDA builds):
     SANA_NVFP4_ACTIVATIONS=auto|on|off  W4A4 for NVFP4 weights: FP4 tensor cores (sm_100,
                                    sm_120), emulated elsewhere with on (auto: where it has them)
     SANA_GLU=units,strip,vector,silu  launch settings of the fused GLU conv (default 128,8,4,0)
+    SANA_LA_APPLY=fused|gemm       linear attention's apply side: one fused kernel (default,
+                                   head dims that are multiples of 4) or four passes
     SANA_CUDNN=off                 VAE convs without cuDNN (in-place tap GEMMs); cuDNN is
                                    used where libcudnn.so is on the library path
     SANA_CUDNN_API=legacy          cuDNN's legacy conv API instead of its graph API
