@@ -5,8 +5,10 @@
 #   tests:   `kernels` and `dit_parity` with SANA_TEST_BACKENDS=cuda, then =vulkan
 #   ab:      dit-forward, random full-size 480p DiT, 65,520 tokens (FUSED_LATENTS), "new"
 #            (the defaults) and "old" (SANA_LA_APPLY=gemm) alternated (FUSED_AB, default
-#            "cuda:bf16 cuda:fp8 vulkan:f16"; FUSED_VARIANTS, default "new old new old")
-#   profile: timeline profile of the CUDA bf16 CFG-batch forward, new then old
+#            "cuda:bf16 cuda:fp8 vulkan:f16"; FUSED_VARIANTS, default "new old new old";
+#            "prev" runs .devcarry/dit-forward-prev.xz, an earlier build, when carried)
+#   profile: timeline profile of the CUDA bf16 CFG-batch forward (FUSED_PROFILE, default
+#            "new old")
 #   ncu:     Nsight Compute on the GLU conv's two kernels and the fused apply (one launch
 #            each, CUDA bf16, 65,520 tokens), where the machine has `ncu`
 #   parity:  one full-size forward against the float64 diffusers reference: CUDA f32 and
@@ -47,21 +49,31 @@ forward() { # backend dtype-or-fp8 env... extra args
     dtype=bf16; model=/tmp/ck480-fp8
     [ -d $model ] || timeout 200 $B/dit-forward --model $CK --backend cuda --dtype bf16 --quantize fp8 --quantized-dir $model --latent 1x2x8x8 --iters 1 > /dev/null 2>&1
   fi
-  env "$@" timeout 200 $B/dit-forward --model $model --backend $be --dtype $dtype --mask-pad 250 --warmup 1 --iters 3 $(for l in ${FUSED_LATENTS:-2x21x60x104}; do echo --latent $l; done) ${EXTRA:-} 2>&1
+  local bin=$B/dit-forward
+  [ "${PREV:-0}" = 1 ] && bin=$B/dit-forward-prev
+  env "$@" timeout 200 $bin --model $model --backend $be --dtype $dtype --mask-pad 250 --warmup 1 --iters 3 $(for l in ${FUSED_LATENTS:-2x21x60x104}; do echo --latent $l; done) ${EXTRA:-} 2>&1
 }
 if [[ $STAGES == *ab* ]]; then
   for bd in ${FUSED_AB:-cuda:bf16 cuda:fp8 vulkan:f16}; do
     set -- ${bd/:/ }
     for v in ${FUSED_VARIANTS:-new old new old}; do
       echo "== $1 $2 $v"
-      if [ $v = new ]; then forward $1 $2 X=1; else forward $1 $2 $OLD; fi | grep -E "^\| [0-9]|error|Error"
+      case $v in
+        new) forward $1 $2 X=1 ;;
+        old) forward $1 $2 $OLD ;;
+        prev) PREV=1 forward $1 $2 X=1 ;;
+      esac | grep -E "^\| [0-9]|error|Error"
     done
   done | tee $OUT/ab.md
 fi
 if [[ $STAGES == *profile* ]]; then
-  for v in new old; do
+  for v in ${FUSED_PROFILE:-new old}; do
     echo "== cuda bf16 $v"
-    if [ $v = new ]; then EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline; else EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline $OLD; fi \
+    case $v in
+      new) EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline ;;
+      old) EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline $OLD ;;
+      prev) PREV=1 EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline ;;
+    esac \
       | grep -E "Timeline|tokens|^\||error" | head -70
   done | tee $OUT/profile.md
 fi

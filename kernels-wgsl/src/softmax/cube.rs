@@ -1,6 +1,9 @@
-//! The CubeCL kernel of the fused attention softmax: one cube of [`UNITS`] units per query
-//! row (its `L` keys: 300 caption tokens at full size), in f32: the row's max, the sum of
-//! exponentials, then one write per probability in the output dtype.
+//! The CubeCL kernel of the fused attention softmax, in f32: each query row's max over its
+//! `L` keys, the sum of exponentials, then one write per probability in the output dtype.
+//! Rows are short (the caption's real tokens after trimming: tens at 480p with a short
+//! prompt, at most 300), so a cube of [`UNITS`] units takes `UNITS / U` rows, `U` units a
+//! row (`units_per_row`: about eight keys a unit): one cube of 64 units per row left most
+//! units idle through two shared-memory reductions for rows of tens of keys.
 
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
 use burn::tensor::{DType, Tensor as BTensor};
@@ -8,15 +11,44 @@ use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBacke
 use cubecl::ir::ElemType;
 
 use crate::{dtype_code, elem_type, DTYPES};
-use crate::rows::{cube_max, cube_sum, row_launch, RowLaunch};
+use crate::rows::{cube_grid, row_launch, RowLaunch};
 use cubecl::prelude::*;
 
-/// Units per row: rows are short (hundreds of keys), so fewer units and reduction steps.
-const UNITS: usize = 64;
+/// Units per cube (WebGPU's guaranteed maximum).
+const UNITS: usize = 256;
+
+/// Units per row for rows of `l` keys: a power of two, about eight keys a unit, 1 to 64.
+pub fn units_per_row(l: usize) -> usize {
+    l.div_ceil(8).next_power_of_two().clamp(1, 64)
+}
+
+/// The max (or sum) of `v` over each aligned group of `upr` consecutive units (one row), in
+/// every unit of the group, in tree order. Its own shared array per call (a `&mut Shared`
+/// parameter fails CubeCL 0.11's IR verification); every unit of the cube must call it.
+#[cube]
+fn row_reduce(v: f32, upr: usize, #[comptime] max: bool) -> f32 {
+    let mut shared = Shared::<[f32]>::new_slice(UNITS);
+    let tid = UNIT_POS as usize;
+    let lane = tid % upr;
+    shared[tid] = v;
+    sync_cube();
+    let mut stride = upr / 2;
+    while stride > 0 {
+        if lane < stride {
+            let (a, b) = (shared[tid], shared[tid + stride]);
+            shared[tid] = if max { f32::max(a, b) } else { a + b };
+        }
+        sync_cube();
+        stride /= 2;
+    }
+    shared[tid - lane]
+}
 
 /// `x`: `rows` rows of `l` f32 logits, `xs` apart; `out` the same rows contiguous; `bias`
-/// `[R / rows_per_bias, L]` f32 when `has_bias` is 1 (else one unused value).
+/// `[R / rows_per_bias, L]` f32 when `has_bias` is 1 (else one unused value). Row
+/// `CUBE_POS · (UNITS / upr) + UNIT_POS / upr`, its keys strided over `upr` units.
 #[cube(launch, address_type = "dynamic")]
+#[allow(clippy::too_many_arguments)]
 fn attention_probs_kernel<F: Float>(
     x: &Tensor<f32>,
     bias: &Tensor<f32>,
@@ -27,47 +59,60 @@ fn attention_probs_kernel<F: Float>(
     scale: f32,
     rows_per_bias: u32,
     has_bias: u32,
+    upr: u32,
     #[define(F)] _dtype: ElemType,
 ) {
-    let row = CUBE_POS;
-    if row >= rows as usize {
+    let upr = upr as usize;
+    let per_cube = UNITS / upr;
+    // Whole cubes past the last row leave at once; in the last cube, units past it stay for
+    // the reductions.
+    if CUBE_POS * per_cube >= rows as usize {
         terminate!();
     }
-    let l = l as usize;
     let tid = UNIT_POS as usize;
+    let lane = tid % upr;
+    let row = CUBE_POS * per_cube + tid / upr;
+    let live = row < rows as usize;
+    let l = l as usize;
     let base = row * xs as usize;
     let obase = row * l;
     let bbase = (row / rows_per_bias as usize) * l;
     let mut m = f32::new(-3.0e38);
-    let mut i = tid;
-    while i < l {
-        let mut v = x[base + i] * scale;
-        if has_bias == 1 {
-            v += bias[bbase + i];
+    if live {
+        let mut i = lane;
+        while i < l {
+            let mut v = x[base + i] * scale;
+            if has_bias == 1 {
+                v += bias[bbase + i];
+            }
+            m = f32::max(m, v);
+            i += upr;
         }
-        m = f32::max(m, v);
-        i += UNITS;
     }
-    let max = cube_max(m, UNITS);
+    let max = row_reduce(m, upr, true);
     let mut s = 0.0f32;
-    let mut j = tid;
-    while j < l {
-        let mut v = x[base + j] * scale;
-        if has_bias == 1 {
-            v += bias[bbase + j];
+    if live {
+        let mut j = lane;
+        while j < l {
+            let mut v = x[base + j] * scale;
+            if has_bias == 1 {
+                v += bias[bbase + j];
+            }
+            s += f32::exp(v - max);
+            j += upr;
         }
-        s += f32::exp(v - max);
-        j += UNITS;
     }
-    let inv = 1.0f32 / cube_sum(s, UNITS);
-    let mut k = tid;
-    while k < l {
-        let mut v = x[base + k] * scale;
-        if has_bias == 1 {
-            v += bias[bbase + k];
+    let inv = 1.0f32 / row_reduce(s, upr, false);
+    if live {
+        let mut k = lane;
+        while k < l {
+            let mut v = x[base + k] * scale;
+            if has_bias == 1 {
+                v += bias[bbase + k];
+            }
+            out[obase + k] = F::cast_from(f32::exp(v - max) * inv);
+            k += upr;
         }
-        out[obase + k] = F::cast_from(f32::exp(v - max) * inv);
-        k += UNITS;
     }
 }
 
@@ -83,12 +128,13 @@ impl SoftmaxKernels for CubeBackend {
     fn attention_probs(logits: CubeTensor, bias: CubeTensor, scale: f32, rows_per_bias: usize, dtype: u8) -> CubeTensor {
         let dtype = DTYPES[dtype as usize];
         assert!(logits.dtype == DType::F32 && bias.dtype == DType::F32, "attention_probs: f32 logits and bias");
-        let RowLaunch { x, out, d, rows, x_stride, count, dim, address } = row_launch(logits, UNITS, dtype);
+        let RowLaunch { x, out, d, rows, x_stride, dim, address, .. } = row_launch(logits, UNITS, dtype);
+        let upr = units_per_row(d);
         let bias = into_contiguous(bias);
         let client = x.client.clone();
         attention_probs_kernel::launch(
             &client,
-            count,
+            cube_grid(rows.div_ceil(UNITS / upr)),
             dim,
             address,
             x.into_tensor_arg(),
@@ -100,6 +146,7 @@ impl SoftmaxKernels for CubeBackend {
             scale,
             rows_per_bias.max(1) as u32,
             (rows_per_bias > 0) as u32,
+            upr as u32,
             elem_type(dtype),
         );
         out
