@@ -20,7 +20,7 @@
 # dit_parity, built with `--features cuda,vulkan`), .gl/ (the Vulkan loader and glvnd debs)
 # and .whl/ (diffusers). The first calls of that session (logs in
 # benches/results/2026-11-29-s6-h200/) also compared a shared-memory tiled GLU conv, since
-# removed (commits 218b4be..dfb4a3d).
+# removed (commits 218b4be..1fe97ed).
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 source benches/device_unpack.sh
