@@ -83,7 +83,7 @@ if [[ $STAGES == *ncu* ]]; then
     for k in silu_inplace_kernel glu_depthwise_kernel apply_fused_kernel; do
       echo "== $k"
       timeout 200 $NCU --kernel-name regex:$k --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
-        $B/dit-forward --model $CK --backend cuda --dtype bf16 --mask-pad 250 --warmup 0 --iters 1 --latent 2x21x60x104 2>&1 | grep -v "^| " | tail -60
+        $B/dit-forward --model $CK --backend cuda --dtype bf16 --mask-pad 250 --warmup 0 --iters 1 --latent 2x21x60x104 2>&1 | grep -v "^| " | grep -v "^==PROF==" | tail -150
     done | tee $OUT/ncu.txt
   fi
 fi

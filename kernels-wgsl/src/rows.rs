@@ -1,33 +1,42 @@
-//! What the row-wise kernels share (`norm`, `softmax`): one cube per row, its units
-//! striding over the row, f32 reductions through shared memory; and what other kernels
-//! borrow from them: rows read where CUDA's pitched layout puts them (`temporal`), a 2-D
-//! grid of cubes (`glu_conv`).
+//! What the row-wise kernels share (`norm`: one cube per row; `softmax`: several short rows
+//! per cube): units striding over a row, f32 reductions through shared memory; and what other
+//! kernels borrow from them: rows read where CUDA's pitched layout puts them (`temporal`), a
+//! 2-D grid of cubes (`glu_conv`, `linear_attention`).
 
 use burn::tensor::DType;
 use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
 use cubecl::prelude::*;
 
-/// The sum (or, with `max`, the maximum) over the cube (of `units` units, = CUBE_DIM) of each
-/// unit's `v`, in every unit, in tree order. Its own shared array per call: a `&mut Shared`
-/// parameter fails CubeCL 0.11's IR verification.
+/// The sum (or, with `max`, the maximum) of each unit's `v` over its group of `group`
+/// consecutive units (a power of two dividing the cube's `units` = CUBE_DIM; a row of the
+/// softmax, or the whole cube), in every unit of the group, in tree order. Every unit of the
+/// cube must call it. Its own shared array per call: a `&mut Shared` parameter fails CubeCL
+/// 0.11's IR verification.
 #[cube]
-fn cube_reduce(v: f32, #[comptime] units: usize, #[comptime] max: bool) -> f32 {
+pub fn group_reduce(v: f32, group: usize, #[comptime] units: usize, #[comptime] max: bool) -> f32 {
     let mut shared = Shared::<[f32]>::new_slice(units);
     let tid = UNIT_POS as usize;
+    let lane = tid % group;
     shared[tid] = v;
     sync_cube();
-    // From CUBE_DIM, a runtime value: a `let mut` from a constant stays comptime and
-    // cannot be updated in the loop.
-    let mut stride = CUBE_DIM as usize / 2;
+    // A runtime value: a `let mut` from a constant stays comptime and cannot be updated in
+    // the loop.
+    let mut stride = group / 2;
     while stride > 0 {
-        if tid < stride {
+        if lane < stride {
             let (a, b) = (shared[tid], shared[tid + stride]);
             shared[tid] = if max { f32::max(a, b) } else { a + b };
         }
         sync_cube();
         stride /= 2;
     }
-    shared[0]
+    shared[tid - lane]
+}
+
+/// [`group_reduce`] over the whole cube.
+#[cube]
+fn cube_reduce(v: f32, #[comptime] units: usize, #[comptime] max: bool) -> f32 {
+    group_reduce(v, CUBE_DIM as usize, units, max)
 }
 
 #[cube]
@@ -78,7 +87,10 @@ impl RowLaunch {
 /// dimension), so kernels return at once for `CUBE_POS` past their count.
 pub fn cube_grid(cubes: usize) -> CubeCount {
     const MAX_PER_DIM: usize = 65_535;
-    let (gx, gy) = (cubes.clamp(1, MAX_PER_DIM), cubes.div_ceil(MAX_PER_DIM).max(1));
+    // As few rows as fit, each as short as that allows: (65,535, 2) for 81,920 cubes would
+    // launch 49,150 that leave at once.
+    let gy = cubes.div_ceil(MAX_PER_DIM).max(1);
+    let gx = cubes.div_ceil(gy).max(1);
     CubeCount::Static(gx as u32, gy as u32, 1)
 }
 

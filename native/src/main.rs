@@ -147,9 +147,6 @@ ENVIRONMENT (CUDA builds):
                                    them, emulated elsewhere with on (auto: where it has them)
     SANA_NVFP4_ACTIVATIONS=auto|on|off  W4A4 for NVFP4 weights: FP4 tensor cores (sm_100,
                                    sm_120), emulated elsewhere with on (auto: where it has them)
-    SANA_GLU=units,strip,vector,silu  launch settings of the fused GLU conv (default 128,8,4,0)
-    SANA_LA_APPLY=fused|gemm       linear attention's apply side: one fused kernel (default,
-                                   head dims that are multiples of 4) or four passes
     SANA_CUDNN=off                 VAE convs without cuDNN (in-place tap GEMMs); cuDNN is
                                    used where libcudnn.so is on the library path
     SANA_CUDNN_API=legacy          cuDNN's legacy conv API instead of its graph API
@@ -160,6 +157,13 @@ ENVIRONMENT (CUDA builds):
     SANA_POOL_PRESIZE=auto|on|off  generate: size the pool's pages for the DiT's largest tensor before
                                    the first step: less device memory, ~5% slower denoise
                                    (auto: on where free memory is under 1.7x the plan)
+
+ENVIRONMENT (our kernels on every GPU backend: cuda, vulkan, wgpu):
+    SANA_GLU=units,strip,vector,silu  launch settings of the fused GLU conv (default 128,8,4,0)
+    SANA_LA_APPLY=fused|gemm       linear attention's apply side: one fused kernel (default,
+                                   head dims that are multiples of 4) or four passes
+    SANA_CMMA_MULTIROW_MIN=N       vulkan: GEMMs with k·n >= N use the multi-row
+                                   cooperative-matrix routine (default 4000000)
 ";
 
 const RUNNERS: &str = "transformer, text-encoder, encode-prompt, vae-decode, vae-encode";

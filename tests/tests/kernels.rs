@@ -92,12 +92,20 @@ fn linear_attention_matches_naive_and_reference() {
             // Both apply paths on CubeCL devices: the fused kernel (the default where the head
             // dim is a multiple of 4) and the four-pass one (`SANA_LA_APPLY=gemm`).
             if sana_video_core::kernels::is_cube_device(&device) {
+                use burn::tensor::DType;
+                use linear_attention::cube::{apply_with, fused_apply_supported};
+                // The test must know which path runs: the fused one exactly where d % 4 == 0.
+                assert_eq!(fused_apply_supported(d, DType::F32, DType::F32), d % 4 == 0, "head dim {d}");
                 let sums = linear_attention::kv_sums(tensor4(&k, shape, &device), tensor4(&v, shape, &device), ct.clone(), st.clone(), Impl::Auto);
-                for fused in [true, false] {
-                    let out = linear_attention::cube::apply_with(tensor4(&q, shape, &device), &sums, ct.clone(), st.clone(), 1e-15, burn::tensor::DType::F32, fused);
+                // q as a strided view: each head's d values inside a row of d + 6.
+                let wide: Vec<f32> = (0..len / d).flat_map(|r| q[r * d..(r + 1) * d].iter().copied().chain([1.0e3; 6])).collect();
+                let q_view = Tensor::<4>::from_data(TensorData::new(wide, [b, n, h, d + 6]), &device).narrow(3, 0, d);
+                for (fused, strided) in [(true, false), (false, false), (true, true)] {
+                    let qt = if strided { q_view.clone() } else { tensor4(&q, shape, &device) };
+                    let out = apply_with(qt, &sums, ct.clone(), st.clone(), 1e-15, DType::F32, fused);
                     let (rel, max_abs) = rel_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &expected);
-                    println!("{} apply fused={fused} shape {shape:?}: rel {rel:.3e} max abs {max_abs:.3e}", device::name(kind));
-                    assert!(rel < 1e-5, "{} apply fused={fused} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                    println!("{} apply fused={fused} strided q={strided} shape {shape:?}: rel {rel:.3e} max abs {max_abs:.3e}", device::name(kind));
+                    assert!(rel < 1e-5, "{} apply fused={fused} strided q={strided} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
                 }
             }
             // Half-precision q, k, v read as they are, f32 inside, the output rounded once to
@@ -677,14 +685,15 @@ fn norms_match_naive_and_reference() {
 }
 
 /// The cross-attention softmax, fused (scale, key mask, softmax, cast), against f64 on the
-/// host: with and without a mask; rows of 300, 50, 7 and 1 keys (64, 8, 1 and 1 units a row:
-/// 4 to 256 rows a cube, the last cube part-filled). (The 2-D grid past 65,535 cubes that
-/// the kernel shares, `rows::cube_grid`, is exercised by the GLU conv's test.)
+/// host: with and without a mask; rows of 300, 200, 100, 50, 20, 7 and 1 keys (64, 32, 16, 8,
+/// 4, 1 and 1 units a row: 4 to 256 rows a cube, the last cube part-filled). (The 2-D grid
+/// past 65,535 cubes that the kernel shares, `rows::cube_grid`, is exercised by the GLU
+/// conv's test.)
 #[test]
 fn attention_probs_match_naive_and_reference() {
     use burn::tensor::{DType, FloatDType};
     for (kind, device) in backends() {
-        for (i, &(b, h, n, l, masked)) in [(2usize, 3usize, 37usize, 300usize, true), (1, 2, 5, 300, false), (1, 2, 40_000, 7, true), (2, 2, 333, 50, true), (1, 3, 21, 1, false)].iter().enumerate() {
+        for (i, &(b, h, n, l, masked)) in [(2usize, 3usize, 37usize, 300usize, true), (1, 2, 5, 300, false), (1, 2, 40_000, 7, true), (2, 2, 333, 50, true), (1, 3, 37, 20, true), (2, 1, 41, 100, false), (1, 2, 29, 200, true), (1, 3, 21, 1, false)].iter().enumerate() {
             let logits: Vec<f32> = random_vec(b * h * n * l, 300 + i as u64).iter().map(|v| 8.0 * v).collect();
             // The pipeline's mask: 0 for kept keys, -10000 for padding (the last third).
             let bias: Vec<f32> = (0..b * l).map(|j| if masked && (j % l) >= 2 * l / 3 && j / l == b - 1 { -10_000.0 } else { 0.0 }).collect();

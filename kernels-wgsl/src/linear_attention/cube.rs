@@ -1,7 +1,8 @@
 //! CubeCL path of the linear-attention sums, compiled to WGSL / SPIR-V / CUDA.
 //!
 //! The sums: one fused kernel prepares the operands (ReLU, RoPE, and the move to a per-head
-//! `[B, H, N, d]` layout, in one pass over `k`); the reductions over tokens then go through
+//! `[B, H, N, d]` layout, in one pass over `k`, or over `q` on the four-pass apply path);
+//! the reductions over tokens then go through
 //! the device's tuned matmul (`crate::matmul`; f32 accumulation, operands rounded only for a
 //! 16-bit model, see `gemm` and `kv_sums`): `KV = vᵀ·R·φ(k)` is a GEMM with a `d x d`
 //! (112 x 112) output. The first kernels here gave each output element its own thread and a
@@ -95,7 +96,7 @@ fn finish_kernel<F: Float>(num: &Tensor<f32>, den: &Tensor<f32>, out: &mut Tenso
 /// one write of the output.
 ///
 /// One cube per (sample and head `bh`, `groups·t` tokens): first φ(q) and R·φ(q) of its
-/// tokens into shared memory (rows `d + 1` apart, so the token groups of one warp fall in
+/// tokens into shared memory (with the denominators, 14.5 KB at d = 112) (rows `d + 1` apart, so the token groups of one warp fall in
 /// different banks); then unit `(g, av)` of the first `groups·dv` accumulates output channels
 /// `4·av .. 4·av + 4` of the `t` tokens of group `g`, reading `KVᵀ` rows (`kvt[c]`, vectors
 /// of 4 output channels, L1-resident: `d x d` f32 per head) and broadcasting one shared value
@@ -287,9 +288,16 @@ impl LinearAttentionKernels for CubeBackend {
         for (name, t) in [("kvt", &kvt), ("ksum", &ksum), ("cos", &cos), ("sin", &sin)] {
             assert_eq!(t.dtype, DType::F32, "linear attention kernel: {name} must be f32");
         }
+        // The kernel reads q in the output's dtype (one `F`) and trusts these shapes.
+        assert_eq!(q.dtype, dtype, "la_apply_fused: q must be in the output dtype");
         let dims = q.meta.shape().clone();
         let (b, n, h, d) = (dims[0], dims[1], dims[2], dims[3]);
         let groups = apply_groups(d).expect("la_apply_fused: head dim not supported");
+        assert_eq!(kvt.meta.shape().as_slice(), [b, h, d, d], "la_apply_fused: kvt shape");
+        assert_eq!(ksum.meta.shape().as_slice(), [b, h, d], "la_apply_fused: ksum shape");
+        for t in [&cos, &sin] {
+            assert_eq!(t.meta.shape().as_slice(), [n, d / 2], "la_apply_fused: RoPE table shape");
+        }
         // KVᵀ (the caller's view), so a unit's four output channels are one vector of a row.
         let kvt = burn_cubecl::kernel::into_contiguous(kvt);
         let ksum = burn_cubecl::kernel::into_contiguous(ksum);
@@ -403,11 +411,18 @@ pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f
     apply_with(q, s, cos, sin, eps, dtype, fused_apply_default())
 }
 
-/// `apply` with the path chosen: `fused` runs the one-pass kernel where the head dim allows.
+/// Whether `apply_with(.., fused: true)` runs the one-pass kernel for this head dim and these
+/// dtypes (it reads `q` in the output dtype; a model's `q` always is).
+pub fn fused_apply_supported(d: usize, q: DType, out: DType) -> bool {
+    apply_groups(d).is_some() && q == out
+}
+
+/// `apply` with the path chosen: `fused` runs the one-pass kernel where
+/// [`fused_apply_supported`], else the four passes.
 pub fn apply_with(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType, fused: bool) -> BTensor<4> {
     let [b, _, h, d] = q.dims();
     let dev = q.device();
-    if fused && apply_groups(d).is_some() {
+    if fused && fused_apply_supported(d, q.dtype(), dtype) {
         let kvt = s.kv.clone().swap_dims(2, 3);
         let out = <Dispatch as LinearAttentionKernels>::la_apply_fused(
             q.into_dispatch(),

@@ -11,7 +11,7 @@ use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBacke
 use cubecl::ir::ElemType;
 
 use crate::{dtype_code, elem_type, DTYPES};
-use crate::rows::{cube_grid, row_launch, RowLaunch};
+use crate::rows::{cube_grid, group_reduce, row_launch, RowLaunch};
 use cubecl::prelude::*;
 
 /// Units per cube (WebGPU's guaranteed maximum).
@@ -20,28 +20,6 @@ const UNITS: usize = 256;
 /// Units per row for rows of `l` keys: a power of two, about eight keys a unit, 1 to 64.
 pub fn units_per_row(l: usize) -> usize {
     l.div_ceil(8).next_power_of_two().clamp(1, 64)
-}
-
-/// The max (or sum) of `v` over each aligned group of `upr` consecutive units (one row), in
-/// every unit of the group, in tree order. Its own shared array per call (a `&mut Shared`
-/// parameter fails CubeCL 0.11's IR verification); every unit of the cube must call it.
-#[cube]
-fn row_reduce(v: f32, upr: usize, #[comptime] max: bool) -> f32 {
-    let mut shared = Shared::<[f32]>::new_slice(UNITS);
-    let tid = UNIT_POS as usize;
-    let lane = tid % upr;
-    shared[tid] = v;
-    sync_cube();
-    let mut stride = upr / 2;
-    while stride > 0 {
-        if lane < stride {
-            let (a, b) = (shared[tid], shared[tid + stride]);
-            shared[tid] = if max { f32::max(a, b) } else { a + b };
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    shared[tid - lane]
 }
 
 /// `x`: `rows` rows of `l` f32 logits, `xs` apart; `out` the same rows contiguous; `bias`
@@ -89,7 +67,7 @@ fn attention_probs_kernel<F: Float>(
             i += upr;
         }
     }
-    let max = row_reduce(m, upr, true);
+    let max = group_reduce(m, upr, UNITS, true);
     let mut s = 0.0f32;
     if live {
         let mut j = lane;
@@ -102,7 +80,7 @@ fn attention_probs_kernel<F: Float>(
             j += upr;
         }
     }
-    let inv = 1.0f32 / row_reduce(s, upr, false);
+    let inv = 1.0f32 / group_reduce(s, upr, UNITS, false);
     if live {
         let mut k = lane;
         while k < l {
