@@ -2,10 +2,9 @@
 //!
 //! The sums: one fused kernel prepares the operands (ReLU, RoPE, and the move to a per-head
 //! `[B, H, N, d]` layout, in one pass over `k`, or over `q` on the four-pass apply path);
-//! the reductions over tokens then go through
-//! the device's tuned matmul (`crate::matmul`; f32 accumulation, operands rounded only for a
-//! 16-bit model, see `gemm` and `kv_sums`): `KV = vᵀ·R·φ(k)` is a GEMM with a `d x d`
-//! (112 x 112) output. The first kernels here gave each output element its own thread and a
+//! the reductions over tokens then go through the device's tuned matmul (`crate::matmul`;
+//! f32 accumulation, operands rounded only for a 16-bit model, see `gemm` and `kv_sums`):
+//! `KV = vᵀ·R·φ(k)` is a GEMM with a `d x d` (112 x 112) output. The first kernels here gave each output element its own thread and a
 //! serial loop over all N tokens (32k at 480p), which left the GPU mostly idle.
 //!
 //! The apply side, `o = KV·R·φ(q) / (⟨ksum, φ(q)⟩ + eps)`, is one kernel
@@ -96,8 +95,8 @@ fn finish_kernel<F: Float>(num: &Tensor<f32>, den: &Tensor<f32>, out: &mut Tenso
 /// one write of the output.
 ///
 /// One cube per (sample and head `bh`, `groups·t` tokens): first φ(q) and R·φ(q) of its
-/// tokens into shared memory (with the denominators, 14.5 KB at d = 112) (rows `d + 1` apart, so the token groups of one warp fall in
-/// different banks); then unit `(g, av)` of the first `groups·dv` accumulates output channels
+/// tokens into shared memory, rows `d + 1` apart so the token groups of one warp fall in
+/// different banks (with the denominators, 14.5 KB at d = 112); then unit `(g, av)` of the first `groups·dv` accumulates output channels
 /// `4·av .. 4·av + 4` of the `t` tokens of group `g`, reading `KVᵀ` rows (`kvt[c]`, vectors
 /// of 4 output channels, L1-resident: `d x d` f32 per head) and broadcasting one shared value
 /// per token per `c`, while each of the next `groups·t` units sums one token's denominator.
