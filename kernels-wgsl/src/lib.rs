@@ -37,6 +37,13 @@ pub(crate) fn mark(device: &burn::tensor::Device, stage: &'static str) {
     }
 }
 
+/// WebGPU's guaranteed workgroup limits (`maxComputeWorkgroupStorageSize`,
+/// `maxComputeInvocationsPerWorkgroup`), which our kernels stay within on every backend.
+#[allow(dead_code)]
+pub(crate) const WEBGPU_SHARED_BYTES: usize = 16 * 1024;
+#[allow(dead_code)]
+pub(crate) const WEBGPU_MAX_UNITS: usize = 256;
+
 /// Which implementation an op should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {

@@ -207,8 +207,9 @@ pub fn apply_groups(d: usize) -> Option<usize> {
         return None;
     }
     let t = APPLY_TOKENS_PER_UNIT;
-    let rows = 4096 / (2 * d + 3);
-    let groups = (rows / t).min(256 / (d / 4 + t)).min(4);
+    // Two f32 rows of d + 1 and a denominator per token in shared memory.
+    let rows = crate::WEBGPU_SHARED_BYTES / 4 / (2 * d + 3);
+    let groups = (rows / t).min(crate::WEBGPU_MAX_UNITS / (d / 4 + t)).min(4);
     (groups >= 1).then_some(groups)
 }
 

@@ -14,12 +14,23 @@ use crate::{dtype_code, elem_type, DTYPES};
 use crate::rows::{cube_grid, group_reduce, row_launch, RowLaunch};
 use cubecl::prelude::*;
 
-/// Units per cube (WebGPU's guaranteed maximum).
-const UNITS: usize = 256;
+/// Units per cube.
+const UNITS: usize = crate::WEBGPU_MAX_UNITS;
 
 /// Units per row for rows of `l` keys: a power of two, about eight keys a unit, 1 to 64.
 pub fn units_per_row(l: usize) -> usize {
     l.div_ceil(8).next_power_of_two().clamp(1, 64)
+}
+
+/// Key `at` of a row, scaled and masked (`bias` at `bat` when `has_bias` is 1): read in each
+/// of the kernel's three passes.
+#[cube]
+fn logit(x: &Tensor<f32>, bias: &Tensor<f32>, at: usize, bat: usize, scale: f32, has_bias: u32) -> f32 {
+    let mut v = x[at] * scale;
+    if has_bias == 1 {
+        v += bias[bat];
+    }
+    v
 }
 
 /// `x`: `rows` rows of `l` f32 logits, `xs` apart; `out` the same rows contiguous; `bias`
@@ -59,10 +70,7 @@ fn attention_probs_kernel<F: Float>(
     if live {
         let mut i = lane;
         while i < l {
-            let mut v = x[base + i] * scale;
-            if has_bias == 1 {
-                v += bias[bbase + i];
-            }
+            let v = logit(x, bias, base + i, bbase + i, scale, has_bias);
             m = f32::max(m, v);
             i += upr;
         }
@@ -72,10 +80,7 @@ fn attention_probs_kernel<F: Float>(
     if live {
         let mut j = lane;
         while j < l {
-            let mut v = x[base + j] * scale;
-            if has_bias == 1 {
-                v += bias[bbase + j];
-            }
+            let v = logit(x, bias, base + j, bbase + j, scale, has_bias);
             s += f32::exp(v - max);
             j += upr;
         }
@@ -84,10 +89,7 @@ fn attention_probs_kernel<F: Float>(
     if live {
         let mut k = lane;
         while k < l {
-            let mut v = x[base + k] * scale;
-            if has_bias == 1 {
-                v += bias[bbase + k];
-            }
+            let v = logit(x, bias, base + k, bbase + k, scale, has_bias);
             out[obase + k] = F::cast_from(f32::exp(v - max) * inv);
             k += upr;
         }
