@@ -287,19 +287,30 @@ impl Drop for VideoWriter {
     }
 }
 
-/// A [`VideoWriter`] on its own thread, so frames are converted and encoded (H.264 takes
-/// tens of milliseconds a 480p frame) while the device decodes the next ones. At most two
-/// pushes wait in the queue (bounding the memory held). A write error stops the thread; it
-/// is reported by the next push or by `finish`, and the partial output is removed as
-/// `VideoWriter` does.
+/// A [`VideoWriter`] on its own thread, so frames are converted and encoded (H.264: about
+/// 7 ms a 480p frame with OpenH264's SIMD, 25 without) while the device decodes the next
+/// ones, or, in LongSANA, runs the next chunk's DiT. The queue holds up to [`QUEUE_BYTES`]
+/// of frames (a 40-frame LongSANA chunk at 480p), at least two pushes. A write error stops
+/// the thread; it is reported by the next push or by `finish`, and the partial output is
+/// removed as `VideoWriter` does.
 pub struct BackgroundWriter {
     queue: Option<std::sync::mpsc::SyncSender<(Vec<f32>, usize)>>,
     worker: Option<std::thread::JoinHandle<(VideoWriter, Result<(), String>)>>,
 }
 
+/// Host memory the writer's queue may hold: f32 frames waiting to be encoded.
+pub const QUEUE_BYTES: usize = 192 << 20;
+
+/// Pushes the queue holds: the decoders push one latent frame's worth (four video frames)
+/// at a time, so [`QUEUE_BYTES`] over four f32 RGB frames, between 2 and 64.
+fn queue_pushes(height: usize, width: usize) -> usize {
+    let push = 4 * height.max(1) * width.max(1) * 3 * std::mem::size_of::<f32>();
+    (QUEUE_BYTES / push).clamp(2, 64)
+}
+
 impl BackgroundWriter {
     pub fn start(writer: VideoWriter) -> Result<Self, String> {
-        let (queue, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, usize)>(2);
+        let (queue, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, usize)>(queue_pushes(writer.height, writer.width));
         let worker = std::thread::Builder::new()
             .name("video-writer".into())
             .spawn(move || {
@@ -315,7 +326,7 @@ impl BackgroundWriter {
         Ok(BackgroundWriter { queue: Some(queue), worker: Some(worker) })
     }
 
-    /// Queues `count` frames (`[count, H, W, 3]` in [0, 1]); waits while two pushes queue.
+    /// Queues `count` frames (`[count, H, W, 3]` in [0, 1]); waits while the queue is full.
     pub fn push(&mut self, data: Vec<f32>, count: usize) -> Result<(), String> {
         let queue = self.queue.as_ref().ok_or("writer already finished")?;
         if queue.send((data, count)).is_err() {
@@ -497,4 +508,15 @@ fn udta_box(meta: &[(String, String)]) -> Vec<u8> {
     meta_body.extend(mp4_box(b"hdlr", &hdlr));
     meta_body.extend(mp4_box(b"ilst", &ilst));
     mp4_box(b"udta", &mp4_box(b"meta", &meta_body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn writer_queue_holds_a_longsana_chunk_at_480p_and_is_bounded() {
+        // A 40-frame chunk (ten pushes of four frames) at 832x480; 2..=64 at the extremes.
+        assert_eq!(super::queue_pushes(480, 832), 10);
+        assert_eq!(super::queue_pushes(4320, 7680), 2);
+        assert_eq!(super::queue_pushes(16, 16), 64);
+    }
 }
