@@ -10,9 +10,14 @@
 #   profile: timeline profile of the CUDA bf16 CFG-batch forward (FUSED_PROFILE, default
 #            "new old")
 #   ncu:     Nsight Compute on the GLU conv's two kernels and the fused apply (one launch
-#            each, CUDA bf16, 65,520 tokens), where the machine has `ncu`
+#            each, CUDA bf16, 65,520 tokens), where the machine has `ncu` (FUSED_NCU_KERNELS,
+#            FUSED_NCU_GLU: other kernels, a SANA_GLU setting)
 #   parity:  one full-size forward against the float64 diffusers reference: CUDA f32 and
 #            bf16, Vulkan f16
+#   glu:     the GLU stage (timeline, CUDA bf16, 65,520 tokens) for each SANA_GLU setting in
+#            FUSED_GLU (units,strip,vector,silu,split; split 1 and 2: the halves on two units)
+#   h264:    H.264 encoding of 81 synthetic 480p frames with and without OpenH264's SIMD
+#            (benches/h264-encode, built by its build.sh; carried as .devcarry/h264-encode-*)
 #   e2e:     the random full-size 480p pipeline (tools/fullsize_pipeline.py) quantised to
 #            FP8, `sana-video generate` 81 frames, 50 steps, CFG 6, bf16 VAE; then LongSANA
 #            10 s (bf16), both on CUDA
@@ -80,9 +85,9 @@ fi
 if [[ $STAGES == *ncu* ]]; then
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   if [ -z "$NCU" ]; then echo "no ncu on this machine" | tee $OUT/ncu.txt; else
-    for k in silu_inplace_kernel glu_depthwise_kernel apply_fused_kernel; do
-      echo "== $k"
-      timeout 200 $NCU --kernel-name regex:$k --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+    for k in ${FUSED_NCU_KERNELS:-silu_inplace_kernel glu_depthwise_kernel apply_fused_kernel}; do
+      echo "== $k (SANA_GLU=${FUSED_NCU_GLU:-default})"
+      SANA_GLU=${FUSED_NCU_GLU:-128,8,4,0,0} timeout 200 $NCU --kernel-name regex:$k --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
         $B/dit-forward --model $CK --backend cuda --dtype bf16 --mask-pad 250 --warmup 0 --iters 1 --latent 2x21x60x104 2>&1 | grep -v "^| " | grep -v "^==PROF==" | tail -150
     done | tee $OUT/ncu.txt
   fi
@@ -94,6 +99,15 @@ if [[ $STAGES == *parity* ]]; then
     timeout 300 $B/sana-video debug transformer --backend $1 --dtype $2 --model $CK --inputs /tmp/fp/inputs.safetensors --output /tmp/fp/ours_$1_$2.safetensors 2>&1 | tail -1
     python3 tools/compare.py /tmp/fp/ours_$1_$2.safetensors /tmp/fp/outputs.safetensors 2>&1 | sed "s/^/$1 $2: /"
   done | tee $OUT/parity.txt
+fi
+if [[ $STAGES == *glu* ]]; then
+  for g in ${FUSED_GLU:-128,8,4,0,0 128,8,4,0,1 128,8,4,0,2 256,8,4,0,1 256,8,4,0,2 128,16,4,0,1 256,8,8,0,2}; do
+    echo "== SANA_GLU=$g"
+    EXTRA=--profile forward cuda bf16 SANA_GLU=$g SANA_PROFILE_MODE=timeline | grep -E "^\| [0-9]|ff\.glu|error"
+  done | tee $OUT/glu.md
+fi
+if [[ $STAGES == *h264* ]]; then
+  { nproc; lscpu | grep -E "Model name"; for v in c asm c asm; do [ -x $B/h264-encode-$v ] && echo "$v: $($B/h264-encode-$v 81)"; done; } | tee $OUT/h264.txt
 fi
 if [[ $STAGES == *e2e* ]]; then
   TOK=tests/fixtures/downloads/gemma-2-tokenizer; P=/tmp/sana480p; PL=/tmp/sana480p-long

@@ -344,7 +344,8 @@ fn naive_glu_depthwise(h: &[f32], taps: &[f32], bias: &[f32], [m, hh, ww, c2]: [
 /// the host version; odd sizes and single-pixel images exercise the padding, odd and even
 /// half widths the kernel's vector widths (1, 2, 4 channels), widths that are not a multiple
 /// of its 8-position strips, and 600 rows of 883 its 2-D grid (66,600 strips, over 65,535). On CubeCL devices also in f16 (the kernel reads f16 and
-/// computes in f32).
+/// computes in f32), and both kernels (strips, halves split over two units) under several
+/// launch settings.
 #[test]
 fn glu_depthwise_matches_naive_and_reference() {
     for (kind, device) in backends() {
@@ -370,9 +371,12 @@ fn glu_depthwise_matches_naive_and_reference() {
                 println!("{} {which:?} f32 shape {shape:?}: rel {rel:.2e} max abs {max_abs:.2e}", device::name(kind));
                 assert!(rel < 1e-5, "{} {which:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
             }
-            // Other launch settings (`SANA_GLU`: units, strip, vector, SiLU as the conv reads).
+            // Other launch settings (`SANA_GLU`: units, strip, vector, SiLU as the conv reads,
+            // the halves split over two units).
             if sana_video_core::kernels::is_cube_device(&device) {
-                for launch in [[32usize, 1, 1, 1], [128, 8, 8, 1], [256, 16, 2, 0], [64, 3, 4, 1]] {
+                let launches = [[32usize, 1, 1, 1, 0], [128, 8, 8, 1, 0], [256, 16, 2, 0, 0], [64, 3, 4, 1, 0]];
+                let split = [[32usize, 1, 1, 1, 1], [128, 8, 8, 0, 1], [256, 16, 2, 1, 1], [128, 3, 4, 0, 2], [64, 8, 4, 0, 2]];
+                for launch in launches.into_iter().chain(split) {
                     let (ht, tt, bt) = inputs();
                     let out = sana_video_core::kernels::glu_conv::cube::glu_depthwise3x3_with(ht, tt, bt, launch);
                     let (rel, _) = rel_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &expected);
@@ -395,6 +399,11 @@ fn glu_depthwise_matches_naive_and_reference() {
                 println!("{} Auto f16 shape {shape:?}: rel {rel:.2e}", device::name(kind));
                 // f16 inputs (11-bit mantissa) and output: a few 1e-3 relative.
                 assert!(rel < 5e-3, "{} f16 shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                let (ht, tt, bt) = inputs();
+                let launch = [128, 8, 4, 0, 1];
+                let out = sana_video_core::kernels::glu_conv::cube::glu_depthwise3x3_with(half(ht), tt.cast(FloatDType::F16), bt.cast(FloatDType::F16), launch);
+                let (rel, _) = rel_l2(&out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap(), &expected);
+                assert!(rel < 5e-3, "{} f16 split shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
             }
         }
     }
