@@ -4,7 +4,8 @@
 # "tests ab"):
 #   tests:   `kernels` and `dit_parity` with SANA_TEST_BACKENDS=cuda, then =vulkan
 #   ab:      dit-forward, random full-size 480p DiT, 65,520 tokens (FUSED_LATENTS), "new"
-#            (the defaults) and "old" (SANA_LA_APPLY=gemm) alternated (FUSED_AB, default
+#            (the defaults) and "old" (FUSED_OLD, default SANA_LA_KV=gemm: the linear
+#            attention's older KV sum; the sixth session compared SANA_LA_APPLY=gemm) alternated (FUSED_AB, default
 #            "cuda:bf16 cuda:fp8 vulkan:f16"; FUSED_VARIANTS, default "new old new old";
 #            "prev" runs .devcarry/dit-forward-prev.xz, an earlier build, when carried)
 #   profile: timeline profile of the CUDA bf16 CFG-batch forward (FUSED_PROFILE, default
@@ -15,7 +16,7 @@
 #   parity:  one full-size forward against the float64 diffusers reference: CUDA f32 and
 #            bf16, Vulkan f16
 #   glu:     the GLU stage (timeline, CUDA bf16, 65,520 tokens) for each SANA_GLU setting in
-#            FUSED_GLU (units,strip,vector,silu,split; split 1 and 2: the halves on two units)
+#            FUSED_GLU (units,strip,vector,silu,regs; regs 1: f32 registers, 2: taps from L1)
 #   h264:    H.264 encoding of 81 synthetic 480p frames with and without OpenH264's SIMD
 #            (benches/h264-encode, built by its build.sh; carried as .devcarry/h264-encode-*)
 #   e2e:     the random full-size 480p pipeline (tools/fullsize_pipeline.py) quantised to
@@ -32,7 +33,7 @@ source benches/device_unpack.sh
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 STAGES=${FUSED_STAGES:-tests ab}
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u; } | tee $OUT/gpu.txt
-OLD="SANA_LA_APPLY=gemm"
+OLD=${FUSED_OLD:-SANA_LA_KV=gemm}
 if [[ $STAGES == *tests* ]]; then
   for be in cuda vulkan; do
     for t in kernels dit_parity; do
@@ -44,7 +45,7 @@ if [[ $STAGES == *tests* ]]; then
   done | tee $OUT/tests.log
 fi
 CK=/tmp/ck480/transformer
-if [[ $STAGES == *ab* || $STAGES == *profile* || $STAGES == *parity* || $STAGES == *ncu* ]]; then
+if [[ $STAGES == *ab* || $STAGES == *profile* || $STAGES == *parity* || $STAGES == *ncu* || $STAGES == *glu* ]]; then
   [ -d $CK ] || python3 tools/make_fullsize_checkpoint.py --variant 480p --out $CK --device cuda 2>&1 | grep -v -i warn
 fi
 forward() { # backend dtype-or-fp8 env... extra args
@@ -101,7 +102,7 @@ if [[ $STAGES == *parity* ]]; then
   done | tee $OUT/parity.txt
 fi
 if [[ $STAGES == *glu* ]]; then
-  for g in ${FUSED_GLU:-128,8,4,0,0 128,8,4,0,1 128,8,4,0,2 256,8,4,0,1 256,8,4,0,2 128,16,4,0,1 256,8,8,0,2}; do
+  for g in ${FUSED_GLU:-128,8,4,0,0 128,8,4,0,1 128,8,4,0,2 256,8,4,0,2 128,8,8,0,2 128,16,4,0,2}; do
     echo "== SANA_GLU=$g"
     EXTRA=--profile forward cuda bf16 SANA_GLU=$g SANA_PROFILE_MODE=timeline | grep -E "^\| [0-9]|ff\.glu|error"
   done | tee $OUT/glu.md

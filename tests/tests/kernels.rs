@@ -96,7 +96,13 @@ fn linear_attention_matches_naive_and_reference() {
                 use linear_attention::cube::{apply_with, fused_apply_supported};
                 // The test must know which path runs: the fused one exactly where d % 4 == 0.
                 assert_eq!(fused_apply_supported(d, DType::F32, DType::F32), d % 4 == 0, "head dim {d}");
-                let sums = linear_attention::kv_sums(tensor4(&k, shape, &device), tensor4(&v, shape, &device), ct.clone(), st.clone(), Impl::Auto);
+                // Both sum paths: the fused operand kernel (every head dim here fits its tiles)
+                // and the older one (`SANA_LA_KV=gemm`).
+                assert!(linear_attention::cube::kv_tile_tokens(d).is_some(), "head dim {d}");
+                let sums_by = |fused: bool| {
+                    linear_attention::cube::kv_sums_with(tensor4(&k, shape, &device), tensor4(&v, shape, &device), ct.clone(), st.clone(), fused)
+                };
+                let sums = sums_by(true);
                 // q as a strided view: each head's d values inside a row of d + 6.
                 let wide: Vec<f32> = (0..len / d).flat_map(|r| q[r * d..(r + 1) * d].iter().copied().chain([1.0e3; 6])).collect();
                 let q_view = Tensor::<4>::from_data(TensorData::new(wide, [b, n, h, d + 6]), &device).narrow(3, 0, d);
@@ -107,6 +113,14 @@ fn linear_attention_matches_naive_and_reference() {
                     println!("{} apply fused={fused} strided q={strided} shape {shape:?}: rel {rel:.3e} max abs {max_abs:.3e}", device::name(kind));
                     assert!(rel < 1e-5, "{} apply fused={fused} strided q={strided} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
                 }
+                let older = sums_by(false);
+                let out = apply_with(tensor4(&q, shape, &device), &older, ct.clone(), st.clone(), 1e-15, DType::F32, true);
+                let (rel, _) = rel_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &expected);
+                assert!(rel < 1e-5, "{} older kv path shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                // The two paths' sums agree to f32 rounding (only the order of additions differs).
+                let host = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+                let (rel, _) = rel_l2(&host(sums.kv.clone()), &host(older.kv.clone()));
+                assert!(rel < 1e-6, "{} kv paths differ, shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
             }
             // Half-precision q, k, v read as they are, f32 inside, the output rounded once to
             // f16: against the f64 host version of the same rounded inputs.
@@ -150,10 +164,20 @@ fn linear_attention_split_sums_with_padding() {
         let back = |t: Tensor<4>| t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
         let (qh, kh, vh) = (half(&q), half(&k), half(&v));
         let expected = naive(&back(qh.clone()), &back(kh.clone()), &back(vh.clone()), &c, &s, shape, 1e-15);
-        let out = linear_attention::attention(qh, kh, vh, ct, st, 1e-15, burn::tensor::DType::F16, Impl::Auto);
+        let out = linear_attention::attention(qh.clone(), kh.clone(), vh.clone(), ct.clone(), st.clone(), 1e-15, burn::tensor::DType::F16, Impl::Auto);
         let (rel, _) = rel_l2(&back(out), &expected);
         println!("{} f16 {n} tokens: rel {rel:.2e}", device::name(kind));
         assert!(rel < 1e-3, "{} f16 {n} tokens: rel L2 {rel:.3e}", device::name(kind));
+        // Both `KV` sum paths on CubeCL devices (the fused operand kernel writes the padding's
+        // zeros itself).
+        if sana_video_core::kernels::is_cube_device(&device) {
+            for fused in [true, false] {
+                let sums = linear_attention::cube::kv_sums_with(kh.clone(), vh.clone(), ct.clone(), st.clone(), fused);
+                let out = linear_attention::cube::apply(qh.clone(), &sums, ct.clone(), st.clone(), 1e-15, burn::tensor::DType::F16);
+                let (rel, _) = rel_l2(&back(out), &expected);
+                assert!(rel < 1e-3, "{} f16 {n} tokens, fused kv {fused}: rel L2 {rel:.3e}", device::name(kind));
+            }
+        }
     }
 }
 
@@ -344,8 +368,7 @@ fn naive_glu_depthwise(h: &[f32], taps: &[f32], bias: &[f32], [m, hh, ww, c2]: [
 /// the host version; odd sizes and single-pixel images exercise the padding, odd and even
 /// half widths the kernel's vector widths (1, 2, 4 channels), widths that are not a multiple
 /// of its 8-position strips, and 600 rows of 883 its 2-D grid (66,600 strips, over 65,535). On CubeCL devices also in f16 (the kernel reads f16 and
-/// computes in f32), and both kernels (strips, halves split over two units) under several
-/// launch settings.
+/// computes in f32), under several launch settings.
 #[test]
 fn glu_depthwise_matches_naive_and_reference() {
     for (kind, device) in backends() {
@@ -372,11 +395,9 @@ fn glu_depthwise_matches_naive_and_reference() {
                 assert!(rel < 1e-5, "{} {which:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
             }
             // Other launch settings (`SANA_GLU`: units, strip, vector, SiLU as the conv reads,
-            // the halves split over two units).
+            // registers: storage dtype, f32, taps from L1).
             if sana_video_core::kernels::is_cube_device(&device) {
-                let launches = [[32usize, 1, 1, 1, 0], [128, 8, 8, 1, 0], [256, 16, 2, 0, 0], [64, 3, 4, 1, 0]];
-                let split = [[32usize, 1, 1, 1, 1], [128, 8, 8, 0, 1], [256, 16, 2, 1, 1], [128, 3, 4, 0, 2], [64, 8, 4, 0, 2]];
-                for launch in launches.into_iter().chain(split) {
+                for launch in [[32usize, 1, 1, 1, 0], [128, 8, 8, 1, 0], [256, 16, 2, 0, 1], [64, 3, 4, 1, 1], [128, 8, 4, 0, 2], [64, 5, 8, 1, 2]] {
                     let (ht, tt, bt) = inputs();
                     let out = sana_video_core::kernels::glu_conv::cube::glu_depthwise3x3_with(ht, tt, bt, launch);
                     let (rel, _) = rel_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &expected);
@@ -403,7 +424,7 @@ fn glu_depthwise_matches_naive_and_reference() {
                 let launch = [128, 8, 4, 0, 1];
                 let out = sana_video_core::kernels::glu_conv::cube::glu_depthwise3x3_with(half(ht), tt.cast(FloatDType::F16), bt.cast(FloatDType::F16), launch);
                 let (rel, _) = rel_l2(&out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap(), &expected);
-                assert!(rel < 5e-3, "{} f16 split shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                assert!(rel < 5e-3, "{} f16, f32 registers, shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
             }
         }
     }

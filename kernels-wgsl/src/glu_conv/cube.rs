@@ -5,7 +5,7 @@
 //! neighbours straight from the un-padded input (out-of-image taps skipped).
 
 use burn::backend::{backend_extension, tensor::FloatTensor, Backend, Dispatch};
-use burn::tensor::{Shape, Tensor as BTensor};
+use burn::tensor::{DType, Shape, Tensor as BTensor};
 use burn_cubecl::{cubecl, kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeBackend};
 use cubecl::ir::ElemType;
 
@@ -53,8 +53,11 @@ fn load<F: Float, N: Size>(s: &Tensor<Vector<F, N>>, at: usize, #[comptime] silu
 /// an output costs six vector loads (the new column) instead of eighteen. Measured on an H200
 /// (BENCHMARKS.md), the stage took the same time as with one cube per position and eighteen
 /// loads (0.208 against 0.206 s per 480p forward), so loads from L2 are not what limits it.
+/// `R` is the registers' type: the storage dtype (each tap and input converted to f32 at
+/// every use, nine times for an input) or f32 (converted once, as loaded; more registers);
+/// `taps_from_l1` leaves the taps out of registers (read at each use; fewer registers).
 #[cube(launch, address_type = "dynamic")]
-fn glu_depthwise_kernel<F: Float, N: Size>(
+fn glu_depthwise_kernel<F: Float, R: Float, N: Size>(
     s: &Tensor<Vector<F, N>>,
     taps: &Tensor<Vector<F, N>>,
     bias: &Tensor<Vector<F, N>>,
@@ -65,7 +68,8 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
     cv: u32,
     #[comptime] xs: usize,
     #[comptime] silu_on_load: bool,
-    #[define(F)] _dtype: ElemType,
+    #[comptime] taps_from_l1: bool,
+    #[define(F, R)] _dtypes: [ElemType; 2],
 ) {
     let (hh, ww, cv) = (hh as usize, ww as usize, cv as usize);
     let strips = ww.div_ceil(xs);
@@ -82,20 +86,22 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
     row_ok[0] = y >= 1;
     row_ok[1] = true;
     row_ok[2] = y + 1 < hh;
-    let zero = Vector::<F, N>::new(F::new(0.0));
+    let zero = Vector::<R, N>::new(R::new(0.0));
     let mut j = UNIT_POS as usize;
     while j < cv {
-        let mut ta = Array::<Vector<F, N>>::new(9usize);
-        let mut tg = Array::<Vector<F, N>>::new(9usize);
+        let mut ta = Array::<Vector<R, N>>::new(9usize);
+        let mut tg = Array::<Vector<R, N>>::new(9usize);
         #[unroll]
         for t in 0..9usize {
-            ta[t] = taps[t * c2v + j];
-            tg[t] = taps[t * c2v + j + cv];
+            if !taps_from_l1 {
+                ta[t] = Vector::<R, N>::cast_from(taps[t * c2v + j]);
+                tg[t] = Vector::<R, N>::cast_from(taps[t * c2v + j + cv]);
+            }
         }
         // The window, wa[dy·3 + dx] for the neighbour (y + dy - 1, x + dx - 1); columns 1
         // and 2 start as x0 - 1 and x0 and slide to 0 and 1 before each output.
-        let mut wa = Array::<Vector<F, N>>::new(9usize);
-        let mut wg = Array::<Vector<F, N>>::new(9usize);
+        let mut wa = Array::<Vector<R, N>>::new(9usize);
+        let mut wg = Array::<Vector<R, N>>::new(9usize);
         #[unroll]
         for dy in 0..3usize {
             #[unroll]
@@ -106,8 +112,8 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
                 wg[dy * 3 + c] = zero;
                 if row_ok[dy] && xp >= 1 && xp <= ww {
                     let base = ((row + dy - 1) * ww + xp - 1) * c2v + j;
-                    wa[dy * 3 + c] = load(s, base, silu_on_load);
-                    wg[dy * 3 + c] = load(s, base + cv, silu_on_load);
+                    wa[dy * 3 + c] = Vector::<R, N>::cast_from(load(s, base, silu_on_load));
+                    wg[dy * 3 + c] = Vector::<R, N>::cast_from(load(s, base + cv, silu_on_load));
                 }
             }
         }
@@ -124,16 +130,21 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
                 wg[dy * 3 + 2] = zero;
                 if row_ok[dy] && x + 1 < ww {
                     let base = ((row + dy - 1) * ww + x + 1) * c2v + j;
-                    wa[dy * 3 + 2] = load(s, base, silu_on_load);
-                    wg[dy * 3 + 2] = load(s, base + cv, silu_on_load);
+                    wa[dy * 3 + 2] = Vector::<R, N>::cast_from(load(s, base, silu_on_load));
+                    wg[dy * 3 + 2] = Vector::<R, N>::cast_from(load(s, base + cv, silu_on_load));
                 }
             }
             let mut a = Vector::<f32, N>::cast_from(bias[j]);
             let mut g = Vector::<f32, N>::cast_from(bias[j + cv]);
             #[unroll]
             for t in 0..9usize {
-                a += Vector::<f32, N>::cast_from(ta[t]) * Vector::<f32, N>::cast_from(wa[t]);
-                g += Vector::<f32, N>::cast_from(tg[t]) * Vector::<f32, N>::cast_from(wg[t]);
+                if taps_from_l1 {
+                    a += Vector::<f32, N>::cast_from(taps[t * c2v + j]) * Vector::<f32, N>::cast_from(wa[t]);
+                    g += Vector::<f32, N>::cast_from(taps[t * c2v + j + cv]) * Vector::<f32, N>::cast_from(wg[t]);
+                } else {
+                    a += Vector::<f32, N>::cast_from(ta[t]) * Vector::<f32, N>::cast_from(wa[t]);
+                    g += Vector::<f32, N>::cast_from(tg[t]) * Vector::<f32, N>::cast_from(wg[t]);
+                }
             }
             out[(row * ww + x) * cv + j] = Vector::<F, N>::cast_from(a * silu_f32::<N>(g));
             i += 1;
@@ -142,138 +153,27 @@ fn glu_depthwise_kernel<F: Float, N: Size>(
     }
 }
 
-/// [`glu_depthwise_kernel`] with each output's two halves on two units: the cube's first
-/// `half` units convolve the `a` channels, the next `half` the gate's, for the same channel
-/// vectors and positions, and the gate's units hand `SiLU(g)` over through shared memory
-/// (two slots, one barrier a position). Each unit then holds one half's taps and window (9
-/// vectors each instead of 18), for fewer registers and more units a multiprocessor: the
-/// strips' limit on the H200 (Nsight Compute: 159 registers, 19% occupancy). Every unit runs
-/// the same number of iterations, so the barriers are uniform. With `taps_in_registers` off
-/// the taps are read from L1 at each use instead (fewer registers still).
-#[cube(launch, address_type = "dynamic")]
-#[allow(clippy::too_many_arguments)]
-fn glu_depthwise_split_kernel<F: Float, N: Size>(
-    s: &Tensor<Vector<F, N>>,
-    taps: &Tensor<Vector<F, N>>,
-    bias: &Tensor<Vector<F, N>>,
-    out: &mut Tensor<Vector<F, N>>,
-    rows: u32,
-    hh: u32,
-    ww: u32,
-    cv: u32,
-    #[comptime] half: usize,
-    #[comptime] xs: usize,
-    #[comptime] silu_on_load: bool,
-    #[comptime] taps_in_registers: bool,
-    #[define(F)] _dtype: ElemType,
-) {
-    let (hh, ww, cv) = (hh as usize, ww as usize, cv as usize);
-    let strips = ww.div_ceil(xs);
-    let cube = CUBE_POS;
-    // The same for every unit of a cube: no unit leaves before another's barrier.
-    if cube >= rows as usize * strips {
-        terminate!();
-    }
-    let row = cube / strips;
-    let x0 = (cube % strips) * xs;
-    let y = row % hh;
-    let c2v = 2 * cv;
-    let mut row_ok = Array::<bool>::new(3usize);
-    row_ok[0] = y >= 1;
-    row_ok[1] = true;
-    row_ok[2] = y + 1 < hh;
-    let zero = Vector::<F, N>::new(F::new(0.0));
-    let u = UNIT_POS as usize;
-    let gate = u >= half;
-    let lane = u % half;
-    let mut gated = Shared::<[Vector<f32, N>]>::new_slice(comptime!(2 * half));
-    let iterations = cv.div_ceil(half);
-    for it in 0..iterations {
-        let j = it * half + lane;
-        let active = j < cv;
-        // This unit's channel vector among the 2C: `a` at j, the gate's at j + C (an idle
-        // unit reads channel 0's taps and multiplies them by zeros).
-        let ch = if !active {
-            0usize
-        } else if gate {
-            j + cv
-        } else {
-            j
-        };
-        let mut tp = Array::<Vector<F, N>>::new(9usize);
-        if taps_in_registers {
-            #[unroll]
-            for t in 0..9usize {
-                tp[t] = taps[t * c2v + ch];
-            }
-        }
-        let mut w = Array::<Vector<F, N>>::new(9usize);
-        #[unroll]
-        for dy in 0..3usize {
-            #[unroll]
-            for c in 1..3usize {
-                let xp = x0 + c - 1;
-                w[dy * 3 + c] = zero;
-                if active && row_ok[dy] && xp >= 1 && xp <= ww {
-                    w[dy * 3 + c] = load(s, ((row + dy - 1) * ww + xp - 1) * c2v + ch, silu_on_load);
-                }
-            }
-        }
-        let b = if active { Vector::<f32, N>::cast_from(bias[ch]) } else { Vector::<f32, N>::new(0.0) };
-        let mut i = 0usize;
-        while i < xs && x0 + i < ww {
-            let x = x0 + i;
-            #[unroll]
-            for dy in 0..3usize {
-                w[dy * 3] = w[dy * 3 + 1];
-                w[dy * 3 + 1] = w[dy * 3 + 2];
-                w[dy * 3 + 2] = zero;
-                if active && row_ok[dy] && x + 1 < ww {
-                    w[dy * 3 + 2] = load(s, ((row + dy - 1) * ww + x + 1) * c2v + ch, silu_on_load);
-                }
-            }
-            let mut acc = b;
-            #[unroll]
-            for t in 0..9usize {
-                // Without registers for them, the taps come from L1 at each use.
-                let tap = if taps_in_registers { tp[t] } else { taps[t * c2v + ch] };
-                acc += Vector::<f32, N>::cast_from(tap) * Vector::<f32, N>::cast_from(w[t]);
-            }
-            let slot = (i % 2) * half + lane;
-            if gate {
-                gated[slot] = silu_f32::<N>(acc);
-            }
-            sync_cube();
-            if !gate && active {
-                out[(row * ww + x) * cv + j] = Vector::<F, N>::cast_from(acc * gated[slot]);
-            }
-            i += 1;
-        }
-    }
-}
-
 /// Launch settings: units per strip at most (each strides over the strip's channel vectors),
 /// positions per strip (one cube, slid along by each unit's window), the widest channel
 /// vector (its window and taps live in registers), whether SiLU is applied as the conv
-/// reads (no separate pass), and whether each output's halves are split over two units
-/// ([`glu_depthwise_split_kernel`]; 1: with their taps in registers, 2: taps read at each
-/// use). Defaults 128, 8, 4, off, 0;
-/// `SANA_GLU=units,strip,vector,silu[,split]` overrides them to compare on a GPU (read once).
+/// reads (no separate pass), and the registers (0: taps and window in the storage dtype, 1:
+/// in f32, 2: the taps read from L1 at each use instead). Defaults 128, 8, 4, off, 0;
+/// `SANA_GLU=units,strip,vector,silu[,regs]` overrides them to compare on a GPU (read once).
 pub fn settings() -> [usize; 5] {
     static S: std::sync::OnceLock<[usize; 5]> = std::sync::OnceLock::new();
     *S.get_or_init(|| {
         let parsed = std::env::var("SANA_GLU").ok().and_then(|v| {
             let p: Vec<usize> = v.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
-            let (u, s, v, silu, split) = match p[..] {
+            let (u, s, v, silu, regs) = match p[..] {
                 [u, s, v, silu] => (u, s, v, silu, 0),
-                [u, s, v, silu, split] => (u, s, v, silu, split),
+                [u, s, v, silu, regs] => (u, s, v, silu, regs),
                 _ => return None,
             };
             let ok = u.is_power_of_two() && (32..=1024).contains(&u) && (1..=64).contains(&s) && [1, 2, 4, 8].contains(&v);
-            ok.then_some([u, s, v, (silu != 0) as usize, split.min(2)])
+            ok.then_some([u, s, v, (silu != 0) as usize, regs.min(2)])
         });
         if parsed.is_none() && std::env::var_os("SANA_GLU").is_some() {
-            eprintln!("warning: SANA_GLU is not `units,strip,vector,silu[,split]` (units a power of two in 32..=1024, strip 1..=64, vector 1, 2, 4 or 8); using the defaults");
+            eprintln!("warning: SANA_GLU is not `units,strip,vector,silu[,regs]` (units a power of two in 32..=1024, strip 1..=64, vector 1, 2, 4 or 8); using the defaults");
         }
         parsed.unwrap_or([128, 8, 4, 0, 0])
     })
@@ -298,7 +198,7 @@ impl GluConvKernels for CubeBackend {
         let client = h.client.clone();
         // The widest vector that divides C (both halves start on one).
         let vector = crate::vector_width(&h, c);
-        let [max_units, strip, max_vector, silu_on_load, split] = launch;
+        let [max_units, strip, max_vector, silu_on_load, regs] = launch;
         let silu_on_load = silu_on_load != 0;
         // SiLU in place when this is the only handle on the buffer (the usual case: the
         // inverted conv's fresh output), else into a new one.
@@ -319,31 +219,6 @@ impl GluConvKernels for CubeBackend {
         let out = empty_device_contiguous_dtype(client.clone(), s.device.clone(), Shape::new([m, hh, ww, c]), dtype);
         let vector = vector.min(max_vector);
         let address = [s.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
-        if split != 0 {
-            // Half the units per half; a power of two, at least a warp each.
-            let half = (c / vector).next_power_of_two().clamp(32, (max_units / 2).max(32));
-            glu_depthwise_split_kernel::launch(
-                &client,
-                cube_grid(m * hh * ww.div_ceil(strip)),
-                CubeDim::new_1d(2 * half as u32),
-                address,
-                vector,
-                s.into_tensor_arg(),
-                taps.into_tensor_arg(),
-                bias.into_tensor_arg(),
-                out.clone().into_tensor_arg(),
-                (m * hh) as u32,
-                hh as u32,
-                ww as u32,
-                (c / vector) as u32,
-                half,
-                strip,
-                silu_on_load,
-                split == 1,
-                elem_type(dtype),
-            );
-            return out;
-        }
         let units = (c / vector).next_multiple_of(32).min(max_units) as u32;
         glu_depthwise_kernel::launch(
             &client,
@@ -361,7 +236,8 @@ impl GluConvKernels for CubeBackend {
             (c / vector) as u32,
             strip,
             silu_on_load,
-            elem_type(dtype),
+            regs == 2,
+            [elem_type(dtype), elem_type(if regs == 1 { DType::F32 } else { dtype })],
         );
         out
     }
@@ -371,7 +247,7 @@ pub fn glu_depthwise3x3(h: BTensor<4>, taps: BTensor<2>, bias: BTensor<1>) -> BT
     glu_depthwise3x3_with(h, taps, bias, settings())
 }
 
-/// With explicit launch settings (`[units, strip, vector, silu on load, split]`, see
+/// With explicit launch settings (`[units, strip, vector, silu on load, registers]`, see
 /// [`settings`]).
 pub fn glu_depthwise3x3_with(h: BTensor<4>, taps: BTensor<2>, bias: BTensor<1>, launch: [usize; 5]) -> BTensor<4> {
     BTensor::from_dispatch(<Dispatch as GluConvKernels>::glu_depthwise3x3(h.into_dispatch(), taps.into_dispatch(), bias.into_dispatch(), launch))

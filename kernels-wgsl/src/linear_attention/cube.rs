@@ -1,11 +1,14 @@
 //! CubeCL path of the linear-attention sums, compiled to WGSL / SPIR-V / CUDA.
 //!
-//! The sums: one fused kernel prepares the operands (ReLU, RoPE, and the move to a per-head
-//! `[B, H, N, d]` layout, in one pass over `k`, or over `q` on the four-pass apply path);
-//! the reductions over tokens then go through the device's tuned matmul (`crate::matmul`;
-//! f32 accumulation, operands rounded only for a 16-bit model, see `gemm` and `kv_sums`):
-//! `KV = vᵀ·R·φ(k)` is a GEMM with a `d x d` (112 x 112) output. The first kernels here gave each output element its own thread and a
-//! serial loop over all N tokens (32k at 480p), which left the GPU mostly idle.
+//! The sums: one kernel (`kv_operands_kernel`) reads `k` and `v` once and writes the `KV`
+//! GEMM's operands in the layout and dtype it takes (R·φ(k) transposed per token split, v per
+//! split and head) plus per-tile sums of φ(k); the reduction over tokens then goes through
+//! the device's tuned matmul (`crate::matmul`; f32 accumulation, operands rounded only for a
+//! 16-bit model, see `gemm` and `kv_sums`): `KVᵀ = Σ_splits (R·φ(k))ᵀ·v` is one strided batch
+//! of GEMMs with `d x d` (112 x 112) outputs. The older path (`SANA_LA_KV=gemm`) wrote φ(k) and
+//! R·φ(k) in f32 `[B, H, N, d]`, cast v, and its GEMM's operands then needed a transposing
+//! copy (BENCHMARKS.md, ninth run). The first kernels here gave each output element its own
+//! thread and a serial loop over all N tokens (32k at 480p), which left the GPU mostly idle.
 //!
 //! The apply side, `o = KV·R·φ(q) / (⟨ksum, φ(q)⟩ + eps)`, is one kernel
 //! (`apply_fused_kernel`, exact f32) where the head dim is a multiple of 4: each token's output
@@ -197,6 +200,118 @@ fn apply_fused_kernel<F: Float, N: Size>(
 }
 
 /// Tokens per unit of [`apply_fused_kernel`].
+/// The `KV` sum's operands in one pass over `k` and `v` (`[B, N, H, d]`, any strides, one
+/// dtype), for `S` token splits of `per` tokens (`S·per ≥ N`; tokens past N are zeros):
+/// `rot_t` `[B, S, H, d, per]` (R·φ(k) transposed within each split), `vs`
+/// `[B, S, H, per, d]` (v), both in `O`, so `KVᵀ = Σ_splits rot_t · vs` is one strided
+/// batch of `B·S·H` GEMMs; and `ksum_part` f32 `[B, H, tiles, d]`, Σ φ(k) over each tile of
+/// `t` tokens. One cube per tile of one head: R·φ(k) and φ(k) are staged in shared memory
+/// (`[d][t + 1]` each) and written out token-contiguous, so reads and writes are coalesced.
+#[cube(launch, address_type = "dynamic")]
+#[allow(clippy::too_many_arguments)]
+fn kv_operands_kernel<F: Float, O: Float>(
+    k: &Tensor<F>,
+    v: &Tensor<F>,
+    cos: &Tensor<f32>,
+    sin: &Tensor<f32>,
+    rot_t: &mut Tensor<O>,
+    vs: &mut Tensor<O>,
+    ksum_part: &mut Tensor<f32>,
+    splits: u32,
+    per: u32,
+    #[comptime] d: usize,
+    #[comptime] t: usize,
+    #[define(F, O)] _dtypes: [ElemType; 2],
+) {
+    let tokens = k.shape(1);
+    let heads = k.shape(2);
+    let (splits, per) = (splits as usize, per as usize);
+    let padded = splits * per;
+    let tiles = padded.div_ceil(t);
+    let cube = CUBE_POS;
+    // The same for every unit of a cube: no unit leaves before another's barrier.
+    if cube >= k.shape(0) * heads * tiles {
+        terminate!();
+    }
+    let bh = cube / tiles;
+    let (b, h) = (bh / heads, bh % heads);
+    let tile = cube % tiles;
+    let n0 = tile * t;
+    let stride = comptime!(t + 1);
+    // R·φ(k) rows (channel-major) first, then φ(k) rows.
+    let mut sh = Shared::<[f32]>::new_slice(comptime!(2 * d * (t + 1)));
+    let u = UNIT_POS as usize;
+    let pairs = comptime!(d / 2);
+    let mut e = u;
+    while e < t * pairs {
+        let (r, p) = (e / pairs, e % pairs);
+        let n = n0 + r;
+        let mut x0 = 0.0f32;
+        let mut x1 = 0.0f32;
+        let mut cs = 1.0f32;
+        let mut sn = 0.0f32;
+        if n < tokens {
+            let base = b * k.stride(0) + n * k.stride(1) + h * k.stride(2);
+            x0 = f32::max(f32::cast_from(k[base + (2 * p) * k.stride(3)]), 0.0);
+            x1 = f32::max(f32::cast_from(k[base + (2 * p + 1) * k.stride(3)]), 0.0);
+            cs = cos[n * cos.stride(0) + p * cos.stride(1)];
+            sn = sin[n * sin.stride(0) + p * sin.stride(1)];
+        }
+        sh[(2 * p) * stride + r] = x0 * cs - x1 * sn;
+        sh[(2 * p + 1) * stride + r] = x0 * sn + x1 * cs;
+        sh[(d + 2 * p) * stride + r] = x0;
+        sh[(d + 2 * p + 1) * stride + r] = x1;
+        e += CUBE_DIM as usize;
+    }
+    // v rows of this tile, channel-contiguous as read.
+    let mut e = u;
+    while e < t * d {
+        let (r, c) = (e / d, e % d);
+        let n = n0 + r;
+        if n < padded {
+            let mut x = O::new(0.0);
+            if n < tokens {
+                x = O::cast_from(v[b * v.stride(0) + n * v.stride(1) + h * v.stride(2) + c * v.stride(3)]);
+            }
+            let (s, m) = (n / per, n % per);
+            vs[(((b * splits + s) * heads + h) * per + m) * d + c] = x;
+        }
+        e += CUBE_DIM as usize;
+    }
+    sync_cube();
+    let mut e = u;
+    while e < d * t {
+        let (c, r) = (e / t, e % t);
+        let n = n0 + r;
+        if n < padded {
+            let (s, m) = (n / per, n % per);
+            rot_t[(((b * splits + s) * heads + h) * d + c) * per + m] = O::cast_from(sh[c * stride + r]);
+        }
+        e += CUBE_DIM as usize;
+    }
+    if u < d {
+        let mut acc = 0.0f32;
+        for r in 0..t {
+            acc += sh[(d + u) * stride + r];
+        }
+        ksum_part[(bh * tiles + tile) * d + u] = acc;
+    }
+}
+
+/// Tokens per cube of [`kv_operands_kernel`] for head dim `d`: two f32 `[d][t + 1]` tiles in
+/// WebGPU's 16 KiB of workgroup storage, at most 32; `None` below 4 (d above 409), where
+/// `kv_sums` keeps its older path.
+pub fn kv_tile_tokens(d: usize) -> Option<usize> {
+    if d == 0 || d % 2 != 0 {
+        return None;
+    }
+    let t = (crate::WEBGPU_SHARED_BYTES / 4 / (2 * d)).saturating_sub(1).min(32);
+    (t >= 4).then_some(t)
+}
+
+/// Units per cube of [`kv_operands_kernel`].
+const KV_UNITS: u32 = 256;
+
 const APPLY_TOKENS_PER_UNIT: usize = 4;
 
 /// Token groups per cube of [`apply_fused_kernel`] for head dim `d` (a multiple of 4): as many
@@ -224,6 +339,17 @@ pub trait LinearAttentionKernels: Backend {
     /// (`KVᵀ`, any strides), `ksum` f32 `[B, H, d]`; `[B, N, H, d]` in `dtype`. `d` must pass
     /// [`apply_groups`].
     fn la_apply_fused(q: FloatTensor<Self>, kvt: FloatTensor<Self>, ksum: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, eps: f32, dtype: DType) -> FloatTensor<Self>;
+    /// [`kv_operands_kernel`]: `(rot_t, vs, ksum_part)` for `k`, `v` `[B, N, H, d]` (one
+    /// dtype), `splits` of `per` tokens, operands in `dtype`. `d` must pass [`kv_tile_tokens`].
+    fn la_kv_operands(
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        splits: usize,
+        per: usize,
+        dtype: DType,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl LinearAttentionKernels for CubeBackend {
@@ -326,6 +452,48 @@ impl LinearAttentionKernels for CubeBackend {
         );
         out
     }
+
+    fn la_kv_operands(k: CubeTensor, v: CubeTensor, cos: CubeTensor, sin: CubeTensor, splits: usize, per: usize, dtype: DType) -> (CubeTensor, CubeTensor, CubeTensor) {
+        for (name, t) in [("cos", &cos), ("sin", &sin)] {
+            assert_eq!(t.dtype, DType::F32, "linear attention kernel: {name} must be f32");
+        }
+        assert_eq!(k.dtype, v.dtype, "la_kv_operands: k and v dtypes differ");
+        let dims = k.meta.shape().clone();
+        let (b, n, h, d) = (dims[0], dims[1], dims[2], dims[3]);
+        assert_eq!(v.meta.shape().as_slice(), [b, n, h, d], "la_kv_operands: v shape");
+        for t in [&cos, &sin] {
+            assert_eq!(t.meta.shape().as_slice(), [n, d / 2], "la_kv_operands: RoPE table shape");
+        }
+        assert!(splits * per >= n, "la_kv_operands: {splits} splits of {per} tokens do not cover {n}");
+        let t = kv_tile_tokens(d).expect("la_kv_operands: head dim not supported");
+        let tiles = (splits * per).div_ceil(t);
+        let client = k.client.clone();
+        let device = k.device.clone();
+        let rot_t = empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new([b, splits, h, d, per]), dtype);
+        let vs = empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new([b, splits, h, per, d]), dtype);
+        let ksum_part = empty_device_contiguous_dtype(client.clone(), device, Shape::new([b, h, tiles, d]), DType::F32);
+        let address = [k.required_address_type(), v.required_address_type(), rot_t.required_address_type(), vs.required_address_type()].into_iter().max().unwrap_or_default();
+        let in_dtype = k.dtype;
+        kv_operands_kernel::launch(
+            &client,
+            crate::rows::cube_grid(b * h * tiles),
+            CubeDim::new_1d(KV_UNITS),
+            address,
+            k.into_tensor_arg(),
+            v.into_tensor_arg(),
+            cos.into_tensor_arg(),
+            sin.into_tensor_arg(),
+            rot_t.clone().into_tensor_arg(),
+            vs.clone().into_tensor_arg(),
+            ksum_part.clone().into_tensor_arg(),
+            splits as u32,
+            per as u32,
+            d,
+            t,
+            [elem_type(in_dtype), elem_type(dtype)],
+        );
+        (rot_t, vs, ksum_part)
+    }
 }
 
 fn relu_rope(x: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> (BTensor<4>, BTensor<4>) {
@@ -345,6 +513,12 @@ fn token_splits(n: usize) -> usize {
 }
 
 pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> KvSums {
+    kv_sums_with(k, v, cos, sin, fused_kv_default())
+}
+
+/// [`kv_sums`] by the path asked for: `fused` ([`kv_sums_fused`], taken only where the head
+/// dim fits its tiles and k and v share a dtype) or the older one.
+pub fn kv_sums_with(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>, fused: bool) -> KvSums {
     let [b, n, h, d] = k.dims();
     let dev = k.device();
     let fast = k.dtype() != DType::F32 && v.dtype() != DType::F32;
@@ -355,6 +529,9 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
     // far past what the RMS-normed keys reach). On Vulkan that runs on cooperative matrices
     // instead of the exact-f32 unit routine; on WGSL both are unit routines.
     let half_kv = fast && k.dtype() == DType::F16 && v.dtype() == DType::F16 && !crate::is_cuda_device(&dev);
+    if fused && k.dtype() == v.dtype() && kv_tile_tokens(d).is_some() {
+        return kv_sums_fused(k, v, cos, sin, fast, half_kv);
+    }
     let (phi, rot) = relu_rope(k, cos, sin);
     crate::mark(&dev, "la.relu_rope(k)");
     let (vt, rot) = if half_kv { (v, rot.cast(burn::tensor::FloatDType::F16)) } else { (to_f32(v), rot) };
@@ -390,6 +567,59 @@ pub fn kv_sums(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -
     };
     crate::mark(&dev, "la.ksum");
     KvSums { kv, ksum }
+}
+
+/// [`kv_sums`] through [`kv_operands_kernel`]: its operands already in the split batch layout
+/// and the GEMM's dtype, so `KVᵀ` is one strided batch of `B·S·H` products (no transposing
+/// copy of v, no f32 φ(k) tensor), summed over the splits; `Σ φ(k)` from the kernel's
+/// per-tile sums by an exact f32 GEMM. Same operands and roundings as the older path; only
+/// the order of the f32 additions differs.
+fn kv_sums_fused(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>, fast: bool, half_kv: bool) -> KvSums {
+    let [b, n, h, d] = k.dims();
+    let dev = k.device();
+    let splits = token_splits(n);
+    let per = n.div_ceil(splits);
+    let dtype = if half_kv { DType::F16 } else { DType::F32 };
+    let (rot_t, vs, part) = <Dispatch as LinearAttentionKernels>::la_kv_operands(
+        k.into_dispatch(),
+        v.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        splits,
+        per,
+        dtype,
+    );
+    let (rot_t, vs, part): (BTensor<3>, BTensor<3>, BTensor<4>) = (
+        BTensor::<5>::from_dispatch(rot_t).reshape([b * splits * h, d, per]),
+        BTensor::<5>::from_dispatch(vs).reshape([b * splits * h, per, d]),
+        BTensor::from_dispatch(part),
+    );
+    crate::mark(&dev, "la.kv operands (relu, rope, layout)");
+    // [B·S·H, d, per] x [B·S·H, per, d] -> KVᵀ per split, summed over the splits.
+    let kvt = if half_kv { crate::matmul::matmul_to_f32(rot_t, vs, Impl::Auto) } else { gemm(rot_t, vs, fast) };
+    let kvt = kvt.reshape([b, splits, h, d, d]).sum_dim(1).reshape([b, h, d, d]);
+    crate::mark(&dev, "la.kv GEMM");
+    let tiles = part.dims()[2];
+    let ones = BTensor::<4>::ones([b, h, 1, tiles], (&dev, DType::F32));
+    // Exact f32 (not TF32): the per-tile sums are not exact in 10 mantissa bits.
+    let ksum = gemm(ones, part, false).reshape([b, h, d]);
+    crate::mark(&dev, "la.ksum");
+    KvSums { kv: kvt.swap_dims(2, 3), ksum }
+}
+
+/// Whether [`kv_sums`] runs [`kv_sums_fused`] (the default where the head dim allows) or the
+/// older path (φ/RoPE kernel, v cast, GEMMs over copied operands): `SANA_LA_KV=gemm` picks the
+/// latter to compare on a GPU (read once).
+pub fn fused_kv_default() -> bool {
+    static S: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *S.get_or_init(|| match std::env::var("SANA_LA_KV").as_deref() {
+        Err(_) | Ok("fused") => true,
+        Ok("gemm") => false,
+        Ok(other) => {
+            eprintln!("warning: SANA_LA_KV={other:?} is not `fused` or `gemm`; using `fused`");
+            true
+        }
+    })
 }
 
 /// Whether `apply` runs [`apply_fused_kernel`] (the default where the head dim allows) or the
