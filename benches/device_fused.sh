@@ -19,6 +19,7 @@
 #            FUSED_GLU (units,strip,vector,silu,regs; regs 1: f32 registers, 2: taps from L1)
 #   h264:    H.264 encoding of 81 synthetic 480p frames with and without OpenH264's SIMD
 #            (benches/h264-encode, built by its build.sh; carried as .devcarry/h264-encode-*)
+#   cache:   the FP8 clip below twice, CubeCL's kernel cache emptied before the first
 #   e2e:     the random full-size 480p pipeline (tools/fullsize_pipeline.py) quantised to
 #            FP8, `sana-video generate` 81 frames, 50 steps, CFG 6, bf16 VAE; then LongSANA
 #            10 s (bf16), both on CUDA
@@ -110,13 +111,26 @@ fi
 if [[ $STAGES == *h264* ]]; then
   { nproc; lscpu | grep -E "Model name"; for v in c asm c asm; do [ -x $B/h264-encode-$v ] && echo "$v: $($B/h264-encode-$v 81)"; done; } | tee $OUT/h264.txt
 fi
-if [[ $STAGES == *e2e* ]]; then
-  TOK=tests/fixtures/downloads/gemma-2-tokenizer; P=/tmp/sana480p; PL=/tmp/sana480p-long
+TOK=tests/fixtures/downloads/gemma-2-tokenizer; P=/tmp/sana480p; PL=/tmp/sana480p-long
+pipeline() { # the random full-size 480p pipeline and its FP8 copy
   [ -f $TOK/tokenizer.json ] || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" $TOK/tokenizer.json.xz $TOK/tokenizer.json
   [ -d $P/transformer ] || python3 tools/fullsize_pipeline.py --tokenizer $TOK --out $P --skip-bench 2>&1 | grep -v -i -E "warn|Writing" | tail -3
   [ -d $P-fp8 ] || $B/sana-video quantize --format fp8 --model $P --output $P-fp8 2>&1 | tail -1
+}
+clip() { # the FP8 480p clip, 50 steps, bf16 VAE
   timeout 300 $B/sana-video generate --model $P-fp8 --backend cuda --dtype bf16 --vae-dtype bf16 --prompt "A small red ball bounces across a wooden floor, casting a soft shadow." \
-    --frames 81 --height 480 --width 832 --steps 50 --cfg-scale 6 --seed 42 -o /tmp/ours_fp8.mp4 2>&1 | awk '!/^ *\[/ || / (1|2|10|25|50)\/50 / || / 81\/81 /' | tail -30 | tee $OUT/e2e.txt
+    --frames 81 --height 480 --width 832 --steps 50 --cfg-scale 6 --seed 42 -o /tmp/ours_fp8.mp4 2>&1 | awk '!/^ *\[/ || / (1|2|10|25|50)\/50 / || / 81\/81 /' | tail -30
+}
+if [[ $STAGES == *cache* ]]; then
+  # CubeCL's on-disk kernel cache: the same clip twice, from an empty cache, then warm.
+  pipeline
+  rm -rf target/environment ~/.cache/cubecl
+  for run in cold warm; do echo "== $run cache"; clip; done | tee $OUT/cache.txt
+  du -sh target/environment ~/.cache/cubecl 2>/dev/null | tee -a $OUT/cache.txt
+fi
+if [[ $STAGES == *e2e* ]]; then
+  pipeline
+  clip | tee $OUT/e2e.txt
   source benches/causal_copy.sh
   timeout 200 $B/sana-video generate --model $PL --backend cuda --dtype bf16 --vae-dtype bf16 --seconds 10 \
     --prompt "A red kite drifts over a green hill under a slowly moving sky." --seed 1 -o /tmp/long.mp4 2>&1 | grep -v -E "^\s*\[" | tail -30 | tee $OUT/long.txt

@@ -83,7 +83,10 @@ pub fn create(kind: BackendKind) -> Result<Device> {
         #[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
         BackendKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => probe(kind, || Ok(Device::cuda(0))),
+        BackendKind::Cuda => probe(kind, || {
+            crate::kernels::enable_kernel_cache();
+            Ok(Device::cuda(0))
+        }),
         #[cfg(all(feature = "vulkan", not(target_arch = "wasm32")))]
         BackendKind::Vulkan => probe(kind, || hardware_for_spirv(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice))),
         #[allow(unreachable_patterns)]

@@ -81,6 +81,25 @@ pub fn max_buffer_bytes(device: &burn::tensor::Device) -> Option<u64> {
     None
 }
 
+/// Turns on CubeCL's on-disk cache of compiled kernels (CUDA builds), before the first
+/// device is opened: without it every process compiles each kernel again, several seconds
+/// of a `generate` run (the first denoising step, the prompt's encoder, the decode).
+/// The rest of CubeCL's configuration is read as CubeCL reads it (`cubecl.toml` up from the
+/// working directory, its environment variables). The cache lives in the user's cache
+/// folder (`~/.cache/cubecl`), or in `target/environment` under a Cargo workspace.
+/// `SANA_KERNEL_CACHE=0` leaves it off. Returns whether it is on; `false` also when
+/// CubeCL's configuration was already fixed by an earlier call.
+#[cfg(feature = "cuda")]
+pub fn enable_kernel_cache() -> bool {
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
+    if matches!(std::env::var("SANA_KERNEL_CACHE").as_deref(), Ok("0") | Ok("off") | Ok("false")) {
+        return false;
+    }
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    config.compilation.cache = true;
+    CubeClRuntimeConfig::try_set(config)
+}
+
 /// Whether `device` is a CUDA device (where cuBLASLt runs).
 pub fn is_cuda_device(device: &burn::tensor::Device) -> bool {
     #[cfg(feature = "cuda")]

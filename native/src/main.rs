@@ -157,11 +157,18 @@ ENVIRONMENT (CUDA builds):
     SANA_POOL_PRESIZE=auto|on|off  generate: size the pool's pages for the DiT's largest tensor before
                                    the first step: less device memory, ~5% slower denoise
                                    (auto: on where free memory is under 1.7x the plan)
+    SANA_KERNEL_CACHE=0            do not keep compiled kernels on disk (default: kept in
+                                   ~/.cache/cubecl, or target/environment inside a Cargo
+                                   project, so later runs skip compiling them)
 
 ENVIRONMENT (our kernels on every GPU backend: cuda, vulkan, wgpu):
-    SANA_GLU=units,strip,vector,silu  launch settings of the fused GLU conv (default 128,8,4,0)
+    SANA_GLU=units,strip,vector,silu,regs  launch settings of the fused GLU conv (default
+                                   128,8,4,0,1; regs 0: taps and window in the model dtype,
+                                   1: in f32, 2: taps read from L1 at each use)
     SANA_LA_APPLY=fused|gemm       linear attention's apply side: one fused kernel (default,
                                    head dims that are multiples of 4) or four passes
+    SANA_LA_KV=fused|gemm          linear attention's KV sum: one kernel writes its GEMM's
+                                   operands (default, head dims up to 408) or the older path
     SANA_CMMA_MULTIROW_MIN=N       vulkan: GEMMs with k·n >= N use the multi-row
                                    cooperative-matrix routine (default 4000000)
 ";

@@ -157,7 +157,8 @@ fn glu_depthwise_kernel<F: Float, R: Float, N: Size>(
 /// positions per strip (one cube, slid along by each unit's window), the widest channel
 /// vector (its window and taps live in registers), whether SiLU is applied as the conv
 /// reads (no separate pass), and the registers (0: taps and window in the storage dtype, 1:
-/// in f32, 2: the taps read from L1 at each use instead). Defaults 128, 8, 4, off, 0;
+/// in f32, 2: the taps read from L1 at each use instead). Defaults 128, 8, 4, off, 1 (f32
+/// registers: 0.074 against 0.077 s a 480p forward on an H200, BENCHMARKS.md ninth run);
 /// `SANA_GLU=units,strip,vector,silu[,regs]` overrides them to compare on a GPU (read once).
 pub fn settings() -> [usize; 5] {
     static S: std::sync::OnceLock<[usize; 5]> = std::sync::OnceLock::new();
@@ -175,7 +176,7 @@ pub fn settings() -> [usize; 5] {
         if parsed.is_none() && std::env::var_os("SANA_GLU").is_some() {
             eprintln!("warning: SANA_GLU is not `units,strip,vector,silu[,regs]` (units a power of two in 32..=1024, strip 1..=64, vector 1, 2, 4 or 8); using the defaults");
         }
-        parsed.unwrap_or([128, 8, 4, 0, 0])
+        parsed.unwrap_or([128, 8, 4, 0, 1])
     })
 }
 
