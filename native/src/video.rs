@@ -287,10 +287,11 @@ impl Drop for VideoWriter {
     }
 }
 
-/// A [`VideoWriter`] on its own thread, so frames are converted and encoded (H.264: about
-/// 7 ms a 480p frame with OpenH264's SIMD, 25 without) while the device decodes the next
-/// ones, or, in LongSANA, runs the next chunk's DiT. The queue holds up to [`QUEUE_BYTES`]
-/// of frames (a 40-frame LongSANA chunk at 480p), at least two pushes. A write error stops
+/// A [`VideoWriter`] on its own thread, so frames are converted and encoded (H.264: 4-6 ms
+/// a 480p frame with OpenH264's SIMD, 10-18 without, BENCHMARKS.md ninth run) while the
+/// device decodes the next ones, or, in LongSANA, runs the next chunk's DiT. The queue holds
+/// [`QUEUE_BYTES`] worth of four-frame pushes (a 40-frame LongSANA chunk at 480p; decoders
+/// that push more frames at once hold proportionally more), at least two pushes. A write error stops
 /// the thread; it is reported by the next push or by `finish`, and the partial output is
 /// removed as `VideoWriter` does.
 pub struct BackgroundWriter {

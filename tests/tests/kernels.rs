@@ -61,6 +61,8 @@ const SHAPES: &[([usize; 3], usize, usize, usize)] = &[
     ([2, 5, 3], 1, 2, 112),
     ([4, 2, 6], 2, 4, 12),
     ([3, 1, 5], 3, 5, 10),
+    // More channels than the KV operand kernel's 256 units.
+    ([2, 1, 3], 1, 2, 260),
 ];
 
 #[test]

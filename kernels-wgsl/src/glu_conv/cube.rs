@@ -159,24 +159,26 @@ fn glu_depthwise_kernel<F: Float, R: Float, N: Size>(
 /// reads (no separate pass), and the registers (0: taps and window in the storage dtype, 1:
 /// in f32, 2: the taps read from L1 at each use instead). Defaults 128, 8, 4, off, 1 (f32
 /// registers: 0.074 against 0.077 s a 480p forward on an H200, BENCHMARKS.md ninth run);
-/// `SANA_GLU=units,strip,vector,silu[,regs]` overrides them to compare on a GPU (read once).
+/// `SANA_GLU=units,strip,vector,silu[,regs]` overrides them to compare on a GPU (read once;
+/// without `regs`, the default's).
 pub fn settings() -> [usize; 5] {
+    const DEFAULT: [usize; 5] = [128, 8, 4, 0, 1];
     static S: std::sync::OnceLock<[usize; 5]> = std::sync::OnceLock::new();
     *S.get_or_init(|| {
         let parsed = std::env::var("SANA_GLU").ok().and_then(|v| {
             let p: Vec<usize> = v.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
             let (u, s, v, silu, regs) = match p[..] {
-                [u, s, v, silu] => (u, s, v, silu, 0),
+                [u, s, v, silu] => (u, s, v, silu, DEFAULT[4]),
                 [u, s, v, silu, regs] => (u, s, v, silu, regs),
                 _ => return None,
             };
-            let ok = u.is_power_of_two() && (32..=1024).contains(&u) && (1..=64).contains(&s) && [1, 2, 4, 8].contains(&v);
-            ok.then_some([u, s, v, (silu != 0) as usize, regs.min(2)])
+            let ok = u.is_power_of_two() && (32..=1024).contains(&u) && (1..=64).contains(&s) && [1, 2, 4, 8].contains(&v) && regs <= 2;
+            ok.then_some([u, s, v, (silu != 0) as usize, regs])
         });
         if parsed.is_none() && std::env::var_os("SANA_GLU").is_some() {
-            eprintln!("warning: SANA_GLU is not `units,strip,vector,silu[,regs]` (units a power of two in 32..=1024, strip 1..=64, vector 1, 2, 4 or 8); using the defaults");
+            eprintln!("warning: SANA_GLU is not `units,strip,vector,silu[,regs]` (units a power of two in 32..=1024, strip 1..=64, vector 1, 2, 4 or 8, regs 0, 1 or 2); using the defaults");
         }
-        parsed.unwrap_or([128, 8, 4, 0, 1])
+        parsed.unwrap_or(DEFAULT)
     })
 }
 

@@ -37,6 +37,32 @@ fn gemm<const D: usize>(a: BTensor<D>, b: BTensor<D>, fast: bool) -> BTensor<D> 
     if fast { matmul_fast_f32(a, b, Impl::Auto) } else { matmul(a, b, Impl::Auto) }
 }
 
+/// φ of channel pair `(2p, 2p+1)` of `x` `[B, N, H, d]` at sample `b`, token `n`, head `h`
+/// (zeros past the last token), and its rotation R(n)·φ: what every kernel here stages.
+#[derive(CubeType)]
+struct PhiPair {
+    x0: f32,
+    x1: f32,
+    r0: f32,
+    r1: f32,
+}
+
+#[cube]
+fn phi_pair<F: Float>(x: &Tensor<F>, cos: &Tensor<f32>, sin: &Tensor<f32>, b: usize, n: usize, h: usize, p: usize) -> PhiPair {
+    let mut x0 = 0.0f32;
+    let mut x1 = 0.0f32;
+    let mut cs = 1.0f32;
+    let mut sn = 0.0f32;
+    if n < x.shape(1) {
+        let base = b * x.stride(0) + n * x.stride(1) + h * x.stride(2);
+        x0 = f32::max(f32::cast_from(x[base + (2 * p) * x.stride(3)]), 0.0);
+        x1 = f32::max(f32::cast_from(x[base + (2 * p + 1) * x.stride(3)]), 0.0);
+        cs = cos[n * cos.stride(0) + p * cos.stride(1)];
+        sn = sin[n * sin.stride(0) + p * sin.stride(1)];
+    }
+    PhiPair { x0, x1, r0: x0 * cs - x1 * sn, r1: x0 * sn + x1 * cs }
+}
+
 /// For `x` `[B, N, H, d]` (any strides, any float dtype): `phi = φ(x)` and `rot = R_n·φ(x)`,
 /// both f32 `[B, H, N, d]` contiguous. One thread per channel pair `(2p, 2p+1)`.
 #[cube(launch, address_type = "dynamic")]
@@ -59,16 +85,12 @@ fn relu_rope_kernel<F: Float>(
     let n = (ABSOLUTE_POS / half) % tokens;
     let h = (ABSOLUTE_POS / (half * tokens)) % heads;
     let b = ABSOLUTE_POS / (half * tokens * heads);
-    let base = b * x.stride(0) + n * x.stride(1) + h * x.stride(2);
-    let x0 = f32::max(f32::cast_from(x[base + (2 * p) * x.stride(3)]), 0.0);
-    let x1 = f32::max(f32::cast_from(x[base + (2 * p + 1) * x.stride(3)]), 0.0);
-    let cs = cos[n * cos.stride(0) + p * cos.stride(1)];
-    let sn = sin[n * sin.stride(0) + p * sin.stride(1)];
+    let v = phi_pair(x, cos, sin, b, n, h, p);
     let o = 2 * ABSOLUTE_POS;
-    phi[o] = x0;
-    phi[o + 1] = x1;
-    rot[o] = x0 * cs - x1 * sn;
-    rot[o + 1] = x0 * sn + x1 * cs;
+    phi[o] = v.x0;
+    phi[o + 1] = v.x1;
+    rot[o] = v.r0;
+    rot[o + 1] = v.r1;
 }
 
 /// `out[b, n, h, c] = num[b, h, n, c] / (den[b, h, n] + eps)` in `out`'s dtype: the division,
@@ -140,23 +162,12 @@ fn apply_fused_kernel<F: Float, N: Size>(
     let mut e = u;
     while e < rows * pairs {
         let (r, p) = (e / pairs, e % pairs);
-        let n = n0 + r;
-        let mut x0 = 0.0f32;
-        let mut x1 = 0.0f32;
-        let mut cs = 1.0f32;
-        let mut sn = 0.0f32;
-        if n < tokens {
-            let base = b * q.stride(0) + n * q.stride(1) + h * q.stride(2);
-            x0 = f32::max(f32::cast_from(q[base + (2 * p) * q.stride(3)]), 0.0);
-            x1 = f32::max(f32::cast_from(q[base + (2 * p + 1) * q.stride(3)]), 0.0);
-            cs = cos[n * cos.stride(0) + p * cos.stride(1)];
-            sn = sin[n * sin.stride(0) + p * sin.stride(1)];
-        }
+        let v = phi_pair(q, cos, sin, b, n0 + r, h, p);
         let o = r * stride + 2 * p;
-        sh[o] = x0 * cs - x1 * sn;
-        sh[o + 1] = x0 * sn + x1 * cs;
-        sh[rows * stride + o] = x0;
-        sh[rows * stride + o + 1] = x1;
+        sh[o] = v.r0;
+        sh[o + 1] = v.r1;
+        sh[rows * stride + o] = v.x0;
+        sh[rows * stride + o + 1] = v.x1;
         e += CUBE_DIM as usize;
     }
     sync_cube();
@@ -199,7 +210,6 @@ fn apply_fused_kernel<F: Float, N: Size>(
     }
 }
 
-/// Tokens per unit of [`apply_fused_kernel`].
 /// The `KV` sum's operands in one pass over `k` and `v` (`[B, N, H, d]`, any strides, one
 /// dtype), for `S` token splits of `per` tokens (`S·per ≥ N`; tokens past N are zeros):
 /// `rot_t` `[B, S, H, d, per]` (R·φ(k) transposed within each split), `vs`
@@ -245,22 +255,11 @@ fn kv_operands_kernel<F: Float, O: Float>(
     let mut e = u;
     while e < t * pairs {
         let (r, p) = (e / pairs, e % pairs);
-        let n = n0 + r;
-        let mut x0 = 0.0f32;
-        let mut x1 = 0.0f32;
-        let mut cs = 1.0f32;
-        let mut sn = 0.0f32;
-        if n < tokens {
-            let base = b * k.stride(0) + n * k.stride(1) + h * k.stride(2);
-            x0 = f32::max(f32::cast_from(k[base + (2 * p) * k.stride(3)]), 0.0);
-            x1 = f32::max(f32::cast_from(k[base + (2 * p + 1) * k.stride(3)]), 0.0);
-            cs = cos[n * cos.stride(0) + p * cos.stride(1)];
-            sn = sin[n * sin.stride(0) + p * sin.stride(1)];
-        }
-        sh[(2 * p) * stride + r] = x0 * cs - x1 * sn;
-        sh[(2 * p + 1) * stride + r] = x0 * sn + x1 * cs;
-        sh[(d + 2 * p) * stride + r] = x0;
-        sh[(d + 2 * p + 1) * stride + r] = x1;
+        let v = phi_pair(k, cos, sin, b, n0 + r, h, p);
+        sh[(2 * p) * stride + r] = v.r0;
+        sh[(2 * p + 1) * stride + r] = v.r1;
+        sh[(d + 2 * p) * stride + r] = v.x0;
+        sh[(d + 2 * p + 1) * stride + r] = v.x1;
         e += CUBE_DIM as usize;
     }
     // v rows of this tile, channel-contiguous as read.
@@ -289,12 +288,15 @@ fn kv_operands_kernel<F: Float, O: Float>(
         }
         e += CUBE_DIM as usize;
     }
-    if u < d {
+    // Σ φ(k) over the tile, a channel per unit (head dims past the cube's units wrap).
+    let mut c = u;
+    while c < d {
         let mut acc = 0.0f32;
         for r in 0..t {
-            acc += sh[(d + u) * stride + r];
+            acc += sh[(d + c) * stride + r];
         }
-        ksum_part[(bh * tiles + tile) * d + u] = acc;
+        ksum_part[(bh * tiles + tile) * d + c] = acc;
+        c += CUBE_DIM as usize;
     }
 }
 
@@ -312,6 +314,7 @@ pub fn kv_tile_tokens(d: usize) -> Option<usize> {
 /// Units per cube of [`kv_operands_kernel`].
 const KV_UNITS: u32 = 256;
 
+/// Tokens per unit of [`apply_fused_kernel`].
 const APPLY_TOKENS_PER_UNIT: usize = 4;
 
 /// Token groups per cube of [`apply_fused_kernel`] for head dim `d` (a multiple of 4): as many
@@ -505,8 +508,9 @@ fn relu_rope(x: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>) -> (BTensor<4>, BT
 /// while the reduction runs over every token, so one GEMM leaves most of a large GPU idle.
 /// Splitting the tokens into `S` batches of partial sums (then adding them) multiplies the
 /// parallel work by `S`; about 1k tokens a split, at most 32.
-/// A split count that divides `n` is preferred (down to half the target): padding costs a copy
-/// of both operands.
+/// A split count that divides `n` is preferred (down to half the target): on the older path
+/// (`SANA_LA_KV=gemm`) padding costs a copy of both operands; the operand kernel writes the
+/// padding's zeros itself.
 fn token_splits(n: usize) -> usize {
     let target = (n / 1024).clamp(1, 32);
     (target.div_ceil(2)..=target).rev().find(|s| n % s == 0).unwrap_or(target)
@@ -612,14 +616,19 @@ fn kv_sums_fused(k: BTensor<4>, v: BTensor<4>, cos: BTensor<2>, sin: BTensor<2>,
 /// latter to compare on a GPU (read once).
 pub fn fused_kv_default() -> bool {
     static S: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *S.get_or_init(|| match std::env::var("SANA_LA_KV").as_deref() {
+    *S.get_or_init(|| fused_unless_gemm("SANA_LA_KV"))
+}
+
+/// `var` set to `gemm` picks the older path; unset or `fused` the fused one (others warn).
+fn fused_unless_gemm(var: &str) -> bool {
+    match std::env::var(var).as_deref() {
         Err(_) | Ok("fused") => true,
         Ok("gemm") => false,
         Ok(other) => {
-            eprintln!("warning: SANA_LA_KV={other:?} is not `fused` or `gemm`; using `fused`");
+            eprintln!("warning: {var}={other:?} is not `fused` or `gemm`; using `fused`");
             true
         }
-    })
+    }
 }
 
 /// Whether `apply` runs [`apply_fused_kernel`] (the default where the head dim allows) or the
@@ -627,14 +636,7 @@ pub fn fused_kv_default() -> bool {
 /// picks the latter to compare on a GPU (read once).
 pub fn fused_apply_default() -> bool {
     static S: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *S.get_or_init(|| match std::env::var("SANA_LA_APPLY").as_deref() {
-        Err(_) | Ok("fused") => true,
-        Ok("gemm") => false,
-        Ok(other) => {
-            eprintln!("warning: SANA_LA_APPLY={other:?} is not `fused` or `gemm`; using `fused`");
-            true
-        }
-    })
+    *S.get_or_init(|| fused_unless_gemm("SANA_LA_APPLY"))
 }
 
 pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType) -> BTensor<4> {

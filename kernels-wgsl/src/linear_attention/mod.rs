@@ -16,7 +16,8 @@
 //! Layouts (row-major): `q`, `k`, `v` are `[B, N, H, d]` in any float dtype (the linear
 //! layer's output viewed per head, no permute or cast needed: the sums and products
 //! accumulate in f32 whatever it is, a 16-bit model's operands rounded as `cube.rs` says); `cos`, `sin` are f32 `[N, d/2]`, one angle per channel pair
-//! `(2p, 2p+1)`; `kv` is f32 `[B, H, d, d]`, `ksum` f32 `[B, H, d]`; the output is
+//! `(2p, 2p+1)`; `kv` is f32 `[B, H, d, d]` (any strides: the CubeCL path returns a view of
+//! `KVᵀ`), `ksum` f32 `[B, H, d]`; the output is
 //! `[B, N, H, d]` in the dtype asked for.
 
 pub mod reference;
