@@ -2,19 +2,22 @@
 # The fused linear-attention apply (2026-11-29, sixth session of issue 9) on the GPU machine,
 # against the four-pass path it replaces, in one call. Stages (FUSED_STAGES, default
 # "tests ab"):
-#   tests:   `kernels` and `dit_parity` with SANA_TEST_BACKENDS=cuda, then =vulkan
+#   tests:   the test binaries FUSED_TESTS (default `kernels dit_parity`) with
+#            SANA_TEST_BACKENDS=cuda, then =vulkan
 #   ab:      dit-forward, random full-size 480p DiT, 65,520 tokens (FUSED_LATENTS), "new"
 #            (the defaults) and "old" (FUSED_OLD, default SANA_LA_KV=gemm: the linear
 #            attention's older KV sum; the sixth session compared SANA_LA_APPLY=gemm) alternated (FUSED_AB, default
 #            "cuda:bf16 cuda:fp8 vulkan:f16"; FUSED_VARIANTS, default "new old new old";
-#            "prev" runs .devcarry/dit-forward-prev.xz, an earlier build, when carried)
-#   profile: timeline profile of the CUDA bf16 CFG-batch forward (FUSED_PROFILE, default
-#            "new old")
+#            "prev" runs .devcarry/dit-forward-prev.xz, an earlier build, when carried; a
+#            variant VAR=value[,VAR=value] runs the defaults with those variables set)
+#   profile: timeline profile of the CUDA CFG-batch forward (FUSED_PROFILE, default
+#            "new old"; bf16, "fp8" and "fp8-old" the FP8 copy)
 #   ncu:     Nsight Compute on the GLU conv's two kernels and the fused apply (one launch
 #            each, CUDA bf16, 65,520 tokens), where the machine has `ncu` (FUSED_NCU_KERNELS,
 #            FUSED_NCU_GLU: other kernels, a SANA_GLU setting)
 #   parity:  one full-size forward against the float64 diffusers reference: CUDA f32 and
-#            bf16, Vulkan f16
+#            bf16, Vulkan f16 (FUSED_PARITY: backend:dtype[:VAR=value,...], dtype fp8 the
+#            FP8 copy)
 #   glu:     the GLU stage (timeline, CUDA bf16, 65,520 tokens) for each SANA_GLU setting in
 #            FUSED_GLU (units,strip,vector,silu,regs; regs 1: f32 registers, 2: taps from L1)
 #   h264:    H.264 encoding of 81 synthetic 480p frames with and without OpenH264's SIMD
@@ -37,7 +40,7 @@ STAGES=${FUSED_STAGES:-tests ab}
 OLD=${FUSED_OLD:-SANA_LA_KV=gemm}
 if [[ $STAGES == *tests* ]]; then
   for be in cuda vulkan; do
-    for t in kernels dit_parity; do
+    for t in ${FUSED_TESTS:-kernels dit_parity}; do
       [ -x $B/$t ] || continue
       echo "== $t on $be"
       SANA_TEST_BACKENDS=$be SANA_FIXTURES=tests/fixtures timeout 300 $B/$t --test-threads=1 --nocapture 2>&1 \
@@ -69,6 +72,7 @@ if [[ $STAGES == *ab* ]]; then
         new) forward $1 $2 X=1 ;;
         old) forward $1 $2 $OLD ;;
         prev) PREV=1 forward $1 $2 X=1 ;;
+        *=*) forward $1 $2 ${v//,/ } ;;
       esac | grep -E "^\| [0-9]|error|Error"
     done
   done | tee $OUT/ab.md
@@ -80,6 +84,8 @@ if [[ $STAGES == *profile* ]]; then
       new) EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline ;;
       old) EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline $OLD ;;
       prev) PREV=1 EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline ;;
+      fp8) EXTRA=--profile forward cuda fp8 SANA_PROFILE_MODE=timeline ;;
+      fp8-old) EXTRA=--profile forward cuda fp8 SANA_PROFILE_MODE=timeline $OLD ;;
     esac \
       | grep -E "Timeline|tokens|^\||error" | head -70
   done | tee $OUT/profile.md
@@ -96,10 +102,17 @@ if [[ $STAGES == *ncu* ]]; then
 fi
 if [[ $STAGES == *parity* ]]; then
   python3 tools/fullsize_parity.py --model $CK --out /tmp/fp --latent 2x16x5x30x52 2>&1 | grep -v -i warn | tail -3
-  for bd in cuda:f32 cuda:bf16 vulkan:f16; do
-    set -- ${bd/:/ }
-    timeout 300 $B/sana-video debug transformer --backend $1 --dtype $2 --model $CK --inputs /tmp/fp/inputs.safetensors --output /tmp/fp/ours_$1_$2.safetensors 2>&1 | tail -1
-    python3 tools/compare.py /tmp/fp/ours_$1_$2.safetensors /tmp/fp/outputs.safetensors 2>&1 | sed "s/^/$1 $2: /"
+  # FUSED_PARITY: backend:dtype[:VAR=value,...]; dtype fp8 runs the FP8 copy (W8A8) in bf16.
+  for bd in ${FUSED_PARITY:-cuda:f32 cuda:bf16 vulkan:f16}; do
+    IFS=: read -r be dt envs <<< "$bd"
+    model=$CK dtype=$dt
+    if [ "$dt" = fp8 ]; then
+      model=/tmp/ck480-fp8 dtype=bf16
+      [ -d $model ] || timeout 200 $B/dit-forward --model $CK --backend cuda --dtype bf16 --quantize fp8 --quantized-dir $model --latent 1x2x8x8 --iters 1 > /dev/null 2>&1
+    fi
+    tag=$(echo "${be}_${dt}_${envs}" | tr -c 'A-Za-z0-9_\n' _)
+    env X=1 ${envs//,/ } timeout 300 $B/sana-video debug transformer --backend $be --dtype $dtype --model $model --inputs /tmp/fp/inputs.safetensors --output /tmp/fp/ours_$tag.safetensors 2>&1 | tail -1
+    python3 tools/compare.py /tmp/fp/ours_$tag.safetensors /tmp/fp/outputs.safetensors 2>&1 | sed "s/^/$be $dt $envs: /"
   done | tee $OUT/parity.txt
 fi
 if [[ $STAGES == *glu* ]]; then

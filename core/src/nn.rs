@@ -210,6 +210,82 @@ impl Linear {
             None => LinearWeight::Dense(w.load_transposed(&name, device, dtype)?),
         };
         let bias = if bias { Some(w.load::<1>(&format!("{prefix}.bias"), device, dtype)?) } else { None };
+        Ok(Linear::counted(weight, bias))
+    }
+
+    /// A conv `[out, in, kt, 1]` over `kt` neighbouring frames (the DiT's temporal conv) as one
+    /// linear layer of `kt·out` outputs, no bias: output `k·out + o` is tap `k` of channel `o`,
+    /// so one GEMM computes every tap's product. An FP8 weight (`quantize --format fp8`) stays
+    /// FP8 on the device and runs W8A8 or W8A16 as [`Linear::load`]'s do (its per-channel scale
+    /// shared by the channel's taps), unless `SANA_FP8_CONV_TEMP=0` (dequantised here, for
+    /// comparisons); anything else is read as values.
+    pub fn load_taps(w: &Weights, name: &str, device: &Device, dtype: DType) -> Result<Linear> {
+        use crate::quant::Format;
+        let keep_fp8 = !matches!(std::env::var("SANA_FP8_CONV_TEMP").as_deref(), Ok("0") | Ok("off"));
+        if let Some(q) = w.quant_info(name)?.filter(|q| q.format == Format::Fp8 && fp8_resident() && keep_fp8) {
+            if let [co, ci, kt, 1] = q.shape[..] {
+                let out = kt * co;
+                if out % 4 == 0 {
+                    let (codes, scales) = w.fp8_codes(name, &q)?;
+                    let mut rows = vec![0u8; out * ci];
+                    for o in 0..co {
+                        for i in 0..ci {
+                            for k in 0..kt {
+                                rows[(k * co + o) * ci + i] = codes[(o * ci + i) * kt + k];
+                            }
+                        }
+                    }
+                    let scales: Vec<f32> = (0..out).map(|n| if scales.len() == 1 { scales[0] } else { scales[n % co] }).collect();
+                    let weight = if ci % 4 == 0 && fp8_activations(device) {
+                        fp8_rows_weight(&rows, &scales, out, ci, device, dtype)
+                    } else {
+                        fp8_weight(&rows, &scales, out, ci, device, dtype)
+                    };
+                    return Ok(Linear::counted(weight, None));
+                }
+            }
+        }
+        let (values, shape) = w.read_f32(name)?;
+        let [co, ci, kt, 1] = shape[..] else {
+            return Err(crate::Error::tensor(w.location(), name, format!("has shape {shape:?}; expected [out, in, taps, 1]")));
+        };
+        // [out, in, kt, 1] -> [in, kt·out]: row i holds tap 0's, 1's, ... outputs in turn.
+        let mut taps = vec![0f32; ci * kt * co];
+        for o in 0..co {
+            for i in 0..ci {
+                for k in 0..kt {
+                    taps[i * kt * co + k * co + o] = values[(o * ci + i) * kt + k];
+                }
+            }
+        }
+        let dense = crate::io::safetensors::tensor_from_f32::<2>(taps, vec![ci, kt * co], device, dtype);
+        Ok(Linear { weight: LinearWeight::Dense(dense), bias: None })
+    }
+
+    /// The layer restricted to outputs `start..start + len` (views of the weight, no copy where
+    /// its layout allows; the temporal conv's first tap alone, for LongSANA's cached frame).
+    pub fn output_rows(&self, start: usize, len: usize) -> Linear {
+        let weight = match &self.weight {
+            LinearWeight::Dense(t) => LinearWeight::Dense(t.clone().narrow(1, start, len)),
+            LinearWeight::Fp8Rows { codes, scale, lut, dtype } => LinearWeight::Fp8Rows {
+                codes: codes.clone().narrow(0, start, len),
+                scale: scale.clone().narrow(0, start, len),
+                lut: lut.clone(),
+                dtype: *dtype,
+            },
+            LinearWeight::Fp8 { packed, scale, lut, dtype } if start % 4 == 0 && len % 4 == 0 => LinearWeight::Fp8 {
+                packed: packed.clone().narrow(1, start / 4, len / 4),
+                scale: scale.clone().narrow(1, start, len),
+                lut: lut.clone(),
+                dtype: *dtype,
+            },
+            _ => LinearWeight::Dense(self.weight_t().narrow(1, start, len)),
+        };
+        Linear { weight, bias: self.bias.as_ref().map(|b| b.clone().narrow(0, start, len)) }
+    }
+
+    /// A loaded layer, counted for [`quantised_layers_summary`].
+    fn counted(weight: LinearWeight, bias: Option<Tensor<1>>) -> Linear {
         let kind = match &weight {
             LinearWeight::Fp8Rows { .. } => Some(0),
             LinearWeight::Fp8 { .. } => Some(1),
@@ -221,7 +297,7 @@ impl Linear {
         if let Some(k) = kind {
             QUANTISED_LOADED[k].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(Linear { weight, bias })
+        Linear { weight, bias }
     }
 
     /// Bytes the weight occupies on the device (codes and scales for FP8).
@@ -358,19 +434,9 @@ impl Linear {
                 LinearWeight::Nvfp4Rows { weight, dtype } => nvfp4::linear(x.clone().reshape([rows, inp]), weight, l.bias.as_ref(), *dtype, Impl::Auto),
                 LinearWeight::Nvfp4 { w4a4: true, .. } => {
                     let xq = fake_nvfp4.get_or_insert_with(|| nvfp4::fake_quantize_rows(x.clone().reshape([rows, inp]), Impl::Auto)).clone();
-                    let mut y = matmul(xq, l.weight_t());
-                    if let Some(b) = &l.bias {
-                        y = y + b.clone().unsqueeze::<2>();
-                    }
-                    y
+                    crate::kernels::matmul::linear(xq, l.weight_t(), l.bias.clone(), Impl::Auto)
                 }
-                _ => {
-                    let mut y = matmul(x.clone().reshape([rows, inp]), l.weight_t());
-                    if let Some(b) = &l.bias {
-                        y = y + b.clone().unsqueeze::<2>();
-                    }
-                    y
-                }
+                _ => crate::kernels::matmul::linear(x.clone().reshape([rows, inp]), l.weight_t(), l.bias.clone(), Impl::Auto),
             };
             let mut out_dims = dims;
             out_dims[D - 1] = y.dims()[1];

@@ -523,6 +523,62 @@ fn matmul_merge_heads_matches_host() {
     }
 }
 
+/// A linear layer's product with its bias (`kernels::matmul::linear`): where the bias is added
+/// in cuBLASLt's epilogue (CUDA) each value is the host's f64 `x·w + b` within one rounding;
+/// elsewhere (and the reference) the product is rounded, then the bias added, so within one
+/// rounding of each. CUDA must take the epilogue path.
+#[test]
+fn linear_bias_matches_host() {
+    use burn::tensor::FloatDType;
+    use sana_video_core::kernels::matmul::{linear, linear_bias_epilogue};
+    for (kind, device) in backends() {
+        for dtype in [FloatDType::F16, FloatDType::BF16] {
+            if dtype == FloatDType::BF16 && !kind.has_bf16() {
+                continue;
+            }
+            let (m, k, n) = (37usize, 96usize, 40usize);
+            let x = Tensor::<2>::from_data(TensorData::new(random_vec(m * k, 131), [m, k]), &device).cast(dtype);
+            let w = Tensor::<2>::from_data(TensorData::new(random_vec(k * n, 132), [k, n]), &device).cast(dtype);
+            // Biases as large as the products, so that both roundings show.
+            let b = Tensor::<1>::from_data(TensorData::new(random_vec(n, 133).iter().map(|v| 4.0 * v).collect::<Vec<f32>>(), [n]), &device).cast(dtype);
+            let host = |t: Tensor<2>| t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+            let (xv, wv) = (host(x.clone()), host(w.clone()));
+            let bv = b.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().unwrap();
+            let mut product = vec![0f64; m * n];
+            for r in 0..m {
+                for c in 0..n {
+                    product[r * n + c] = (0..k).map(|i| xv[r * k + i] as f64 * wv[i * n + c] as f64).sum();
+                }
+            }
+            let expected: Vec<f64> = product.iter().enumerate().map(|(i, p)| p + bv[i % n] as f64).collect();
+            let unit = if dtype == FloatDType::F16 { 2f64.powi(-11) } else { 2f64.powi(-8) };
+            // Worst error in units of the last place of the result (`once`) or of the product
+            // and the result together (two roundings).
+            let worst = |got: &[f32], once: bool| {
+                got.iter()
+                    .zip(expected.iter().zip(&product))
+                    .map(|(&g, (&e, &p))| (g as f64 - e).abs() / ((e.abs() + if once { 0.0 } else { p.abs() }) * unit + 1e-6))
+                    .fold(0f64, f64::max)
+            };
+            let fused = linear_bias_epilogue(x.clone(), w.clone(), b.clone());
+            assert_eq!(fused.is_some(), kind == device::BackendKind::Cuda, "{}: the bias epilogue runs exactly on CUDA", device::name(kind));
+            if let Some(y) = fused {
+                let e = worst(&host(y), true);
+                println!("{} {dtype:?}: bias in the epilogue, worst error {e:.2} units of the last place", device::name(kind));
+                assert!(e <= 1.01, "{} {dtype:?}: epilogue {e:.3} units of rounding", device::name(kind));
+            }
+            for which in [Impl::Auto, Impl::Reference] {
+                let y = linear(x.clone(), w.clone(), Some(b.clone()), which);
+                assert_eq!(y.dtype(), burn::tensor::DType::from(dtype), "{which:?}: the result keeps the operands' dtype");
+                let once = kind == device::BackendKind::Cuda && which == Impl::Auto;
+                let e = worst(&host(y), once);
+                println!("{} {which:?} {dtype:?}: linear, worst error {e:.2} units ({})", device::name(kind), if once { "one rounding" } else { "two roundings" });
+                assert!(e <= 1.01, "{} {which:?} {dtype:?}: {e:.3} units of rounding", device::name(kind));
+            }
+        }
+    }
+}
+
 /// The storage dtypes the dequantisation kernels are checked in: f32 everywhere, f16 on
 /// CubeCL devices, bf16 where the device has it (WGSL does not).
 fn dequant_dtypes(kind: device::BackendKind, device: &burn::tensor::Device) -> &'static [burn::tensor::DType] {

@@ -250,13 +250,14 @@ fn dit_model(req: &Request, w8a8: bool) -> memory::DitModel {
     }
 }
 
-/// [`param_bytes`] of `w` after `quantize --format fp8`: its linear and 1x1-conv weights one
-/// byte each plus an f32 scale per output channel, the rest as they load.
+/// [`param_bytes`] of `w` after `quantize --format fp8`: its linear and conv weights
+/// (`quant::convert::fp8_matrix_of`) one byte each plus an f32 scale per output channel, the
+/// rest as they load.
 fn fp8_param_bytes(w: &Weights, elt: usize) -> u64 {
     w.names()
         .iter()
         .filter_map(|n| w.meta(n).map(|m| (n, m)))
-        .map(|(n, m)| match crate::quant::convert::matrix_of(n, &m.shape) {
+        .map(|(n, m)| match crate::quant::convert::fp8_matrix_of(n, &m.shape) {
             Some((out, inp)) => (out * inp + 4 * out) as u64,
             None => m.shape.iter().product::<usize>() as u64 * elt as u64,
         })

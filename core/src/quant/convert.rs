@@ -28,6 +28,17 @@ pub fn matrix_of(name: &str, shape: &[usize]) -> Option<(usize, usize)> {
     }
 }
 
+/// What FP8 quantises: [`matrix_of`]'s matrices, and also wider convs `[out, in, kh, kw]`
+/// (the DiT's temporal (3, 1) conv) as `(out, in·kh·kw)`. Per-output-channel scales do not
+/// care how a row's values are ordered; NVFP4's 16-value blocks would have to run along the
+/// GEMM's `in` within one tap, which the stored `(in, kh, kw)` order interleaves, so NVFP4
+/// leaves such convs as they are.
+pub fn fp8_matrix_of(name: &str, shape: &[usize]) -> Option<(usize, usize)> {
+    matrix_of(name, shape).or_else(|| match shape {
+        [o, i, kh, kw] if *i >= 16 && name.ends_with(".weight") && !keep_precise(name) => Some((*o, i * kh * kw)),
+        _ => None,
+    })
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Summary {
@@ -39,8 +50,9 @@ pub struct Summary {
     pub bytes_out: u64,
 }
 
-/// All tensors of `w`, the linear and 1x1-conv weights ([`matrix_of`]) quantised to
-/// `format` (NVFP4 needs 16 | in-features; others stay), the rest copied as stored.
+/// All tensors of `w`, the linear and 1x1-conv weights ([`matrix_of`]; for FP8 also the
+/// wider convs, [`fp8_matrix_of`]) quantised to `format` (NVFP4 needs 16 | in-features;
+/// others stay), the rest copied as stored.
 pub fn quantize_weights(w: &Weights, format: Format) -> Result<(Vec<u8>, Summary)> {
     let mut sum = Summary::default();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -52,7 +64,11 @@ pub fn quantize_weights(w: &Weights, format: Format) -> Result<(Vec<u8>, Summary
         let (bytes, dtype, shape) = w.stored(&name)?;
         sum.bytes_in += bytes.len() as u64;
         let float = matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64);
-        let target = matrix_of(&name, &shape).filter(|&(_, cols)| float && (format == Format::Fp8 || cols % NVFP4_BLOCK == 0));
+        let target = match format {
+            Format::Fp8 => fp8_matrix_of(&name, &shape),
+            Format::Nvfp4 => matrix_of(&name, &shape).filter(|&(_, cols)| cols % NVFP4_BLOCK == 0),
+        }
+        .filter(|_| float);
         let Some((rows, cols)) = target else {
             if float && name.ends_with(".weight") && shape.len() >= 2 {
                 sum.kept += 1;

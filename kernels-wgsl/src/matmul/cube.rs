@@ -276,6 +276,9 @@ pub trait HalfMatmul: Backend {
     fn matmul_half_heads_merged(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
     /// One named routine, no fallback (benchmarks); `None` when it cannot run here.
     fn matmul_half_routine(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, routine: usize) -> Option<FloatTensor<Self>>;
+    /// `x · w + bias` with the bias added to the f32 sums before the one rounding (cuBLASLt's
+    /// epilogue); `None` where that cannot run (not CUDA, or cuBLASLt declines).
+    fn linear_half_bias(x: FloatTensor<Self>, w: FloatTensor<Self>, bias: FloatTensor<Self>) -> Option<FloatTensor<Self>>;
 }
 
 impl HalfMatmul for CubeBackend {
@@ -309,6 +312,21 @@ impl HalfMatmul for CubeBackend {
         }
         launch_half(lhs, rhs, dtype, HALF_ROUTINES.get(routine)?).ok()
     }
+
+    fn linear_half_bias(x: CubeTensor, w: CubeTensor, bias: CubeTensor) -> Option<CubeTensor> {
+        #[cfg(feature = "cuda")]
+        {
+            if let Some(out) = super::cublas::linear_bias(&x, &w, &bias) {
+                return Some(out);
+            }
+            super::cublas::linear_bias(&into_contiguous(x), &into_contiguous(w), &into_contiguous(bias))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (x, w, bias);
+            None
+        }
+    }
 }
 
 pub fn matmul_half<const D: usize>(a: BTensor<D>, b: BTensor<D>, out_f32: bool) -> BTensor<D> {
@@ -318,6 +336,11 @@ pub fn matmul_half<const D: usize>(a: BTensor<D>, b: BTensor<D>, out_f32: bool) 
 /// See [`HalfMatmul::matmul_half_heads_merged`]; returns the `[B, M, H, N]` tensor.
 pub fn matmul_half_heads_merged(a: BTensor<4>, b: BTensor<4>) -> BTensor<4> {
     BTensor::from_dispatch(<Dispatch as HalfMatmul>::matmul_half_heads_merged(a.into_dispatch(), b.into_dispatch())).swap_dims(1, 2)
+}
+
+/// See [`HalfMatmul::linear_half_bias`].
+pub fn linear_half_bias(x: BTensor<2>, w: BTensor<2>, bias: BTensor<1>) -> Option<BTensor<2>> {
+    <Dispatch as HalfMatmul>::linear_half_bias(x.into_dispatch(), w.into_dispatch(), bias.into_dispatch()).map(BTensor::from_dispatch)
 }
 
 /// Runs routine `HALF_ROUTINES[routine]` alone; `None` if it cannot run on this device/problem.

@@ -71,6 +71,8 @@ struct Problem {
     /// Byte alignment the lhs and rhs pointers are guaranteed (0: cuBLASLt's default, 256),
     /// for operands that start inside a buffer ([`tap_gemms`]).
     align: [u32; 2],
+    /// A bias vector in the output's dtype added in cuBLASLt's epilogue ([`linear_bias`]).
+    bias: bool,
 }
 
 /// GEMMs sent to cuBLASLt so far (`dit-forward` prints it).
@@ -251,7 +253,23 @@ pub fn matmul(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout: 
 /// [`matmul`] for every dtype cuBLASLt takes, whatever `SANA_CUBLAS` says (`matmul-bench`,
 /// `SANA_HALF_MATMUL=cublas`).
 pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout: OutLayout) -> Option<CubeTensor> {
-    matmul_with(lhs, rhs, out_dtype, out_layout, false)
+    matmul_with(lhs, rhs, None, out_dtype, out_layout, false)
+}
+
+/// `x · w + bias` for f16/bf16 operands (`[M, K] · [K, N]`, `bias` `[N]`, all one dtype) into
+/// a new tensor of that dtype, the bias added in cuBLASLt's epilogue to the f32 sums before
+/// their one rounding: no second pass over the `[M, N]` result, and one rounding instead of
+/// two (PyTorch's `F.linear` on CUDA does the same). `None` where [`matmul`] would not take
+/// it.
+pub fn linear_bias(x: &CubeTensor, w: &CubeTensor, bias: &CubeTensor) -> Option<CubeTensor> {
+    if !mode().1 || !matches!(x.dtype, DType::F16 | DType::BF16) || bias.dtype != x.dtype {
+        return None;
+    }
+    let n = *w.meta.shape().as_slice().last()?;
+    if bias.meta.shape().as_slice() != [n] || bias.meta.strides()[0] != 1 || x.meta.shape().num_dims() != 2 {
+        return None;
+    }
+    matmul_with(x, w, Some(bias), x.dtype, OutLayout::Contiguous, false)
 }
 
 /// An f32 product on TF32 tensor cores (operands rounded to 10 explicit mantissa bits, f32
@@ -261,10 +279,12 @@ pub fn matmul_tf32(lhs: &CubeTensor, rhs: &CubeTensor) -> Option<CubeTensor> {
     if lhs.dtype != DType::F32 || !mode().0 {
         return None;
     }
-    matmul_with(lhs, rhs, DType::F32, OutLayout::Contiguous, true)
+    matmul_with(lhs, rhs, None, DType::F32, OutLayout::Contiguous, true)
 }
 
-fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout: OutLayout, tf32: bool) -> Option<CubeTensor> {
+/// The product, with `bias` (`[N]`, the output's dtype, one strided batch only) added in the
+/// epilogue when given.
+fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, bias: Option<&CubeTensor>, out_dtype: DType, out_layout: OutLayout, tf32: bool) -> Option<CubeTensor> {
     let cubecl::Device::Cuda(dev) = &lhs.device else {
         return None;
     };
@@ -304,11 +324,11 @@ fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout:
     let (outer, oa, (m, k, lda, batch, sa)) = split_layout(lhs, split)?;
     let (_, ob, (_, n, ldb, _, sb)) = split_layout(rhs, split)?;
     let (_, od, (_, _, ldd, _, sd)) = split_layout(&out, split)?;
-    if m == 0 || n == 0 || k == 0 || outer > MAX_OUTER {
+    if m == 0 || n == 0 || k == 0 || outer > MAX_OUTER || (bias.is_some() && (outer > 1 || batch > 1 || out_dtype == DType::F32)) {
         return None;
     }
     let tf32 = tf32 && lhs.dtype == DType::F32;
-    let problem = Problem { in_dtype: in_code, tf32, out_dtype: out_code, m, n, k, batch, ld: [lda, ldb, ldd], batch_stride: [sa, sb, sd], align: [0, 0] };
+    let problem = Problem { in_dtype: in_code, tf32, out_dtype: out_code, m, n, k, batch, ld: [lda, ldb, ldd], batch_stride: [sa, sb, sd], align: [0, 0], bias: bias.is_some() };
     let (in_size, out_size) = (lhs.dtype.size() as u64, out_dtype.size() as u64);
     let offsets: Vec<[u64; 3]> = (0..outer as u64).map(|i| [i * oa as u64 * in_size, i * ob as u64 * in_size, i * od as u64 * out_size]).collect();
 
@@ -319,12 +339,22 @@ fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layout:
     let plan = cached_plan(&mut st, problem, in_ty, out_ty, "cubek's routine")?;
     st.stats.calls += outer as u64;
     let lt = st.lt.clone();
-    let buffers = vec![lhs.handle.clone().binding(), rhs.handle.clone().binding(), out.handle.clone().binding()];
-    enqueue(&st.device, buffers, vec![2], move |stream_id, stream, ptr| {
+    let mut buffers = vec![lhs.handle.clone().binding(), rhs.handle.clone().binding()];
+    buffers.extend(bias.map(|b| b.handle.clone().binding()));
+    buffers.push(out.handle.clone().binding());
+    let written = buffers.len() - 1;
+    enqueue(&st.device, buffers, vec![written], move |stream_id, stream, ptr| {
         let workspace = lt.workspace(stream_id)?;
+        let out = ptr[written];
+        if problem.bias {
+            // The plan's descriptor is only touched on this (the device) thread.
+            // SAFETY: the address is the live bias buffer's.
+            let set = unsafe { lt::set_matmul_desc_attribute(plan.desc, sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr[2] as *const u64 as *const c_void, 8) };
+            set.map_err(|e| format!("cuBLASLt GEMM {problem:?}: bias pointer: {e:?}"))?;
+        }
         for [oa, ob, od] in &offsets {
             // SAFETY: the pointers address live buffers of the plan's sizes.
-            unsafe { gemm(&lt, &plan, workspace, stream, ptr[1] + ob, ptr[0] + oa, ptr[2] + od, 0.0) }.map_err(|e| format!("cuBLASLt GEMM {problem:?}: {e}"))?;
+            unsafe { gemm(&lt, &plan, workspace, stream, ptr[1] + ob, ptr[0] + oa, out + od, 0.0) }.map_err(|e| format!("cuBLASLt GEMM {problem:?}: {e}"))?;
         }
         Ok(())
     });
@@ -367,7 +397,7 @@ pub fn tap_gemms(x: &CubeTensor, w: &CubeTensor, offsets: &[usize], m: usize, tf
     // The taps accumulate in the output, so it is f32 whatever the operands: a 16-bit output
     // would round each of the (up to 27) partial sums.
     let (out_ty, out_code) = cuda_type(DType::F32)?;
-    let problem = Problem { in_dtype: code, tf32, out_dtype: out_code, m, n: o, k: c, batch: 1, ld: [c, o, o], batch_stride: [0; 3], align: [align_x, align_w] };
+    let problem = Problem { in_dtype: code, tf32, out_dtype: out_code, m, n: o, k: c, batch: 1, ld: [c, o, o], batch_stride: [0; 3], align: [align_x, align_w], bias: false };
     let out = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::from(vec![rows, o]), DType::F32);
     let starts: Vec<[u64; 2]> = offsets.iter().enumerate().map(|(i, &off)| [(off * c * size) as u64, (i * c * o * size) as u64]).collect();
 
@@ -480,6 +510,23 @@ unsafe fn make_plan(handle: sys::cublasLtHandle_t, p: &Problem, in_ty: sys::cuda
     use sys::cublasComputeType_t::{CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32};
     let compute = if p.tf32 { CUBLAS_COMPUTE_32F_FAST_TF32 } else { CUBLAS_COMPUTE_32F };
     let desc = lt::create_matmul_desc(compute, sys::cudaDataType::CUDA_R_32F).map_err(err("matmul desc"))?;
+    if p.bias {
+        use sys::cublasLtMatmulDescAttributes_t as A;
+        // As for the scaled plans: planned with a stand-in address, the bias's set before
+        // every call.
+        let stand_in: u64 = 1 << 20;
+        let epilogue = sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS as u32;
+        let ty = out_ty as i32;
+        let attrs = || -> Result<(), cudarc::cublaslt::result::CublasError> {
+            lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in as *const u64 as *const c_void, 8)?;
+            lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue as *const u32 as *const c_void, 4)?;
+            lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ty as *const i32 as *const c_void, 4)
+        };
+        if let Err(e) = attrs() {
+            let _ = lt::destroy_matmul_desc(desc);
+            return Err(format!("bias epilogue: {e:?}"));
+        }
+    }
     let matrix = |ty, rows: usize, cols: usize, ld: usize, stride: usize| -> Result<sys::cublasLtMatrixLayout_t, String> {
         let l = lt::create_matrix_layout(ty, rows as u64, cols as u64, ld as i64).map_err(err("layout"))?;
         if p.batch > 1 {

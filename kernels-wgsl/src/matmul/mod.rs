@@ -130,6 +130,46 @@ pub fn tap_gemms_reference(x: Tensor<2>, w: Tensor<2>, kernel: [usize; 3], hp: u
     Tensor::cat(vec![acc, tail], 0)
 }
 
+/// A linear layer's product `x · w (+ bias)`, `x` `[M, K]`, `w` `[K, N]`, `bias` `[N]`, all
+/// in one dtype. For f16/bf16 on CUDA the bias is added in cuBLASLt's epilogue, to the f32
+/// sums before their one rounding (no pass over the result; what PyTorch's `F.linear` does
+/// there); elsewhere, and as the reference, the product is rounded to the dtype, then the bias
+/// added (a second rounding). `SANA_BIAS_EPILOGUE=0` keeps the separate addition on CUDA too
+/// (for comparisons).
+pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, which: Impl) -> Tensor<2> {
+    #[cfg(feature = "cube")]
+    if let Some(b) = &bias {
+        if which == Impl::Auto && bias_epilogue() && x.dtype() == w.dtype() && x.dtype() == b.dtype() && matches!(x.dtype(), DType::F16 | DType::BF16) && crate::is_cube_device(&x.device()) {
+            if let Some(y) = cube::linear_half_bias(x.clone(), w.clone(), b.clone()) {
+                return y;
+            }
+        }
+    }
+    let y = matmul(x, w, which);
+    match bias {
+        Some(b) => y + b.unsqueeze::<2>(),
+        None => y,
+    }
+}
+
+/// [`linear`]'s epilogue path alone, whatever `SANA_BIAS_EPILOGUE` says: `None` where it
+/// does not run (not a CUDA device, not f16/bf16, or cuBLASLt declines). For tests.
+pub fn linear_bias_epilogue(x: Tensor<2>, w: Tensor<2>, bias: Tensor<1>) -> Option<Tensor<2>> {
+    #[cfg(feature = "cube")]
+    if x.dtype() == w.dtype() && x.dtype() == bias.dtype() && matches!(x.dtype(), DType::F16 | DType::BF16) && crate::is_cube_device(&x.device()) {
+        return cube::linear_half_bias(x, w, bias);
+    }
+    let _ = (x, w, bias);
+    None
+}
+
+/// Whether [`linear`] may add biases in the GEMM's epilogue (`SANA_BIAS_EPILOGUE=0`: no).
+#[cfg(feature = "cube")]
+fn bias_epilogue() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| !matches!(std::env::var("SANA_BIAS_EPILOGUE").as_deref(), Ok("0") | Ok("off")))
+}
+
 /// `a · b` for same-rank tensors with equal batch dims (`[.., M, K] · [.., K, N]`).
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>, which: Impl) -> Tensor<D> {
     #[cfg(feature = "cube")]

@@ -11,7 +11,7 @@ use crate::kernels::{glu_conv, norm, softmax, temporal};
 use crate::kernels::linear_attention::{self, KvSums};
 use crate::kernels::matmul::{matmul_rounded_merge_heads, matmul_to_f32};
 use crate::kernels::Impl;
-use crate::nn::{matmul, to_dtype, transpose_host, Linear};
+use crate::nn::{to_dtype, transpose_host, Linear};
 use crate::profile;
 use crate::Result;
 
@@ -53,9 +53,13 @@ pub struct FeedForward {
     pub conv_depth: Tensor<2>,
     pub conv_depth_bias: Tensor<1>,
     pub conv_point: Linear,
-    /// The temporal (3, 1) conv's taps (for frames f-1, f, f+1) side by side, `[D, 3D]` (tap k in columns kD..(k+1)D),
-    /// so one GEMM computes all three.
-    pub conv_temp: Tensor<2>,
+    /// The temporal (3, 1) conv as one linear layer `D -> 3D`, its taps (for frames f-1, f,
+    /// f+1) side by side (tap k in outputs kD..(k+1)D), so one GEMM computes all three
+    /// ([`Linear::load_taps`]; FP8 like the other layers when the file is).
+    pub conv_temp: Linear,
+    /// Its first tap alone (views of `conv_temp`'s weight): LongSANA's cached frame, the
+    /// left neighbour of a chunk's first frame.
+    pub conv_temp_left: Linear,
 }
 
 /// LongSANA: what one layer carries from the finished chunks to the next (MODEL-SPEC §5.2).
@@ -107,23 +111,14 @@ impl Block {
         let (depth, dshape) = w.read_f32(&p("ff.conv_depth.weight"))?;
         let channels = dshape[0];
         let conv_depth: Tensor<2> = tensor_from_f32::<2>(transpose_host(&depth, channels, 9), vec![9, channels], device, dtype);
-        let (temp, tshape) = w.read_f32(&p("ff.conv_temp.weight"))?;
-        let (co, ci) = (tshape[0], tshape[1]);
-        // [out, in, 3, 1] -> [in, 3·out]: row i holds tap 0's, 1's and 2's outputs in turn.
-        let mut taps = vec![0f32; ci * 3 * co];
-        for o in 0..co {
-            for i in 0..ci {
-                for k in 0..3 {
-                    taps[i * 3 * co + k * co + o] = temp[(o * ci + i) * 3 + k];
-                }
-            }
-        }
+        let conv_temp = Linear::load_taps(w, &p("ff.conv_temp.weight"), device, dtype)?;
         let ff = FeedForward {
             conv_inverted: lin("ff.conv_inverted", true)?,
             conv_depth,
             conv_depth_bias: vec1("ff.conv_depth.bias")?,
             conv_point: lin("ff.conv_point", false)?,
-            conv_temp: tensor_from_f32::<2>(taps, vec![ci, 3 * co], device, dtype),
+            conv_temp_left: conv_temp.output_rows(0, cfg.dim),
+            conv_temp,
         };
         Ok(Block { scale_shift_table: w.load::<2>(&p("scale_shift_table"), device, dtype)?, attn1, attn2, ff })
     }
@@ -286,12 +281,9 @@ impl FeedForward {
         // products in one GEMM, then one fused op adds them, shifted, to `s`.
         let t = gh * gw;
         let last = s.clone().narrow(1, f - 1, 1).reshape([b, t, d]);
-        let p = matmul(s.clone().reshape([b * f * t, d]), self.conv_temp.clone()).reshape([b, f, t, 3 * d]);
+        let p = self.conv_temp.forward(s.clone().reshape([b * f * t, d])).reshape([b, f, t, 3 * d]);
         profile::mark(&device, "ff.conv_temp GEMM");
-        let left0 = left.map(|l| {
-            let l = to_dtype(l.clone(), s.dtype()).reshape([b * t, d]);
-            matmul(l, self.conv_temp.clone().narrow(1, 0, d)).reshape([b, t, d])
-        });
+        let left0 = left.map(|l| self.conv_temp_left.forward(to_dtype(l.clone(), s.dtype()).reshape([b * t, d])).reshape([b, t, d]));
         let out = temporal::temporal_combine(s, p, left0, kernels);
         profile::mark(&device, "ff.conv_temp");
         (out.reshape([b, n, d]), last)
