@@ -3,7 +3,7 @@
 # against the four-pass path it replaces, in one call. Stages (FUSED_STAGES, default
 # "tests ab"):
 #   tests:   the test binaries FUSED_TESTS (default `kernels dit_parity`) with
-#            SANA_TEST_BACKENDS=cuda, then =vulkan
+#            SANA_TEST_BACKENDS=cuda, then =vulkan (FUSED_TEST_BACKENDS)
 #   ab:      dit-forward, random full-size 480p DiT, 65,520 tokens (FUSED_LATENTS), "new"
 #            (the defaults) and "old" (FUSED_OLD, default SANA_LA_KV=gemm: the linear
 #            attention's older KV sum; the sixth session compared SANA_LA_APPLY=gemm) alternated (FUSED_AB, default
@@ -22,6 +22,8 @@
 #            FUSED_GLU (units,strip,vector,silu,regs; regs 1: f32 registers, 2: taps from L1)
 #   h264:    H.264 encoding of 81 synthetic 480p frames with and without OpenH264's SIMD
 #            (benches/h264-encode, built by its build.sh; carried as .devcarry/h264-encode-*)
+#   vae:     `vae-decode` of one LongSANA chunk (10 latent frames), bf16, timed and as a
+#            timeline profile
 #   cache:   the FP8 clip below twice, CubeCL's kernel cache emptied before the first
 #   e2e:     the random full-size 480p pipeline (tools/fullsize_pipeline.py) quantised to
 #            FP8, `sana-video generate` 81 frames, 50 steps, CFG 6, bf16 VAE; then LongSANA
@@ -39,7 +41,7 @@ STAGES=${FUSED_STAGES:-tests ab}
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u; } | tee $OUT/gpu.txt
 OLD=${FUSED_OLD:-SANA_LA_KV=gemm}
 if [[ $STAGES == *tests* ]]; then
-  for be in cuda vulkan; do
+  for be in ${FUSED_TEST_BACKENDS:-cuda vulkan}; do
     for t in ${FUSED_TESTS:-kernels dit_parity}; do
       [ -x $B/$t ] || continue
       echo "== $t on $be"
@@ -140,6 +142,16 @@ if [[ $STAGES == *cache* ]]; then
   rm -rf target/environment ~/.cache/cubecl
   for run in cold warm; do echo "== $run cache"; clip; done | tee $OUT/cache.txt
   du -sh target/environment ~/.cache/cubecl 2>/dev/null | tee -a $OUT/cache.txt
+fi
+if [[ $STAGES == *vae* ]]; then
+  # The Wan VAE's streamed decode of one LongSANA chunk (10 latent frames, one per push), bf16,
+  # timed, then as a timeline (no syncs) of its stages.
+  pipeline
+  for mode in time timeline; do
+    echo "== vae-decode bf16 ($mode)"
+    if [ $mode = time ]; then EXTRA=; else EXTRA=--profile; fi
+    SANA_PROFILE_MODE=timeline timeout 200 $B/vae-decode --model $P/vae --backend cuda --dtype bf16 --chunk 1 --latent 1x10x60x104 --iters 2 $EXTRA 2>&1 | grep -v "^pool"
+  done | tee $OUT/vae.md
 fi
 if [[ $STAGES == *e2e* ]]; then
   pipeline

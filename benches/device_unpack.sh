@@ -1,9 +1,14 @@
 # Sourced by benches/device_*.sh on the GPU machine: unpacks the carried .devcarry/*.xz
-# binaries into $B and installs the carried diffusers wheel.
+# binaries (one per file, or several in a .tar.xz) into $B and installs the carried diffusers
+# wheel.
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} CUDA_PATH=/usr/local/cuda
 B=/tmp/sana-bin; mkdir -p $B
 for f in .devcarry/*.xz; do
-  python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$B/$(basename "$f" .xz)"
+  case $f in
+    # Several binaries in one archive (solid compression shares their common code).
+    *.tar.xz) python3 -c "import tarfile,sys; tarfile.open(sys.argv[1], 'r:xz').extractall(sys.argv[2])" "$f" $B ;;
+    *) python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$B/$(basename "$f" .xz)" ;;
+  esac
 done
 chmod +x $B/*
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site

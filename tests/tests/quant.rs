@@ -51,6 +51,8 @@ fn nvfp4_matches_the_reference_recipe_bit_for_bit() {
 /// records for others, scalar scales) runs like diffusers on its dequantised weights.
 #[test]
 fn comfyui_fp8_checkpoint_matches_diffusers() {
+    // Against the dequantised weights: W8A16 (CUDA would run W8A8, see `w8a8.rs`).
+    sana_video_core::nn::set_fp8_activations(false);
     let dir = fixtures().join("quant/comfy_fp8/transformer").to_string_lossy().to_string();
     let outputs = Weights::open_files(&FsSource, &[fixtures().join("quant/comfy_fp8/outputs.safetensors").to_string_lossy().to_string()]).unwrap();
     let (expected, _) = outputs.read_f32("sample").unwrap();
@@ -134,6 +136,10 @@ fn nvfp4_weights_stay_nvfp4_on_the_device_and_match_dequantised_ones() {
 /// Quantises the DiT fixture to `format`, writes the same weights back dense through the
 /// host dequantiser, and compares a resident layer and the whole DiT output on every backend.
 fn resident_weights_match_dequantised_ones(format: Format, smaller: usize) {
+    // The same products as the dequantised weights': W8A16 and W4A16 (CUDA would run FP8
+    // weights W8A8, see `w8a8.rs`).
+    sana_video_core::nn::set_fp8_activations(false);
+    sana_video_core::nn::set_nvfp4_activations(false);
     let case = fixtures().join("dit/p122_b2_mask");
     let w = Weights::open_dir(&FsSource, &case.join("transformer").to_string_lossy(), "diffusion_pytorch_model").unwrap();
     let (bytes, _) = quant::quantize_weights(&w, format).unwrap();

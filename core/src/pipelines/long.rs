@@ -689,9 +689,17 @@ pub async fn run_long_async(
         // Decode this chunk now (the VAE is causal: its caches carry across chunks).
         let z = crate::nn::to_dtype(x0 / inv_t.clone() + mean_t.clone(), req.vae_dtype);
         let before = emitted;
+        // Each push's frames are post-processed after the next push is issued (`Decoded`).
+        let mut ready: Option<super::Decoded> = None;
         for f in 0..n {
             let px = stream.push(z.clone().narrow(2, f, 1))?;
-            super::emit_frames(px, plan, &mut emitted, events).await?;
+            if let Some(r) = ready.take() {
+                r.emit(plan, &mut emitted, events)?;
+            }
+            ready = super::Decoded::read(px).await?;
+        }
+        if let Some(r) = ready {
+            r.emit(plan, &mut emitted, events)?;
         }
         video_done += emitted - before;
         events.chunk(ChunkInfo {

@@ -474,30 +474,54 @@ pub fn run(source: &dyn FileSource, plan: &Plan, req: &Request, device: &Device,
 /// Sends one decoded chunk `[1, 3, t, h, w]` in [-1, 1] to `events`, resized and cropped back
 /// to the asked size, in [0, 1].
 async fn emit(pixels: Tensor<5>, plan: &Plan, emitted: &mut usize, events: &mut dyn Events) -> Result<()> {
-    if pixels.dims()[2] == 0 {
-        return Ok(());
-    }
-    emit_frames(pixels, plan, emitted, events).await?;
+    let read = Decoded::read(pixels).await?;
+    deliver(read, plan, emitted, events).await
+}
+
+/// [`Decoded::emit`] with the progress report and a cancellation point.
+async fn deliver(read: Option<Decoded>, plan: &Plan, emitted: &mut usize, events: &mut dyn Events) -> Result<()> {
+    let Some(read) = read else { return Ok(()) };
+    read.emit(plan, emitted, events)?;
     events.advance(*emitted);
     events.pause().await;
     check_cancel(events)
 }
 
-/// [`emit`] without the progress report (LongSANA reports per chunk).
-async fn emit_frames(pixels: Tensor<5>, plan: &Plan, emitted: &mut usize, events: &mut dyn Events) -> Result<()> {
-    let [_, _, t, h, w] = pixels.dims();
-    if t == 0 {
-        return Ok(());
+/// Decoded frames read back to the host, `[t, h, w, 3]` in [-1, 1], not yet post-processed.
+/// The streamed decodes read each push's frames back as soon as they are done, issue the next
+/// push, and only then post-process the frames read (resize, crop, range), so that host work
+/// overlaps the GPU's next decode instead of leaving the GPU idle.
+struct Decoded {
+    px: Vec<f32>,
+    t: usize,
+    h: usize,
+    w: usize,
+}
+
+impl Decoded {
+    /// Waits for `pixels` `[1, 3, t, h, w]` and reads them back; `None` for no frames.
+    async fn read(pixels: Tensor<5>) -> Result<Option<Decoded>> {
+        let [_, _, t, h, w] = pixels.dims();
+        if t == 0 {
+            return Ok(None);
+        }
+        let px = read_f32(crate::nn::to_f32(pixels.permute([0, 2, 3, 4, 1]))).await?;
+        Ok(Some(Decoded { px, t, h, w }))
     }
-    let px = read_f32(crate::nn::to_f32(pixels.permute([0, 2, 3, 4, 1]))).await?;
-    let mut data = Vec::with_capacity(t * plan.out_size.0 * plan.out_size.1 * 3);
-    for f in 0..t {
-        let frame = &px[f * h * w * 3..(f + 1) * h * w * 3];
-        let frame = binning::resize_and_crop(frame, (h, w), plan.out_size);
-        data.extend(frame.iter().map(|&x| (x / 2.0 + 0.5).clamp(0.0, 1.0)));
+
+    /// Resized and cropped back to the asked size, in [0, 1], to `events` (no progress report:
+    /// LongSANA reports per chunk).
+    fn emit(self, plan: &Plan, emitted: &mut usize, events: &mut dyn Events) -> Result<()> {
+        let Decoded { px, t, h, w } = self;
+        let mut data = Vec::with_capacity(t * plan.out_size.0 * plan.out_size.1 * 3);
+        for f in 0..t {
+            let frame = &px[f * h * w * 3..(f + 1) * h * w * 3];
+            let frame = binning::resize_and_crop(frame, (h, w), plan.out_size);
+            data.extend(frame.iter().map(|&x| (x / 2.0 + 0.5).clamp(0.0, 1.0)));
+        }
+        *emitted += t;
+        events.frames(Frames { data, count: t, height: plan.out_size.0, width: plan.out_size.1 })
     }
-    *emitted += t;
-    events.frames(Frames { data, count: t, height: plan.out_size.0, width: plan.out_size.1 })
 }
 
 /// [`run`] as a future: the same work, with the device read-backs awaited and
@@ -678,22 +702,31 @@ pub async fn run_async(
         emit(vae.decode_tiled(z, tiling)?, plan, &mut emitted, events).await?;
     } else {
         match &vae {
+            // Each push's frames are post-processed after the next push is issued (`Decoded`).
             Vae::Wan(v) => {
                 let mut stream = v.decode_stream();
+                let mut ready = None;
                 for f in 0..lat_f {
                     let zf = z.clone().slice([0..1, 0..c_lat, f..f + 1]);
-                    emit(stream.push(zf)?, plan, &mut emitted, events).await?;
+                    let px = stream.push(zf)?;
+                    deliver(ready.take(), plan, &mut emitted, events).await?;
+                    ready = Decoded::read(px).await?;
                 }
+                deliver(ready, plan, &mut emitted, events).await?;
             }
             Vae::Ltx2(v) => {
                 let mut stream = v.decode_stream();
+                let mut ready = None;
                 for f in 0..lat_f {
                     let zf = z.clone().slice([0..1, 0..c_lat, f..f + 1]);
                     if let Some(px) = stream.push(zf)? {
-                        emit(px, plan, &mut emitted, events).await?;
+                        deliver(ready.take(), plan, &mut emitted, events).await?;
+                        ready = Decoded::read(px).await?;
                     }
                 }
-                if let Some(px) = stream.finish()? {
+                let last = stream.finish()?;
+                deliver(ready.take(), plan, &mut emitted, events).await?;
+                if let Some(px) = last {
                     emit(px, plan, &mut emitted, events).await?;
                 }
             }

@@ -8,7 +8,7 @@ use burn::tensor::{DType, Int, Tensor as BTensor};
 use burn_cubecl::{cubecl, kernel::into_contiguous, tensor::CubeTensor, CubeBackend};
 use cubecl::cuda::CudaDevice;
 
-use crate::matmul::cublas::{fp8_linear, fp8_plan_status, fp8_plannable, Fp8Problem};
+use crate::matmul::cublas::{fp8_fast_accumulation, fp8_linear, fp8_plan_status, fp8_plannable, Fp8Problem};
 use crate::{cuda_device, dtype_code, DTYPES};
 
 /// What the probe found on one device: FP8 tensor cores, and whether cuBLASLt adds the bias
@@ -66,7 +66,7 @@ fn self_test(device: &burn::tensor::Device, dev: &CudaDevice, bias: bool) -> Res
     use burn::tensor::{FloatDType, TensorData};
     use crate::act_quant::e4m3_rne;
     let (m, n, k) = (48usize, 32usize, 64usize);
-    let problem = Fp8Problem { m, n, k, ld_x: k, ld_w: k, out_dtype: dtype_code(DType::BF16), bias };
+    let problem = Fp8Problem { m, n, k, ld_x: k, ld_w: k, out_dtype: dtype_code(DType::BF16), bias, fast_accum: fp8_fast_accumulation() };
     fp8_plan_status(dev, problem)?;
     let xv: Vec<f32> = (0..m * k).map(|i| ((i * 7 + i / k) % 9) as f32 - 4.0).collect();
     let wv: Vec<f32> = (0..n * k).map(|i| ((i * 5 + 3 * (i / k)) % 7) as f32 - 3.0).collect();
@@ -131,7 +131,7 @@ pub fn product(x_codes: &BTensor<2, Int>, x_scale: &BTensor<1>, w_codes: &BTenso
     if !DTYPES.contains(&dtype) || epilogue_bias.is_some_and(|b| b.dtype() != dtype) || !found.tensor_cores {
         return None;
     }
-    let problem = Fp8Problem { m, n, k: 4 * kq, ld_x: 4 * kq, ld_w: 4 * kq, out_dtype: dtype_code(dtype), bias: epilogue_bias.is_some() };
+    let problem = Fp8Problem { m, n, k: 4 * kq, ld_x: 4 * kq, ld_w: 4 * kq, out_dtype: dtype_code(dtype), bias: epilogue_bias.is_some(), fast_accum: fp8_fast_accumulation() };
     if !fp8_plannable(&dev, problem) {
         return None;
     }

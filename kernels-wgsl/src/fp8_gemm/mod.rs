@@ -10,7 +10,8 @@
 //!
 //! * On CUDA devices whose cuBLASLt plans FP8 products with per-row scale vectors (Hopper and
 //!   newer, cuBLASLt 12.9+), one cuBLASLt GEMM on FP8 tensor cores, scales and bias applied in
-//!   its epilogue (`matmul::cublas::fp8_linear`).
+//!   its epilogue (`matmul::cublas::fp8_linear`), with fast accumulation by default
+//!   ([`fast_accumulation`]).
 //! * Elsewhere, and as the reference, the same numerics in tensor ops: the codes' values
 //!   (exact in f16, bf16 and f32), a product with f32 accumulation, then the scales and the
 //!   bias in f32 and one rounding to `dtype`.
@@ -54,6 +55,29 @@ pub fn product(
         }
     }
     reference::product(x_codes, x_scale, w_codes, w_scale, bias, lut, dtype, which)
+}
+
+/// Whether W8A8 products on FP8 tensor cores use cuBLASLt's fast accumulation (the default;
+/// `SANA_FP8_FAST_ACCUM=0` for the precise mode, see `matmul::cublas::fp8_fast_accumulation`).
+/// Always false without CUDA (the emulation accumulates in f32).
+pub fn fast_accumulation() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        crate::matmul::cublas::fp8_fast_accumulation()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        false
+    }
+}
+
+/// Chooses the accumulation of the FP8 tensor-core products planned from now on (tests and
+/// comparisons); no effect without CUDA.
+pub fn set_fast_accumulation(fast: bool) {
+    #[cfg(feature = "cuda")]
+    crate::matmul::cublas::set_fp8_fast_accumulation(fast);
+    #[cfg(not(feature = "cuda"))]
+    let _ = fast;
 }
 
 /// Whether `device` runs W8A8 products on FP8 tensor cores (probes cuBLASLt once per device).

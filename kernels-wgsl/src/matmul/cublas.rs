@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::{DType, Shape};
@@ -591,6 +592,8 @@ pub struct Fp8Problem {
     pub out_dtype: u8,
     /// Whether the bias is added in cuBLASLt's epilogue (half-precision results only).
     pub bias: bool,
+    /// FP8 products: cuBLASLt's fast accumulation ([`fp8_fast_accumulation`]); false for NVFP4.
+    pub fast_accum: bool,
 }
 
 fn out_type(code: u8) -> Option<sys::cudaDataType> {
@@ -689,7 +692,7 @@ pub fn fp8_linear(x_codes: &CubeTensor, x_scale: &CubeTensor, w_codes: &CubeTens
     if bias.is_some_and(|b| !vector(b, n, out_dtype)) {
         return None;
     }
-    let problem = Fp8Problem { m, n, k, ld_x: 4 * ld_x, ld_w: 4 * ld_w, out_dtype: out_code, bias: bias.is_some() };
+    let problem = Fp8Problem { m, n, k, ld_x: 4 * ld_x, ld_w: 4 * ld_w, out_dtype: out_code, bias: bias.is_some(), fast_accum: fp8_fast_accumulation() };
     let state = state(dev)?;
     let mut st = state.lock().ok()?;
     if st.ordinal != dev.index {
@@ -749,12 +752,34 @@ unsafe fn fp8_gemm(lt: &Lt, plan: &Plan, workspace: dsys::CUdeviceptr, stream: d
     gemm(lt, plan, workspace, stream, w, x, out, 0.0)
 }
 
-/// Whether FP8 products use cuBLASLt's fast accumulation (`SANA_FP8_FAST_ACCUM=1`): Hopper's
-/// FP8 tensor cores keep fewer accumulator bits than f32, and without it cuBLASLt adds their
-/// partial sums into f32 every few steps of `k` (the default, for accuracy).
-fn fast_accum() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| matches!(std::env::var("SANA_FP8_FAST_ACCUM").as_deref(), Ok("1") | Ok("on")))
+/// FP8 accumulation mode: 0 not chosen yet (`SANA_FP8_FAST_ACCUM` decides), 1 fast, 2 precise.
+static FAST_ACCUM: AtomicU8 = AtomicU8::new(0);
+
+/// Whether FP8 products use cuBLASLt's fast accumulation: the default; `SANA_FP8_FAST_ACCUM=0`
+/// (or [`set_fp8_fast_accumulation`]) chooses the precise mode instead. Hopper's FP8 tensor
+/// cores add products in an accumulator narrower than f32 (about 14 mantissa bits); in the
+/// precise mode cuBLASLt moves those partial sums into f32 every few steps of `k`, in the fast
+/// mode only at the end. Measured on an H200 (BENCHMARKS.md): the 480p FP8 DiT forward 0.456
+/// against 0.495 s, its error against the float64 reference 5.229e-2 against 5.222e-2 (the
+/// weights' and activations' FP8 rounding dominate); one product at `k` = 2240, 1.2e-3
+/// against 2e-4. Inference engines (vLLM's CUTLASS FP8 kernels, torchao) use it too.
+pub fn fp8_fast_accumulation() -> bool {
+    match FAST_ACCUM.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let fast = !matches!(std::env::var("SANA_FP8_FAST_ACCUM").as_deref(), Ok("0") | Ok("off"));
+            // A concurrent `set_fp8_fast_accumulation` wins.
+            let _ = FAST_ACCUM.compare_exchange(0, if fast { 1 } else { 2 }, Ordering::Relaxed, Ordering::Relaxed);
+            FAST_ACCUM.load(Ordering::Relaxed) == 1
+        }
+    }
+}
+
+/// Chooses FP8 products' accumulation for the products planned from now on (see
+/// [`fp8_fast_accumulation`]); plans are kept per mode.
+pub fn set_fp8_fast_accumulation(fast: bool) {
+    FAST_ACCUM.store(if fast { 1 } else { 2 }, Ordering::Relaxed);
 }
 
 /// How a scaled product's operands are scaled.
@@ -800,7 +825,7 @@ unsafe fn make_scaled_plan(handle: sys::cublasLtHandle_t, p: &Fp8Problem, out_ty
             lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in as *const u64 as *const c_void, 8)?;
         }
         if scaling != Scaling::Nvfp4 {
-            let fast = fast_accum() as i8;
+            let fast = p.fast_accum as i8;
             lt::set_matmul_desc_attribute(desc, A::CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast as *const i8 as *const c_void, 1)?;
         }
         if p.bias {
@@ -909,7 +934,7 @@ pub fn nvfp4_linear(
     if bias.is_some_and(|b| !vector(b, n, out_dtype)) {
         return None;
     }
-    let problem = Fp8Problem { m, n, k, ld_x: k, ld_w: k, out_dtype: out_code, bias: bias.is_some() };
+    let problem = Fp8Problem { m, n, k, ld_x: k, ld_w: k, out_dtype: out_code, bias: bias.is_some(), fast_accum: false };
     let state = state(dev)?;
     let mut st = state.lock().ok()?;
     if st.ordinal != dev.index {

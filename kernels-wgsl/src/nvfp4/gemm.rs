@@ -130,7 +130,7 @@ fn product(dev: &CudaDevice, x: &BTensor<2>, w: &Weight, bias: Option<&BTensor<1
         return Err(format!("{dtype:?} results are not taken"));
     }
     let epilogue_bias = bias.filter(|b| dtype != DType::F32 && b.dtype() == dtype);
-    let problem = Fp8Problem { m, n, k, ld_x: k, ld_w: k, out_dtype: dtype_code(dtype), bias: epilogue_bias.is_some() };
+    let problem = Fp8Problem { m, n, k, ld_x: k, ld_w: k, out_dtype: dtype_code(dtype), bias: epilogue_bias.is_some(), fast_accum: false };
     nvfp4_plan_status(dev, problem)?;
     let (x_codes, x_scales, globals) = super::quantize_rows(x.clone(), ScaleLayout::Tiled, w.global, Impl::Auto);
     let stand_in = globals.clone();
