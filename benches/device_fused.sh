@@ -24,6 +24,8 @@
 #            (benches/h264-encode, built by its build.sh; carried as .devcarry/h264-encode-*)
 #   vae:     `vae-decode` of one LongSANA chunk (10 latent frames), bf16, timed and as a
 #            timeline profile
+#   mem:     the FP8 clip (MEM_STEPS steps, default 20) with the pool pre-sized as on an
+#            8 GiB card, SANA_MEMORY_TRACE=1 and nvidia-smi's peak
 #   cache:   the FP8 clip below twice, CubeCL's kernel cache emptied before the first
 #   e2e:     the random full-size 480p pipeline (tools/fullsize_pipeline.py) quantised to
 #            FP8, `sana-video generate` 81 frames, 50 steps, CFG 6, bf16 VAE; then LongSANA
@@ -152,6 +154,18 @@ if [[ $STAGES == *vae* ]]; then
     if [ $mode = time ]; then EXTRA=; else EXTRA=--profile; fi
     SANA_PROFILE_MODE=timeline timeout 200 $B/vae-decode --model $P/vae --backend cuda --dtype bf16 --chunk 1 --latent 1x10x60x104 --iters 2 $EXTRA 2>&1 | grep -v "^pool"
   done | tee $OUT/vae.md
+fi
+if [[ $STAGES == *mem* ]]; then
+  # The FP8 clip as an 8 GiB card runs it (the pool's pages pre-sized), with the pool's and
+  # the driver's memory per stage and nvidia-smi's peak.
+  pipeline
+  ( while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.2; done ) > /tmp/smi.txt 2>/dev/null &
+  SMI=$!
+  SANA_POOL_PRESIZE=on SANA_MEMORY_TRACE=1 timeout 300 $B/sana-video generate --model $P-fp8 --backend cuda --dtype bf16 --vae-dtype bf16 \
+    --prompt "A small red ball bounces across a wooden floor, casting a soft shadow." --frames 81 --height 480 --width 832 \
+    --steps ${MEM_STEPS:-20} --cfg-scale 6 --seed 42 -o /tmp/mem.mp4 2>&1 | grep -v -E "^\s*\[" | tee $OUT/mem.txt
+  kill $SMI
+  echo "nvidia-smi peak: $(sort -n /tmp/smi.txt | tail -1) MiB (sampled every 0.2 s)" | tee -a $OUT/mem.txt
 fi
 if [[ $STAGES == *e2e* ]]; then
   pipeline
