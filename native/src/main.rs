@@ -145,6 +145,12 @@ ENVIRONMENT (CUDA builds):
     SANA_CUBLAS=all|f32|off        which GEMMs go through cuBLASLt (default all)
     SANA_FP8_ACTIVATIONS=auto|on|off  W8A8 for FP8 weights: FP8 tensor cores where the GPU has
                                    them, emulated elsewhere with on (auto: where it has them)
+    SANA_FP8_FAST_ACCUM=0          FP8 tensor-core GEMMs in cuBLASLt's precise accumulation
+                                   (default: fast, about 8% faster at the same output error)
+    SANA_FP8_CONV_TEMP=0           dequantise an FP8 file's temporal conv at load (default: it
+                                   stays FP8 and runs W8A8 like the other layers)
+    SANA_BIAS_EPILOGUE=0           add linear biases after the GEMM instead of in cuBLASLt's
+                                   epilogue (default: epilogue, one rounding)
     SANA_NVFP4_ACTIVATIONS=auto|on|off  W4A4 for NVFP4 weights: FP4 tensor cores (sm_100,
                                    sm_120), emulated elsewhere with on (auto: where it has them)
     SANA_CUDNN=off                 VAE convs without cuDNN (in-place tap GEMMs); cuDNN is
