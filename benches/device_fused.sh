@@ -30,8 +30,9 @@
 #   e2e:     the random full-size 480p pipeline (tools/fullsize_pipeline.py) quantised to
 #            FP8, `sana-video generate` 81 frames, 50 steps, CFG 6, bf16 VAE; then LongSANA
 #            10 s (bf16), both on CUDA
-# Carry .devcarry/ (xz of sana-video, dit-forward and the test binaries kernels and
-# dit_parity, built with `--features cuda,vulkan`), .gl/ (the Vulkan loader and glvnd debs)
+# Carry .devcarry/ (xz of sana-video, dit-forward, vae-decode and the test binaries named in
+# FUSED_TESTS, built with `--features cuda,vulkan`; several in one .tar.xz fit the carry
+# limit), .gl/ (the Vulkan loader and glvnd debs)
 # and .whl/ (diffusers). The first calls of that session (logs in
 # benches/results/2026-11-29-s6-h200/) also compared a shared-memory tiled GLU conv, since
 # removed (commits 218b4be..1fe97ed).
@@ -83,7 +84,7 @@ if [[ $STAGES == *ab* ]]; then
 fi
 if [[ $STAGES == *profile* ]]; then
   for v in ${FUSED_PROFILE:-new old}; do
-    echo "== cuda bf16 $v"
+    echo "== cuda $v (new, old: bf16 weights; fp8*: the FP8 copy)"
     case $v in
       new) EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline ;;
       old) EXTRA=--profile forward cuda bf16 SANA_PROFILE_MODE=timeline $OLD ;;

@@ -61,6 +61,7 @@ run() {  # NAME MODEL [ENV=VALUE ...]
 }
 run bf16 $C/transformer
 run fp8-w8a16 $C-fp8 SANA_FP8_ACTIVATIONS=off
+# Fast accumulation is the default since 2026-11-29 (tenth run); the precise mode for comparison.
 run fp8-w8a8 $C-fp8 SANA_FP8_ACTIVATIONS=on
-run fp8-w8a8-fastaccum $C-fp8 SANA_FP8_ACTIVATIONS=on SANA_FP8_FAST_ACCUM=1
+run fp8-w8a8-precise $C-fp8 SANA_FP8_ACTIVATIONS=on SANA_FP8_FAST_ACCUM=0
 SANA_FP8_ACTIVATIONS=on SANA_PROFILE_MODE=timeline timeout 150 $B/dit-forward --model $C-fp8 --backend cuda --dtype bf16 --latent 2x21x60x104 --mask-pad 250 --profile 2>&1 | tee $OUT/timeline-w8a8.md

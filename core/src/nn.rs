@@ -221,20 +221,15 @@ impl Linear {
     /// comparisons); anything else is read as values.
     pub fn load_taps(w: &Weights, name: &str, device: &Device, dtype: DType) -> Result<Linear> {
         use crate::quant::Format;
-        let keep_fp8 = !matches!(std::env::var("SANA_FP8_CONV_TEMP").as_deref(), Ok("0") | Ok("off"));
+        let keep_fp8 = env_on("SANA_FP8_CONV_TEMP");
         if let Some(q) = w.quant_info(name)?.filter(|q| q.format == Format::Fp8 && fp8_resident() && keep_fp8) {
             if let [co, ci, kt, 1] = q.shape[..] {
                 let out = kt * co;
                 if out % 4 == 0 {
                     let (codes, scales) = w.fp8_codes(name, &q)?;
+                    // [out, in, kt] -> [kt·out, in]: row k·out + o is tap k of channel o.
                     let mut rows = vec![0u8; out * ci];
-                    for o in 0..co {
-                        for i in 0..ci {
-                            for k in 0..kt {
-                                rows[(k * co + o) * ci + i] = codes[(o * ci + i) * kt + k];
-                            }
-                        }
-                    }
+                    for_taps(co, ci, kt, |from, o, i, k| rows[(k * co + o) * ci + i] = codes[from]);
                     let scales: Vec<f32> = (0..out).map(|n| if scales.len() == 1 { scales[0] } else { scales[n % co] }).collect();
                     let weight = if ci % 4 == 0 && fp8_activations(device) {
                         fp8_rows_weight(&rows, &scales, out, ci, device, dtype)
@@ -251,37 +246,9 @@ impl Linear {
         };
         // [out, in, kt, 1] -> [in, kt·out]: row i holds tap 0's, 1's, ... outputs in turn.
         let mut taps = vec![0f32; ci * kt * co];
-        for o in 0..co {
-            for i in 0..ci {
-                for k in 0..kt {
-                    taps[i * kt * co + k * co + o] = values[(o * ci + i) * kt + k];
-                }
-            }
-        }
+        for_taps(co, ci, kt, |from, o, i, k| taps[i * kt * co + k * co + o] = values[from]);
         let dense = crate::io::safetensors::tensor_from_f32::<2>(taps, vec![ci, kt * co], device, dtype);
         Ok(Linear { weight: LinearWeight::Dense(dense), bias: None })
-    }
-
-    /// The layer restricted to outputs `start..start + len` (views of the weight, no copy where
-    /// its layout allows; the temporal conv's first tap alone, for LongSANA's cached frame).
-    pub fn output_rows(&self, start: usize, len: usize) -> Linear {
-        let weight = match &self.weight {
-            LinearWeight::Dense(t) => LinearWeight::Dense(t.clone().narrow(1, start, len)),
-            LinearWeight::Fp8Rows { codes, scale, lut, dtype } => LinearWeight::Fp8Rows {
-                codes: codes.clone().narrow(0, start, len),
-                scale: scale.clone().narrow(0, start, len),
-                lut: lut.clone(),
-                dtype: *dtype,
-            },
-            LinearWeight::Fp8 { packed, scale, lut, dtype } if start % 4 == 0 && len % 4 == 0 => LinearWeight::Fp8 {
-                packed: packed.clone().narrow(1, start / 4, len / 4),
-                scale: scale.clone().narrow(1, start, len),
-                lut: lut.clone(),
-                dtype: *dtype,
-            },
-            _ => LinearWeight::Dense(self.weight_t().narrow(1, start, len)),
-        };
-        Linear { weight, bias: self.bias.as_ref().map(|b| b.clone().narrow(0, start, len)) }
     }
 
     /// A loaded layer, counted for [`quantised_layers_summary`].
@@ -442,6 +409,17 @@ impl Linear {
             out_dims[D - 1] = y.dims()[1];
             y.reshape(out_dims)
         })
+    }
+}
+
+/// Visits a conv weight `[out, in, kt]` (row-major) as `(flat index, o, i, k)`.
+fn for_taps(out: usize, inp: usize, kt: usize, mut visit: impl FnMut(usize, usize, usize, usize)) {
+    for o in 0..out {
+        for i in 0..inp {
+            for k in 0..kt {
+                visit((o * inp + i) * kt + k, o, i, k);
+            }
+        }
     }
 }
 

@@ -89,6 +89,9 @@ fn comfyui_nvfp4_checkpoint_matches_comfy_kitchen() {
 /// and last layers quantised, loaded back (dequantised) and run against the f32 fixture.
 #[test]
 fn own_fp8_and_nvfp4_files_load_back_within_bounds() {
+    // W8A16 and W4A16, whatever the device (CUDA would run FP8 weights W8A8: `w8a8.rs`).
+    sana_video_core::nn::set_fp8_activations(false);
+    sana_video_core::nn::set_nvfp4_activations(false);
     let case = fixtures().join("dit/p122_b2_mask");
     let src = case.join("transformer").to_string_lossy().to_string();
     let w = Weights::open_dir(&FsSource, &src, "diffusion_pytorch_model").unwrap();
@@ -174,17 +177,13 @@ fn resident_weights_match_dequantised_ones(format: Format, smaller: usize) {
         let (a, b) = (lin.weight_t().into_data().try_to_vec::<f32>().unwrap(), full.weight_t().into_data().try_to_vec::<f32>().unwrap());
         assert!(a == b, "{} {tag}: the dequantised weights differ", device::name(kind));
         // The temporal (3, 1) conv, its taps side by side: FP8 keeps it as codes too (NVFP4
-        // leaves it dense), with the same values, and its first tap alone is the first third.
+        // leaves it dense), with the same values.
         let taps = "transformer_blocks.0.ff.conv_temp.weight";
         let lin = sana_video_core::nn::Linear::load_taps(&q, taps, &device, DType::F32).unwrap();
         let full = sana_video_core::nn::Linear::load_taps(&d, taps, &device, DType::F32).unwrap();
         assert_eq!(lin.is_fp8_resident(), format == Format::Fp8, "{tag}: {taps} resident");
         let values = |l: &sana_video_core::nn::Linear| l.weight_t().into_data().try_to_vec::<f32>().unwrap();
         assert!(values(&lin) == values(&full), "{} {tag}: the temporal conv's dequantised taps differ", device::name(kind));
-        let dim = full.weight_t().dims()[0];
-        let (first, want) = (values(&lin.output_rows(0, dim)), values(&full.output_rows(0, dim)));
-        let direct = full.weight_t().narrow(1, 0, dim).into_data().try_to_vec::<f32>().unwrap();
-        assert!(first == want && want == direct, "{} {tag}: the temporal conv's first tap differs", device::name(kind));
         let (got, unexpected) = sana_video_tests::dit_mask_case_output(&resident.to_string_lossy(), &device);
         assert!(unexpected.is_empty(), "{unexpected:?}");
         let (want, _) = sana_video_tests::dit_mask_case_output(&dense.to_string_lossy(), &device);

@@ -27,7 +27,9 @@ fn w8a8_emulation_stays_within_bounds_on_every_backend() {
         let w8a16 = sana_video_tests::dit_mask_case_output(&dir, &device).0;
         sana_video_core::nn::set_fp8_activations(true);
         let w8a8 = sana_video_tests::dit_mask_case_output(&dir, &device).0;
-        check_temporal_taps(&dir, &device);
+        let w = Weights::open_dir(&FsSource, &dir, "diffusion_pytorch_model").unwrap();
+        let taps = sana_video_core::nn::Linear::load_taps(&w, "transformer_blocks.0.ff.conv_temp.weight", &device, burn::tensor::DType::F32).unwrap();
+        assert!(taps.is_fp8_resident(), "{}: the temporal conv is not FP8 on the device", device::name(kind));
         sana_video_core::nn::set_fp8_activations(false);
         let (r16, _) = rel_l2(&w8a16, &expected);
         let (r8, _) = rel_l2(&w8a8, &expected);
@@ -56,25 +58,6 @@ fn w8a8_emulation_stays_within_bounds_on_every_backend() {
     }
 }
 
-/// The temporal conv loaded W8A8 (its taps as rows of one FP8 GEMM): its first tap alone
-/// (LongSANA's cached frame) has the first third of the weights and of the products.
-fn check_temporal_taps(dir: &str, device: &burn::tensor::Device) {
-    use burn::tensor::{DType, Tensor, TensorData};
-    let w = Weights::open_dir(&FsSource, dir, "diffusion_pytorch_model").unwrap();
-    let taps = sana_video_core::nn::Linear::load_taps(&w, "transformer_blocks.0.ff.conv_temp.weight", device, DType::F32).unwrap();
-    assert!(taps.is_fp8_resident(), "the temporal conv is not FP8 on the device");
-    let [dim, three] = taps.weight_t().dims();
-    assert_eq!(three, 3 * dim);
-    let first = taps.output_rows(0, dim);
-    let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-    assert!(values(first.weight_t()) == values(taps.weight_t().narrow(1, 0, dim)), "the first tap's weights differ");
-    let x = Tensor::<2>::from_data(TensorData::new(sana_video_tests::random_vec(5 * dim, 141), [5, dim]), device);
-    let (a, b) = (values(first.forward(x.clone())), values(taps.forward(x).narrow(1, 0, dim)));
-    let (rel, _) = rel_l2(&a, &b);
-    // Same codes and scales; only a GEMM's summation order may differ.
-    assert!(rel < 1e-6, "the first tap's products differ from the full GEMM's: rel {rel:.3e}");
-}
-
 /// Bound on W8A8's output error against f32 on this random DiT: measured 3.36% (W8A16:
 /// 2.92%, bounded at 0.04 in `quant.rs`), on the CPU backend and lavapipe alike.
 const BOUND: f64 = 0.045;
@@ -83,7 +66,8 @@ const BOUND: f64 = 0.045;
 const CROSS_BACKEND: f64 = 1e-5;
 /// The same against cuBLASLt's FP8 GEMM on Hopper, whose tensor cores accumulate in fewer bits
 /// than f32 (`kernels.rs`, `FP8_TENSOR_CORE_BOUND`): each product differs from the emulation's
-/// by ε ≈ 2e-4 relative (measured on an H200), and every next W8A8 layer rounds its input to
+/// by ε ≈ 2e-4 relative (measured on an H200 in cuBLASLt's precise accumulation; at this DiT's
+/// widths the fast default gives the same outputs: 3.387e-2 against f32 in both modes), and every next W8A8 layer rounds its input to
 /// e4m3 again, so a small fraction of those codes (≈ 2ε/s) land one e4m3 step s ≈ 0.09
 /// (relative) away: about sqrt(2·ε·s) ≈ 6e-3 relative per layer input, not the f32 summation
 /// order's 1e-7. Measured 3.0e-3 at the output of this DiT (H200); the test also holds the

@@ -86,6 +86,7 @@ fn self_test(device: &burn::tensor::Device, dev: &CudaDevice, bias: bool) -> Res
         vector(&bv).cast(FloatDType::BF16).into_dispatch(),
         bias,
         dtype_code(DType::BF16),
+        problem.fast_accum,
     ));
     let got = y.cast(FloatDType::F32).try_into_data().map_err(|e| format!("the product failed: {e:?}"))?;
     let got = got.try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
@@ -103,17 +104,19 @@ fn self_test(device: &burn::tensor::Device, dev: &CudaDevice, bias: bool) -> Res
 #[backend_extension(Cube)]
 pub trait Fp8GemmKernels: Backend {
     /// `has_bias` false: `bias` is an unused stand-in. `dtype`: 0 f32, 1 f16, 2 bf16.
-    fn fp8_product(x_codes: IntTensor<Self>, x_scale: FloatTensor<Self>, w_codes: IntTensor<Self>, w_scale: FloatTensor<Self>, bias: FloatTensor<Self>, has_bias: bool, dtype: u8) -> FloatTensor<Self>;
+    /// `fast_accum`: the accumulation mode the caller planned with.
+    #[allow(clippy::too_many_arguments)]
+    fn fp8_product(x_codes: IntTensor<Self>, x_scale: FloatTensor<Self>, w_codes: IntTensor<Self>, w_scale: FloatTensor<Self>, bias: FloatTensor<Self>, has_bias: bool, dtype: u8, fast_accum: bool) -> FloatTensor<Self>;
 }
 
 impl Fp8GemmKernels for CubeBackend {
-    fn fp8_product(x_codes: CubeTensor, x_scale: CubeTensor, w_codes: CubeTensor, w_scale: CubeTensor, bias: CubeTensor, has_bias: bool, dtype: u8) -> CubeTensor {
+    fn fp8_product(x_codes: CubeTensor, x_scale: CubeTensor, w_codes: CubeTensor, w_scale: CubeTensor, bias: CubeTensor, has_bias: bool, dtype: u8, fast_accum: bool) -> CubeTensor {
         let dtype = DTYPES[dtype as usize];
         // Row-major codes with unit column stride are taken as they are (pitched rows too).
         let (x_codes, w_codes) = (into_contiguous(x_codes), into_contiguous(w_codes));
         // `product` below planned this problem before calling; only a plan evicted and then
         // refused on the second asking could end here.
-        fp8_linear(&x_codes, &x_scale, &w_codes, &w_scale, has_bias.then_some(&bias), dtype)
+        fp8_linear(&x_codes, &x_scale, &w_codes, &w_scale, has_bias.then_some(&bias), dtype, fast_accum)
             .unwrap_or_else(|| panic!("cuBLASLt FP8 GEMM planned earlier could not be enqueued ({:?} · {:?})", x_codes.meta.shape(), w_codes.meta.shape()))
     }
 }
@@ -144,6 +147,7 @@ pub fn product(x_codes: &BTensor<2, Int>, x_scale: &BTensor<1>, w_codes: &BTenso
         epilogue_bias.cloned().unwrap_or(stand_in).into_dispatch(),
         epilogue_bias.is_some(),
         dtype_code(dtype),
+        problem.fast_accum,
     ));
     Some(match (bias, epilogue_bias) {
         (Some(b), None) => y + b.clone().cast(burn::tensor::FloatDType::from(dtype)).reshape([1, n]),

@@ -316,10 +316,20 @@ impl HalfMatmul for CubeBackend {
     fn linear_half_bias(x: CubeTensor, w: CubeTensor, bias: CubeTensor) -> Option<CubeTensor> {
         #[cfg(feature = "cuda")]
         {
-            if let Some(out) = super::cublas::linear_bias(&x, &w, &bias) {
+            // Where the plain product would go to cuBLASLt (`half_cublas`'s rule), and only on
+            // CUDA devices: a copy to contiguous is worth trying only there.
+            let any = match std::env::var("SANA_HALF_MATMUL").as_deref() {
+                Ok("cublas") => true,
+                Ok(_) => return None,
+                Err(_) => false,
+            };
+            if !matches!(x.device, cubecl::Device::Cuda(_)) {
+                return None;
+            }
+            if let Some(out) = super::cublas::linear_bias(&x, &w, &bias, any) {
                 return Some(out);
             }
-            super::cublas::linear_bias(&into_contiguous(x), &into_contiguous(w), &into_contiguous(bias))
+            super::cublas::linear_bias(&into_contiguous(x), &into_contiguous(w), &into_contiguous(bias), any)
         }
         #[cfg(not(feature = "cuda"))]
         {

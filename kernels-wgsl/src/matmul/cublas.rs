@@ -261,9 +261,9 @@ pub fn matmul_any(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, out_layo
 /// a new tensor of that dtype, the bias added in cuBLASLt's epilogue to the f32 sums before
 /// their one rounding: no second pass over the `[M, N]` result, and one rounding instead of
 /// two (PyTorch's `F.linear` on CUDA does the same). `None` where [`matmul`] would not take
-/// it.
-pub fn linear_bias(x: &CubeTensor, w: &CubeTensor, bias: &CubeTensor) -> Option<CubeTensor> {
-    if !mode().1 || !matches!(x.dtype, DType::F16 | DType::BF16) || bias.dtype != x.dtype {
+/// it (or, with `any`, [`matmul_any`]).
+pub fn linear_bias(x: &CubeTensor, w: &CubeTensor, bias: &CubeTensor, any: bool) -> Option<CubeTensor> {
+    if !(any || mode().1) || !matches!(x.dtype, DType::F16 | DType::BF16) || bias.dtype != x.dtype {
         return None;
     }
     let n = *w.meta.shape().as_slice().last()?;
@@ -348,7 +348,9 @@ fn matmul_with(lhs: &CubeTensor, rhs: &CubeTensor, bias: Option<&CubeTensor>, ou
         let workspace = lt.workspace(stream_id)?;
         let out = ptr[written];
         if problem.bias {
-            // The plan's descriptor is only touched on this (the device) thread.
+            // The plan's descriptor is only touched on this (the device) thread, and cuBLASLt
+            // reads it when the GEMM is enqueued: setting the pointer per call is safe as long
+            // as every GEMM of a plan is enqueued here (no graph capture replays it).
             // SAFETY: the address is the live bias buffer's.
             let set = unsafe { lt::set_matmul_desc_attribute(plan.desc, sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr[2] as *const u64 as *const c_void, 8) };
             set.map_err(|e| format!("cuBLASLt GEMM {problem:?}: bias pointer: {e:?}"))?;
@@ -667,8 +669,9 @@ fn fp8_plan(st: &mut State, p: Fp8Problem) -> Result<Arc<Plan>, String> {
 /// and `w_codes` `[N, K/4]` are row-major e4m3 bytes packed in i32s (first code in the lowest
 /// byte, so the buffers are the byte matrices cuBLASLt reads); the scales are f32 vectors; the
 /// bias, in `out_dtype` (f16 or bf16 only), is added in the GEMM's epilogue. `None` where the
-/// device or cuBLASLt cannot (see [`fp8_plannable`]).
-pub fn fp8_linear(x_codes: &CubeTensor, x_scale: &CubeTensor, w_codes: &CubeTensor, w_scale: &CubeTensor, bias: Option<&CubeTensor>, out_dtype: DType) -> Option<CubeTensor> {
+/// device or cuBLASLt cannot (see [`fp8_plannable`]). `fast_accum`: the accumulation mode
+/// (see [`fp8_fast_accumulation`]; passed in, so that a caller's plan and its product agree).
+pub fn fp8_linear(x_codes: &CubeTensor, x_scale: &CubeTensor, w_codes: &CubeTensor, w_scale: &CubeTensor, bias: Option<&CubeTensor>, out_dtype: DType, fast_accum: bool) -> Option<CubeTensor> {
     let cubecl::Device::Cuda(dev) = &x_codes.device else {
         return None;
     };
@@ -692,7 +695,7 @@ pub fn fp8_linear(x_codes: &CubeTensor, x_scale: &CubeTensor, w_codes: &CubeTens
     if bias.is_some_and(|b| !vector(b, n, out_dtype)) {
         return None;
     }
-    let problem = Fp8Problem { m, n, k, ld_x: 4 * ld_x, ld_w: 4 * ld_w, out_dtype: out_code, bias: bias.is_some(), fast_accum: fp8_fast_accumulation() };
+    let problem = Fp8Problem { m, n, k, ld_x: 4 * ld_x, ld_w: 4 * ld_w, out_dtype: out_code, bias: bias.is_some(), fast_accum };
     let state = state(dev)?;
     let mut st = state.lock().ok()?;
     if st.ordinal != dev.index {

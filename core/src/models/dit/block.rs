@@ -57,9 +57,6 @@ pub struct FeedForward {
     /// f+1) side by side (tap k in outputs kD..(k+1)D), so one GEMM computes all three
     /// ([`Linear::load_taps`]; FP8 like the other layers when the file is).
     pub conv_temp: Linear,
-    /// Its first tap alone (views of `conv_temp`'s weight): LongSANA's cached frame, the
-    /// left neighbour of a chunk's first frame.
-    pub conv_temp_left: Linear,
 }
 
 /// LongSANA: what one layer carries from the finished chunks to the next (MODEL-SPEC §5.2).
@@ -117,7 +114,6 @@ impl Block {
             conv_depth,
             conv_depth_bias: vec1("ff.conv_depth.bias")?,
             conv_point: lin("ff.conv_point", false)?,
-            conv_temp_left: conv_temp.output_rows(0, cfg.dim),
             conv_temp,
         };
         Ok(Block { scale_shift_table: w.load::<2>(&p("scale_shift_table"), device, dtype)?, attn1, attn2, ff })
@@ -283,7 +279,9 @@ impl FeedForward {
         let last = s.clone().narrow(1, f - 1, 1).reshape([b, t, d]);
         let p = self.conv_temp.forward(s.clone().reshape([b * f * t, d])).reshape([b, f, t, 3 * d]);
         profile::mark(&device, "ff.conv_temp GEMM");
-        let left0 = left.map(|l| self.conv_temp_left.forward(to_dtype(l.clone(), s.dtype()).reshape([b * t, d])).reshape([b, t, d]));
+        // LongSANA's cached frame needs only tap 0: the whole product of one frame, cut (a
+        // narrowed weight would be a resident copy on CUDA, whose views need aligned ends).
+        let left0 = left.map(|l| self.conv_temp.forward(to_dtype(l.clone(), s.dtype()).reshape([b * t, d])).narrow(1, 0, d).reshape([b, t, d]));
         let out = temporal::temporal_combine(s, p, left0, kernels);
         profile::mark(&device, "ff.conv_temp");
         (out.reshape([b, n, d]), last)
