@@ -137,10 +137,9 @@ pub fn tap_gemms_reference(x: Tensor<2>, w: Tensor<2>, kernel: [usize; 3], hp: u
 /// added (a second rounding). `SANA_BIAS_EPILOGUE=0` keeps the separate addition on CUDA too
 /// (for comparisons).
 pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, which: Impl) -> Tensor<2> {
-    #[cfg(feature = "cube")]
     if let Some(b) = &bias {
-        if which == Impl::Auto && bias_epilogue() && x.dtype() == w.dtype() && x.dtype() == b.dtype() && matches!(x.dtype(), DType::F16 | DType::BF16) && crate::is_cube_device(&x.device()) {
-            if let Some(y) = cube::linear_half_bias(x.clone(), w.clone(), b.clone()) {
+        if which == Impl::Auto && bias_epilogue() {
+            if let Some(y) = linear_bias_epilogue(x.clone(), w.clone(), b.clone()) {
                 return y;
             }
         }
@@ -164,7 +163,6 @@ pub fn linear_bias_epilogue(x: Tensor<2>, w: Tensor<2>, bias: Tensor<1>) -> Opti
 }
 
 /// Whether [`linear`] may add biases in the GEMM's epilogue (`SANA_BIAS_EPILOGUE=0`: no).
-#[cfg(feature = "cube")]
 fn bias_epilogue() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| !matches!(std::env::var("SANA_BIAS_EPILOGUE").as_deref(), Ok("0") | Ok("off")))
