@@ -18,6 +18,8 @@
 #   parity:  one full-size forward against the float64 diffusers reference: CUDA f32 and
 #            bf16, Vulkan f16 (FUSED_PARITY: backend:dtype[:VAR=value,...], dtype fp8 the
 #            FP8 copy)
+#   lattn:   the linear attention's stages (timeline, CUDA) for each FUSED_LATTN variant
+#            (SANA_LA_APPLY_TILE, SANA_LA_KV_TILE settings; FUSED_LATTN_DTYPES bf16 fp8)
 #   glu:     the GLU stage (timeline, CUDA bf16, 65,520 tokens) for each SANA_GLU setting in
 #            FUSED_GLU (units,strip,vector,silu,regs; regs 1: f32 registers, 2: taps from L1)
 #   h264:    H.264 encoding of 81 synthetic 480p frames with and without OpenH264's SIMD
@@ -125,6 +127,16 @@ if [[ $STAGES == *glu* ]]; then
     echo "== SANA_GLU=$g"
     EXTRA=--profile forward cuda bf16 SANA_GLU=$g SANA_PROFILE_MODE=timeline | grep -E "^\| [0-9]|ff\.glu|error"
   done | tee $OUT/glu.md
+fi
+if [[ $STAGES == *lattn* ]]; then
+  # The linear attention's stages (timeline, CUDA, FUSED_LATTN_DTYPES default bf16) for each
+  # variant in FUSED_LATTN: VAR=value, several joined by '+'.
+  for dt in ${FUSED_LATTN_DTYPES:-bf16}; do
+    for g in ${FUSED_LATTN:-X=1 SANA_LA_APPLY_TILE=4,4 SANA_LA_APPLY_TILE=16,2 SANA_LA_APPLY_TILE=8,8 SANA_LA_KV_TILE=17}; do
+      echo "== $dt $g"
+      EXTRA=--profile forward cuda $dt ${g//+/ } SANA_PROFILE_MODE=timeline | grep -E "^\| [0-9]|la\.|error"
+    done
+  done | tee $OUT/lattn.md
 fi
 if [[ $STAGES == *h264* ]]; then
   { nproc; lscpu | grep -E "Model name"; for v in c asm c asm; do [ -x $B/h264-encode-$v ] && echo "$v: $($B/h264-encode-$v 81)"; done; } | tee $OUT/h264.txt

@@ -115,6 +115,18 @@ fn linear_attention_matches_naive_and_reference() {
                     println!("{} apply fused={fused} strided q={strided} shape {shape:?}: rel {rel:.3e} max abs {max_abs:.3e}", device::name(kind));
                     assert!(rel < 1e-5, "{} apply fused={fused} strided q={strided} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
                 }
+                // Every tile of the fused apply that fits this device (the defaults: [8, 4] on
+                // CUDA, [4, 4] within WebGPU's limits), partial token tiles included.
+                let limits = linear_attention::cube::apply_limits_on(&device).expect("a CubeCL device");
+                for tile in [[4, 1], [4, 4], [8, 1], [8, 4], [16, 2], [12, 3]] {
+                    if !linear_attention::cube::apply_tile_fits(d, tile, limits.0, limits.1) {
+                        continue;
+                    }
+                    let out = linear_attention::cube::apply_tiled(tensor4(&q, shape, &device), &sums, ct.clone(), st.clone(), 1e-15, DType::F32, Some(tile));
+                    let (rel, _) = rel_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &expected);
+                    println!("{} apply tile {tile:?} shape {shape:?}: rel {rel:.3e}", device::name(kind));
+                    assert!(rel < 1e-5, "{} apply tile {tile:?} shape {shape:?}: rel L2 {rel:.3e}", device::name(kind));
+                }
                 let older = sums_by(false);
                 let out = apply_with(tensor4(&q, shape, &device), &older, ct.clone(), st.clone(), 1e-15, DType::F32, true);
                 let (rel, _) = rel_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &expected);

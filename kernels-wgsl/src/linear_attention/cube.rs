@@ -119,12 +119,17 @@ fn finish_kernel<F: Float>(num: &Tensor<f32>, den: &Tensor<f32>, out: &mut Tenso
 /// and the finishing division (four passes over f32 intermediates) with one read of `q` and
 /// one write of the output.
 ///
-/// One cube per (sample and head `bh`, `groups·t` tokens): first φ(q) and R·φ(q) of its
-/// tokens into shared memory, rows `d + 1` apart so the token groups of one warp fall in
-/// different banks (with the denominators, 14.5 KB at d = 112); then unit `(g, av)` of the first `groups·dv` accumulates output channels
-/// `4·av .. 4·av + 4` of the `t` tokens of group `g`, reading `KVᵀ` rows (`kvt[c]`, vectors
-/// of 4 output channels, L1-resident: `d x d` f32 per head) and broadcasting one shared value
-/// per token per `c`, while each of the next `groups·t` units sums one token's denominator.
+/// One cube per (sample and head `bh`, `groups·t` tokens). First R·φ(q) and φ(q) of its tokens
+/// go to shared memory channel-major, four consecutive tokens to a vector (`sh[c·quads + j]`
+/// holds channel `c` of tokens `4j .. 4j + 4`; R·φ(q) in rows `0..d`, φ(q) in `d..2d`): each
+/// unit of that phase stages one channel pair of four tokens, consecutive units consecutive
+/// token quads, so a warp's stores fill whole 128-byte lines. Then unit `(g, av)` of the first
+/// `groups·dv` accumulates output channels `4·av .. 4·av + 4` of the `t` tokens of group `g`:
+/// per channel `c`, one `KVᵀ` row vector (`kvt[c]`, L1-resident: `d x d` f32 per head) and
+/// `t / 4` shared vectors feed `4·t` FMAs. Nsight Compute (sixth session) found the previous
+/// layout (a scalar shared load per token, four tokens a unit) bound by the L1/shared pipe
+/// (74% busy) rather than the FMAs; `t = 8` halves the loads per FMA. The next `quads` units
+/// sum one quad of tokens' denominators each.
 #[cube(launch, address_type = "dynamic")]
 #[allow(clippy::too_many_arguments)]
 fn apply_fused_kernel<F: Float, N: Size>(
@@ -143,8 +148,10 @@ fn apply_fused_kernel<F: Float, N: Size>(
     let tokens = q.shape(1);
     let heads = q.shape(2);
     let rows = comptime!(groups * t);
-    let stride = comptime!(d + 1);
+    let quads = comptime!(groups * t / 4);
+    let tq = comptime!(t / 4);
     let dv = comptime!(d / 4);
+    let pairs = comptime!(d / 2);
     let tiles = tokens.div_ceil(rows);
     let cube = CUBE_POS;
     // The same for every unit of a cube: no unit leaves before another's barrier.
@@ -154,20 +161,29 @@ fn apply_fused_kernel<F: Float, N: Size>(
     let bh = cube / tiles;
     let (b, h) = (bh / heads, bh % heads);
     let n0 = (cube % tiles) * rows;
-    // R·φ(q) rows first, then φ(q) rows, then the denominators.
-    let mut sh = Shared::<[f32]>::new_slice(comptime!(2 * rows * (d + 1) + rows));
+    let mut sh = Shared::<[Vector<f32, N>]>::new_slice(comptime!(2 * d * quads));
+    let mut dens = Shared::<[Vector<f32, N>]>::new_slice(quads);
     let u = UNIT_POS as usize;
 
-    let pairs = comptime!(d / 2);
     let mut e = u;
-    while e < rows * pairs {
-        let (r, p) = (e / pairs, e % pairs);
-        let v = phi_pair(q, cos, sin, b, n0 + r, h, p);
-        let o = r * stride + 2 * p;
-        sh[o] = v.r0;
-        sh[o + 1] = v.r1;
-        sh[rows * stride + o] = v.x0;
-        sh[rows * stride + o + 1] = v.x1;
+    while e < quads * pairs {
+        let (p, j) = (e / quads, e % quads);
+        let mut r0 = Vector::<f32, N>::empty();
+        let mut r1 = Vector::<f32, N>::empty();
+        let mut x0 = Vector::<f32, N>::empty();
+        let mut x1 = Vector::<f32, N>::empty();
+        #[unroll]
+        for l in 0..4usize {
+            let v = phi_pair(q, cos, sin, b, n0 + 4 * j + l, h, p);
+            r0.insert(l, v.r0);
+            r1.insert(l, v.r1);
+            x0.insert(l, v.x0);
+            x1.insert(l, v.x1);
+        }
+        sh[2 * p * quads + j] = r0;
+        sh[(2 * p + 1) * quads + j] = r1;
+        sh[(d + 2 * p) * quads + j] = x0;
+        sh[(d + 2 * p + 1) * quads + j] = x1;
         e += CUBE_DIM as usize;
     }
     sync_cube();
@@ -184,27 +200,34 @@ fn apply_fused_kernel<F: Float, N: Size>(
         for c in 0..d {
             let kv = kvt[kbase + c * dv];
             #[unroll]
-            for i in 0..t {
-                acc[i] += kv * Vector::<f32, N>::new(sh[(g * t + i) * stride + c]);
+            for k in 0..tq {
+                let x = sh[c * quads + g * tq + k];
+                #[unroll]
+                for l in 0..4usize {
+                    acc[k * 4 + l] += kv * Vector::<f32, N>::new(x.extract(l));
+                }
             }
         }
-    } else if u < num_units + rows {
-        let r = u - num_units;
-        let mut den = 0.0f32;
+    } else if u < num_units + quads {
+        let j = u - num_units;
+        let mut den = Vector::<f32, N>::new(0.0);
         for c in 0..d {
-            den += ksum[bh * d + c] * sh[rows * stride + r * stride + c];
+            den += Vector::<f32, N>::new(ksum[bh * d + c]) * sh[(d + c) * quads + j];
         }
-        sh[2 * rows * stride + r] = den;
+        dens[j] = den;
     }
     sync_cube();
     if u < num_units {
         #[unroll]
-        for i in 0..t {
-            let r = g * t + i;
-            let n = n0 + r;
-            if n < tokens {
-                let den = Vector::<f32, N>::new(sh[2 * rows * stride + r] + eps);
-                out[((b * tokens + n) * heads + h) * dv + av] = Vector::<F, N>::cast_from(acc[i] / den);
+        for k in 0..tq {
+            let dq = dens[g * tq + k];
+            #[unroll]
+            for l in 0..4usize {
+                let n = n0 + g * t + k * 4 + l;
+                if n < tokens {
+                    let den = Vector::<f32, N>::new(dq.extract(l) + eps);
+                    out[((b * tokens + n) * heads + h) * dv + av] = Vector::<F, N>::cast_from(acc[k * 4 + l] / den);
+                }
             }
         }
     }
@@ -302,7 +325,9 @@ fn kv_operands_kernel<F: Float, O: Float>(
 
 /// Tokens per cube of [`kv_operands_kernel`] for head dim `d`: two f32 `[d][t + 1]` tiles in
 /// WebGPU's 16 KiB of workgroup storage, at most 32; `None` below 4 (d above 409), where
-/// `kv_sums` keeps its older path.
+/// `kv_sums` keeps its older path. (48 tokens in CUDA's 48 KiB, for longer runs of tokens in
+/// the transposed rows it writes, was slower on an H200: 0.0250 against 0.0221 s a 480p
+/// forward, BENCHMARKS.md eleventh run.)
 pub fn kv_tile_tokens(d: usize) -> Option<usize> {
     if d == 0 || d % 2 != 0 {
         return None;
@@ -314,22 +339,56 @@ pub fn kv_tile_tokens(d: usize) -> Option<usize> {
 /// Units per cube of [`kv_operands_kernel`].
 const KV_UNITS: u32 = 256;
 
-/// Tokens per unit of [`apply_fused_kernel`].
-const APPLY_TOKENS_PER_UNIT: usize = 4;
-
-/// Token groups per cube of [`apply_fused_kernel`] for head dim `d` (a multiple of 4): as many
-/// as WebGPU's 16 KiB of workgroup storage (two f32 rows of `d + 1` and a denominator per
-/// token) and 256 units allow, at most 4; `None` where not even one fits.
-pub fn apply_groups(d: usize) -> Option<usize> {
-    if d == 0 || d % 4 != 0 {
-        return None;
-    }
-    let t = APPLY_TOKENS_PER_UNIT;
-    // Two f32 rows of d + 1 and a denominator per token in shared memory.
-    let rows = crate::WEBGPU_SHARED_BYTES / 4 / (2 * d + 3);
-    let groups = (rows / t).min(crate::WEBGPU_MAX_UNITS / (d / 4 + t)).min(4);
-    (groups >= 1).then_some(groups)
+/// Shared bytes and units a cube of [`apply_fused_kernel`] takes for head dim `d` with `t`
+/// tokens a unit and `groups` token groups: R·φ(q) and φ(q) as `2d` rows of `groups·t / 4`
+/// f32 vectors, a denominator vector per quad; `groups·d / 4` accumulating units and one per
+/// quad for the denominators.
+fn apply_cost(d: usize, [t, groups]: [usize; 2]) -> (usize, usize) {
+    let quads = groups * t / 4;
+    (16 * quads * (2 * d + 1), groups * (d / 4) + quads)
 }
+
+/// Whether tile `[t, groups]` is valid for head dim `d` and fits `shared` bytes and `units`
+/// units a cube.
+pub fn apply_tile_fits(d: usize, tile: [usize; 2], shared: usize, units: usize) -> bool {
+    let [t, groups] = tile;
+    let valid = d > 0 && d % 4 == 0 && t % 4 == 0 && (4..=16).contains(&t) && (1..=8).contains(&groups);
+    let (bytes, n) = apply_cost(d, tile);
+    valid && bytes <= shared && n <= units
+}
+
+/// The tile `[tokens a unit, token groups a cube]` of [`apply_fused_kernel`] for head dim `d`
+/// on a device with `shared` bytes of workgroup storage and `units` units a cube: `[8, 4]`
+/// where it fits (28.8 KB at d = 112: CUDA, and wgpu devices above WebGPU's minimum), else
+/// four tokens a unit with as many groups (at most 4) as fit; `None` where not one group of
+/// four tokens fits. `SANA_LA_APPLY_TILE=t,groups` overrides it where that fits (read once;
+/// to compare on a GPU).
+pub fn apply_tile(d: usize, shared: usize, units: usize) -> Option<[usize; 2]> {
+    static FORCED: std::sync::OnceLock<Option<[usize; 2]>> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| {
+        let v = std::env::var("SANA_LA_APPLY_TILE").ok()?;
+        let p: Option<Vec<usize>> = v.split(',').map(|x| x.trim().parse().ok()).collect();
+        match p.as_deref() {
+            Some(&[t, g]) if t % 4 == 0 && (4..=16).contains(&t) && (1..=8).contains(&g) => Some([t, g]),
+            _ => {
+                eprintln!("warning: SANA_LA_APPLY_TILE={v:?} is not `t,groups` (t 4, 8, 12 or 16; groups 1 to 8); using the default");
+                None
+            }
+        }
+    });
+    let fits = |tile| apply_tile_fits(d, tile, shared, units);
+    if let Some(tile) = forced.filter(|&tile| fits(tile)) {
+        return Some(tile);
+    }
+    if fits([8, 4]) {
+        return Some([8, 4]);
+    }
+    (1..=4).rev().map(|g| [4, g]).find(|&tile| fits(tile))
+}
+
+/// The largest workgroup storage [`apply_tile`] plans with: 48 KiB, what CUDA grants a kernel
+/// without an opt-in.
+const APPLY_SHARED_CAP: usize = 48 * 1024;
 
 /// The CubeCL half of the backend trait: the same body serves WGSL, SPIR-V and CUDA.
 #[backend_extension(Cube)]
@@ -339,9 +398,10 @@ pub trait LinearAttentionKernels: Backend {
     /// `num / (den + eps)` (f32 `[B, H, N, d]` and `[B, H, N, 1]`) as `[B, N, H, d]` in `dtype`.
     fn la_finish(num: FloatTensor<Self>, den: FloatTensor<Self>, eps: f32, dtype: DType) -> FloatTensor<Self>;
     /// The fused apply ([`apply_fused_kernel`]): `q` `[B, N, H, d]`, `kvt` f32 `[B, H, d, d]`
-    /// (`KVᵀ`, any strides), `ksum` f32 `[B, H, d]`; `[B, N, H, d]` in `dtype`. `d` must pass
-    /// [`apply_groups`].
-    fn la_apply_fused(q: FloatTensor<Self>, kvt: FloatTensor<Self>, ksum: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, eps: f32, dtype: DType) -> FloatTensor<Self>;
+    /// (`KVᵀ`, any strides), `ksum` f32 `[B, H, d]`; `[B, N, H, d]` in `dtype`. `tile` must pass
+    /// [`apply_tile_fits`] on the device.
+    #[allow(clippy::too_many_arguments)]
+    fn la_apply_fused(q: FloatTensor<Self>, kvt: FloatTensor<Self>, ksum: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, eps: f32, dtype: DType, tile: [usize; 2]) -> FloatTensor<Self>;
     /// [`kv_operands_kernel`]: `(rot_t, vs, ksum_part)` for `k`, `v` `[B, N, H, d]` (one
     /// dtype), `splits` of `per` tokens, operands in `dtype`. `d` must pass [`kv_tile_tokens`].
     fn la_kv_operands(
@@ -413,7 +473,7 @@ impl LinearAttentionKernels for CubeBackend {
         out
     }
 
-    fn la_apply_fused(q: CubeTensor, kvt: CubeTensor, ksum: CubeTensor, cos: CubeTensor, sin: CubeTensor, eps: f32, dtype: DType) -> CubeTensor {
+    fn la_apply_fused(q: CubeTensor, kvt: CubeTensor, ksum: CubeTensor, cos: CubeTensor, sin: CubeTensor, eps: f32, dtype: DType, tile: [usize; 2]) -> CubeTensor {
         for (name, t) in [("kvt", &kvt), ("ksum", &ksum), ("cos", &cos), ("sin", &sin)] {
             assert_eq!(t.dtype, DType::F32, "linear attention kernel: {name} must be f32");
         }
@@ -421,7 +481,9 @@ impl LinearAttentionKernels for CubeBackend {
         assert_eq!(q.dtype, dtype, "la_apply_fused: q must be in the output dtype");
         let dims = q.meta.shape().clone();
         let (b, n, h, d) = (dims[0], dims[1], dims[2], dims[3]);
-        let groups = apply_groups(d).expect("la_apply_fused: head dim not supported");
+        let (shared, units) = device_limits(&q);
+        assert!(apply_tile_fits(d, tile, shared, units), "la_apply_fused: tile {tile:?} does not fit head dim {d} on this device");
+        let [t, groups] = tile;
         assert_eq!(kvt.meta.shape().as_slice(), [b, h, d, d], "la_apply_fused: kvt shape");
         assert_eq!(ksum.meta.shape().as_slice(), [b, h, d], "la_apply_fused: ksum shape");
         for t in [&cos, &sin] {
@@ -432,13 +494,12 @@ impl LinearAttentionKernels for CubeBackend {
         let ksum = burn_cubecl::kernel::into_contiguous(ksum);
         let client = q.client.clone();
         let out = empty_device_contiguous_dtype(client.clone(), q.device.clone(), Shape::new([b, n, h, d]), dtype);
-        let t = APPLY_TOKENS_PER_UNIT;
         let rows = groups * t;
         let address = [q.required_address_type(), out.required_address_type()].into_iter().max().unwrap_or_default();
         apply_fused_kernel::launch(
             &client,
             crate::rows::cube_grid(b * h * n.div_ceil(rows)),
-            CubeDim::new_1d((groups * (d / 4) + rows) as u32),
+            CubeDim::new_1d(apply_cost(d, tile).1 as u32),
             address,
             4,
             q.into_tensor_arg(),
@@ -644,17 +705,52 @@ pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f
 }
 
 /// Whether `apply_with(.., fused: true)` runs the one-pass kernel for this head dim and these
-/// dtypes (it reads `q` in the output dtype; a model's `q` always is).
+/// dtypes on every device (some tile fits WebGPU's minimum limits; it reads `q` in the output
+/// dtype; a model's `q` always is).
 pub fn fused_apply_supported(d: usize, q: DType, out: DType) -> bool {
-    apply_groups(d).is_some() && q == out
+    apply_tile(d, crate::WEBGPU_SHARED_BYTES, crate::WEBGPU_MAX_UNITS).is_some() && q == out
+}
+
+/// Workgroup storage and units a cube on `x`'s device, as [`apply_tile`] plans with them.
+fn device_limits(x: &CubeTensor) -> (usize, usize) {
+    limits_of(&x.client.properties().hardware)
+}
+
+fn limits_of(hw: &cubecl::ir::HardwareProperties) -> (usize, usize) {
+    (hw.max_shared_memory_size.min(APPLY_SHARED_CAP), hw.max_units_per_cube as usize)
+}
+
+/// Workgroup storage and units a cube [`apply_tile`] plans with on `device` (`None`: not a
+/// CubeCL device).
+pub fn apply_limits_on(device: &burn::tensor::Device) -> Option<(usize, usize)> {
+    match device.as_dispatch() {
+        burn::backend::DispatchDevice::Cube(dev) => Some(limits_of(&dev.client().properties().hardware)),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// The tile [`apply_with`] uses for head dim `d` on `device` (`None`: not a CubeCL device,
+/// or no tile fits).
+pub fn apply_tile_on(d: usize, device: &burn::tensor::Device) -> Option<[usize; 2]> {
+    let (shared, units) = apply_limits_on(device)?;
+    apply_tile(d, shared, units)
 }
 
 /// `apply` with the path chosen: `fused` runs the one-pass kernel where
 /// [`fused_apply_supported`], else the four passes.
 pub fn apply_with(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType, fused: bool) -> BTensor<4> {
+    let d = q.dims()[3];
+    let tile = if fused && fused_apply_supported(d, q.dtype(), dtype) { apply_tile_on(d, &q.device()) } else { None };
+    apply_tiled(q, s, cos, sin, eps, dtype, tile)
+}
+
+/// `apply` through the fused kernel with `tile` (`[t, groups]`, see [`apply_tile`]; it must
+/// pass [`apply_tile_fits`] on the device and `q` be in `dtype`), or the four passes for `None`.
+pub fn apply_tiled(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f32, dtype: DType, tile: Option<[usize; 2]>) -> BTensor<4> {
     let [b, _, h, d] = q.dims();
     let dev = q.device();
-    if fused && fused_apply_supported(d, q.dtype(), dtype) {
+    if let Some(tile) = tile {
         let kvt = s.kv.clone().swap_dims(2, 3);
         let out = <Dispatch as LinearAttentionKernels>::la_apply_fused(
             q.into_dispatch(),
@@ -664,6 +760,7 @@ pub fn apply_with(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, e
             sin.into_dispatch(),
             eps,
             dtype,
+            tile,
         );
         crate::mark(&dev, "la.apply (fused)");
         return BTensor::from_dispatch(out);
@@ -683,15 +780,18 @@ pub fn apply_with(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, e
 #[cfg(test)]
 mod tests {
     #[test]
-    fn apply_groups_fit_webgpu_limits() {
-        use super::{apply_groups, APPLY_TOKENS_PER_UNIT as T};
-        assert_eq!(apply_groups(112), Some(4));
-        assert_eq!(apply_groups(10), None);
-        assert_eq!(apply_groups(1024), None);
+    fn apply_tiles_fit_their_limits() {
+        use super::{apply_cost, apply_tile, apply_tile_fits};
+        let (web, units) = (crate::WEBGPU_SHARED_BYTES, crate::WEBGPU_MAX_UNITS);
+        assert_eq!(apply_tile(112, web, units), Some([4, 4]));
+        assert_eq!(apply_tile(112, 48 * 1024, 1024), Some([8, 4]));
+        assert_eq!(apply_tile(10, web, units), None);
+        assert_eq!(apply_tile(1024, web, units), None);
+        assert!(!apply_tile_fits(112, [6, 4], 1 << 20, 1024), "t must be a multiple of 4");
         for d in (4..=508).step_by(4) {
-            let g = apply_groups(d).unwrap_or_else(|| panic!("d {d}"));
-            let rows = g * T;
-            assert!((2 * rows * (d + 1) + rows) * 4 <= 16384 && g * (d / 4) + rows <= 256, "d {d}");
+            let tile = apply_tile(d, web, units).unwrap_or_else(|| panic!("d {d}"));
+            let (bytes, n) = apply_cost(d, tile);
+            assert!(bytes <= web && n <= units, "d {d}");
         }
     }
 }
