@@ -358,12 +358,13 @@ pub fn apply_tile_fits(d: usize, tile: [usize; 2], shared: usize, units: usize) 
 }
 
 /// The tile `[tokens a unit, token groups a cube]` of [`apply_fused_kernel`] for head dim `d`
-/// on a device with `shared` bytes of workgroup storage and `units` units a cube: `[8, 4]`
-/// where it fits (28.8 KB at d = 112: CUDA, and wgpu devices above WebGPU's minimum), else
-/// four tokens a unit with as many groups (at most 4) as fit; `None` where not one group of
-/// four tokens fits. `SANA_LA_APPLY_TILE=t,groups` overrides it where that fits (read once;
-/// to compare on a GPU).
-pub fn apply_tile(d: usize, shared: usize, units: usize) -> Option<[usize; 2]> {
+/// on a device with `shared` bytes of workgroup storage and `units` units a cube: with `wide`
+/// (CUDA) `[8, 4]` where it fits (28.8 KB at d = 112), else four tokens a unit with as many
+/// groups (at most 4) as fit; `None` where not one group of four tokens fits. On an H200
+/// (BENCHMARKS.md, eleventh run) `[8, 4]` took 0.0375 s a 480p forward against 0.0411 for
+/// `[4, 4]` on CUDA, but made the Vulkan forward 38 ms slower, hence CUDA only.
+/// `SANA_LA_APPLY_TILE=t,groups` overrides it where that fits (read once; to compare on a GPU).
+pub fn apply_tile(d: usize, shared: usize, units: usize, wide: bool) -> Option<[usize; 2]> {
     static FORCED: std::sync::OnceLock<Option<[usize; 2]>> = std::sync::OnceLock::new();
     let forced = FORCED.get_or_init(|| {
         let v = std::env::var("SANA_LA_APPLY_TILE").ok()?;
@@ -380,7 +381,7 @@ pub fn apply_tile(d: usize, shared: usize, units: usize) -> Option<[usize; 2]> {
     if let Some(tile) = forced.filter(|&tile| fits(tile)) {
         return Some(tile);
     }
-    if fits([8, 4]) {
+    if wide && fits([8, 4]) {
         return Some([8, 4]);
     }
     (1..=4).rev().map(|g| [4, g]).find(|&tile| fits(tile))
@@ -708,7 +709,7 @@ pub fn apply(q: BTensor<4>, s: &KvSums, cos: BTensor<2>, sin: BTensor<2>, eps: f
 /// dtypes on every device (some tile fits WebGPU's minimum limits; it reads `q` in the output
 /// dtype; a model's `q` always is).
 pub fn fused_apply_supported(d: usize, q: DType, out: DType) -> bool {
-    apply_tile(d, crate::WEBGPU_SHARED_BYTES, crate::WEBGPU_MAX_UNITS).is_some() && q == out
+    apply_tile(d, crate::WEBGPU_SHARED_BYTES, crate::WEBGPU_MAX_UNITS, false).is_some() && q == out
 }
 
 /// Workgroup storage and units a cube on `x`'s device, as [`apply_tile`] plans with them.
@@ -734,7 +735,7 @@ pub fn apply_limits_on(device: &burn::tensor::Device) -> Option<(usize, usize)> 
 /// or no tile fits).
 pub fn apply_tile_on(d: usize, device: &burn::tensor::Device) -> Option<[usize; 2]> {
     let (shared, units) = apply_limits_on(device)?;
-    apply_tile(d, shared, units)
+    apply_tile(d, shared, units, crate::is_cuda_device(device))
 }
 
 /// `apply` with the path chosen: `fused` runs the one-pass kernel where
@@ -783,13 +784,15 @@ mod tests {
     fn apply_tiles_fit_their_limits() {
         use super::{apply_cost, apply_tile, apply_tile_fits};
         let (web, units) = (crate::WEBGPU_SHARED_BYTES, crate::WEBGPU_MAX_UNITS);
-        assert_eq!(apply_tile(112, web, units), Some([4, 4]));
-        assert_eq!(apply_tile(112, 48 * 1024, 1024), Some([8, 4]));
-        assert_eq!(apply_tile(10, web, units), None);
-        assert_eq!(apply_tile(1024, web, units), None);
+        assert_eq!(apply_tile(112, web, units, false), Some([4, 4]));
+        assert_eq!(apply_tile(112, web, units, true), Some([4, 4]));
+        assert_eq!(apply_tile(112, 48 * 1024, 1024, true), Some([8, 4]));
+        assert_eq!(apply_tile(112, 48 * 1024, 1024, false), Some([4, 4]));
+        assert_eq!(apply_tile(10, web, units, true), None);
+        assert_eq!(apply_tile(1024, web, units, true), None);
         assert!(!apply_tile_fits(112, [6, 4], 1 << 20, 1024), "t must be a multiple of 4");
         for d in (4..=508).step_by(4) {
-            let tile = apply_tile(d, web, units).unwrap_or_else(|| panic!("d {d}"));
+            let tile = apply_tile(d, web, units, false).unwrap_or_else(|| panic!("d {d}"));
             let (bytes, n) = apply_cost(d, tile);
             assert!(bytes <= web && n <= units, "d {d}");
         }
