@@ -173,6 +173,8 @@ ENVIRONMENT (our kernels on every GPU backend: cuda, vulkan, wgpu):
                                    1: in f32, 2: taps read from L1 at each use)
     SANA_LA_APPLY=fused|gemm       linear attention's apply side: one fused kernel (default,
                                    head dims that are multiples of 4) or four passes
+    SANA_LA_APPLY_TILE=t,groups    the fused apply's tile: t tokens a unit (4, 8, 12, 16),
+                                   groups a cube (default 8,4 on CUDA, 4,4 elsewhere)
     SANA_LA_KV=fused|gemm          linear attention's KV sum: one kernel writes its GEMM's
                                    operands (default, head dims up to 408) or the older path
     SANA_CMMA_MULTIROW_MIN=N       vulkan: GEMMs with k·n >= N use the multi-row
