@@ -19,7 +19,7 @@
 #            bf16, Vulkan f16 (FUSED_PARITY: backend:dtype[:VAR=value,...], dtype fp8 the
 #            FP8 copy)
 #   lattn:   the linear attention's stages (timeline, CUDA) for each FUSED_LATTN variant
-#            (SANA_LA_APPLY_TILE, SANA_LA_KV_TILE settings; FUSED_LATTN_DTYPES bf16 fp8)
+#            (SANA_LA_APPLY_TILE settings, several joined by '+'; FUSED_LATTN_DTYPES bf16 fp8)
 #   glu:     the GLU stage (timeline, CUDA bf16, 65,520 tokens) for each SANA_GLU setting in
 #            FUSED_GLU (units,strip,vector,silu,regs; regs 1: f32 registers, 2: taps from L1)
 #   h264:    H.264 encoding of 81 synthetic 480p frames with and without OpenH264's SIMD
@@ -56,7 +56,7 @@ if [[ $STAGES == *tests* ]]; then
   done | tee $OUT/tests.log
 fi
 CK=/tmp/ck480/transformer
-if [[ $STAGES == *ab* || $STAGES == *profile* || $STAGES == *parity* || $STAGES == *ncu* || $STAGES == *glu* ]]; then
+if [[ $STAGES == *ab* || $STAGES == *profile* || $STAGES == *parity* || $STAGES == *ncu* || $STAGES == *glu* || $STAGES == *lattn* ]]; then
   [ -d $CK ] || python3 tools/make_fullsize_checkpoint.py --variant 480p --out $CK --device cuda 2>&1 | grep -v -i warn
 fi
 forward() { # backend dtype-or-fp8 env... extra args
@@ -132,7 +132,7 @@ if [[ $STAGES == *lattn* ]]; then
   # The linear attention's stages (timeline, CUDA, FUSED_LATTN_DTYPES default bf16) for each
   # variant in FUSED_LATTN: VAR=value, several joined by '+'.
   for dt in ${FUSED_LATTN_DTYPES:-bf16}; do
-    for g in ${FUSED_LATTN:-X=1 SANA_LA_APPLY_TILE=4,4 SANA_LA_APPLY_TILE=16,2 SANA_LA_APPLY_TILE=8,8 SANA_LA_KV_TILE=17}; do
+    for g in ${FUSED_LATTN:-X=1 SANA_LA_APPLY_TILE=4,4 SANA_LA_APPLY_TILE=16,2 SANA_LA_APPLY_TILE=12,2}; do
       echo "== $dt $g"
       EXTRA=--profile forward cuda $dt ${g//+/ } SANA_PROFILE_MODE=timeline | grep -E "^\| [0-9]|la\.|error"
     done

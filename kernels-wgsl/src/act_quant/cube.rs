@@ -62,7 +62,7 @@ fn e4m3_code(q: f32) -> u32 {
     out
 }
 
-/// `x`: `rows` contiguous rows of `groups` vectors of four values; `codes` `[rows, groups]`,
+/// `x`: `rows` contiguous rows of `groups` vectors of four values (`N` is 4 at the launch); `codes` `[rows, groups]`,
 /// `scales` `[rows]`. Each unit reads whole vectors (8 bytes of bf16) and encodes one into one
 /// i32: the first version read single values, four times the load instructions, and its
 /// encoding loop's reads of four consecutive values per unit were strided across the warp.
@@ -126,6 +126,8 @@ impl ActQuantKernels for CubeBackend {
         let x = into_contiguous(x);
         let dims = x.meta.shape().clone();
         let (rows, cols) = (dims[0], dims[1]);
+        // The kernel reads vectors of four values (launched with vector size 4 below).
+        assert!(cols % 4 == 0, "quantize_fp8_rows: row length {cols} is not a multiple of 4");
         let client = x.client.clone();
         let codes = empty_device_contiguous_dtype(client.clone(), x.device.clone(), Shape::new([rows, cols / 4]), DType::I32);
         let scales = empty_device_contiguous_dtype(client.clone(), x.device.clone(), Shape::new([rows]), DType::F32);

@@ -123,7 +123,7 @@ fn finish_kernel<F: Float>(num: &Tensor<f32>, den: &Tensor<f32>, out: &mut Tenso
 /// go to shared memory channel-major, four consecutive tokens to a vector (`sh[c·quads + j]`
 /// holds channel `c` of tokens `4j .. 4j + 4`; R·φ(q) in rows `0..d`, φ(q) in `d..2d`): each
 /// unit of that phase stages one channel pair of four tokens, consecutive units consecutive
-/// token quads, so a warp's stores fill whole 128-byte lines. Then unit `(g, av)` of the first
+/// token quads, so a warp's stores go to consecutive vectors. Then unit `(g, av)` of the first
 /// `groups·dv` accumulates output channels `4·av .. 4·av + 4` of the `t` tokens of group `g`:
 /// per channel `c`, one `KVᵀ` row vector (`kvt[c]`, L1-resident: `d x d` f32 per head) and
 /// `t / 4` shared vectors feed `4·t` FMAs. Nsight Compute (sixth session) found the previous
@@ -351,10 +351,29 @@ fn apply_cost(d: usize, [t, groups]: [usize; 2]) -> (usize, usize) {
 /// Whether tile `[t, groups]` is valid for head dim `d` and fits `shared` bytes and `units`
 /// units a cube.
 pub fn apply_tile_fits(d: usize, tile: [usize; 2], shared: usize, units: usize) -> bool {
-    let [t, groups] = tile;
-    let valid = d > 0 && d % 4 == 0 && t % 4 == 0 && (4..=16).contains(&t) && (1..=8).contains(&groups);
     let (bytes, n) = apply_cost(d, tile);
-    valid && bytes <= shared && n <= units
+    d > 0 && d % 4 == 0 && tile_valid(tile) && bytes <= shared && n <= units
+}
+
+/// `t` a multiple of 4 in 4..=16 tokens a unit, 1..=8 token groups a cube.
+fn tile_valid([t, groups]: [usize; 2]) -> bool {
+    t % 4 == 0 && (4..=16).contains(&t) && (1..=8).contains(&groups)
+}
+
+/// `SANA_LA_APPLY_TILE` parsed (read once; a malformed value warns and is ignored).
+fn forced_apply_tile() -> Option<[usize; 2]> {
+    static FORCED: std::sync::OnceLock<Option<[usize; 2]>> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| {
+        let v = std::env::var("SANA_LA_APPLY_TILE").ok()?;
+        let p: Option<Vec<usize>> = v.split(',').map(|x| x.trim().parse().ok()).collect();
+        match p.as_deref() {
+            Some(&[t, g]) if tile_valid([t, g]) => Some([t, g]),
+            _ => {
+                eprintln!("warning: SANA_LA_APPLY_TILE={v:?} is not `t,groups` (t 4, 8, 12 or 16; groups 1 to 8); using the default");
+                None
+            }
+        }
+    })
 }
 
 /// The tile `[tokens a unit, token groups a cube]` of [`apply_fused_kernel`] for head dim `d`
@@ -365,20 +384,8 @@ pub fn apply_tile_fits(d: usize, tile: [usize; 2], shared: usize, units: usize) 
 /// `[4, 4]` on CUDA, but made the Vulkan forward 38 ms slower, hence CUDA only.
 /// `SANA_LA_APPLY_TILE=t,groups` overrides it where that fits (read once; to compare on a GPU).
 pub fn apply_tile(d: usize, shared: usize, units: usize, wide: bool) -> Option<[usize; 2]> {
-    static FORCED: std::sync::OnceLock<Option<[usize; 2]>> = std::sync::OnceLock::new();
-    let forced = FORCED.get_or_init(|| {
-        let v = std::env::var("SANA_LA_APPLY_TILE").ok()?;
-        let p: Option<Vec<usize>> = v.split(',').map(|x| x.trim().parse().ok()).collect();
-        match p.as_deref() {
-            Some(&[t, g]) if t % 4 == 0 && (4..=16).contains(&t) && (1..=8).contains(&g) => Some([t, g]),
-            _ => {
-                eprintln!("warning: SANA_LA_APPLY_TILE={v:?} is not `t,groups` (t 4, 8, 12 or 16; groups 1 to 8); using the default");
-                None
-            }
-        }
-    });
     let fits = |tile| apply_tile_fits(d, tile, shared, units);
-    if let Some(tile) = forced.filter(|&tile| fits(tile)) {
+    if let Some(tile) = forced_apply_tile().filter(|&tile| fits(tile)) {
         return Some(tile);
     }
     if wide && fits([8, 4]) {
@@ -735,6 +742,13 @@ pub fn apply_limits_on(device: &burn::tensor::Device) -> Option<(usize, usize)> 
 /// or no tile fits).
 pub fn apply_tile_on(d: usize, device: &burn::tensor::Device) -> Option<[usize; 2]> {
     let (shared, units) = apply_limits_on(device)?;
+    if let Some(tile) = forced_apply_tile().filter(|&tile| !apply_tile_fits(d, tile, shared, units)) {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            let bytes = apply_cost(d, tile).0;
+            eprintln!("warning: SANA_LA_APPLY_TILE={},{} does not fit head dim {d} on this device ({bytes} bytes of workgroup storage, {shared} usable); using the default", tile[0], tile[1]);
+        });
+    }
     apply_tile(d, shared, units, crate::is_cuda_device(device))
 }
 
