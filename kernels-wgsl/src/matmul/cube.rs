@@ -221,15 +221,26 @@ fn launch_with(strategy: &Strategy, lhs: CubeTensor, rhs: CubeTensor, out_dtype:
     Ok(out)
 }
 
-/// A half-precision product through cuBLASLt (cublas.rs), where it takes it:
-/// `SANA_HALF_MATMUL=cublas` forces it, another named routine skips it, unset follows
-/// `SANA_CUBLAS`.
+/// Whether half-precision products go to cuBLASLt (cublas.rs): `SANA_HALF_MATMUL=cublas`
+/// forces it (`Some(true)`), another named routine skips it (`None`), unset follows
+/// `SANA_CUBLAS` (`Some(false)`). Read once.
+#[cfg(feature = "cuda")]
+fn half_cublas_rule() -> Option<bool> {
+    static RULE: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    *RULE.get_or_init(|| match std::env::var("SANA_HALF_MATMUL").as_deref() {
+        Ok("cublas") => Some(true),
+        Ok(_) => None,
+        Err(_) => Some(false),
+    })
+}
+
+/// A half-precision product through cuBLASLt where [`half_cublas_rule`] sends it.
 #[cfg(feature = "cuda")]
 fn half_cublas(lhs: &CubeTensor, rhs: &CubeTensor, out_dtype: DType, layout: super::cublas::OutLayout) -> Option<CubeTensor> {
-    match std::env::var("SANA_HALF_MATMUL").as_deref() {
-        Ok("cublas") => super::cublas::matmul_any(lhs, rhs, out_dtype, layout),
-        Ok(_) => None,
-        Err(_) => super::cublas::matmul(lhs, rhs, out_dtype, layout),
+    if half_cublas_rule()? {
+        super::cublas::matmul_any(lhs, rhs, out_dtype, layout)
+    } else {
+        super::cublas::matmul(lhs, rhs, out_dtype, layout)
     }
 }
 
@@ -316,13 +327,9 @@ impl HalfMatmul for CubeBackend {
     fn linear_half_bias(x: CubeTensor, w: CubeTensor, bias: CubeTensor) -> Option<CubeTensor> {
         #[cfg(feature = "cuda")]
         {
-            // Where the plain product would go to cuBLASLt (`half_cublas`'s rule), and only on
-            // CUDA devices: a copy to contiguous is worth trying only there.
-            let any = match std::env::var("SANA_HALF_MATMUL").as_deref() {
-                Ok("cublas") => true,
-                Ok(_) => return None,
-                Err(_) => false,
-            };
+            // Where the plain product would go to cuBLASLt, and only on CUDA devices: a copy
+            // to contiguous is worth trying only there.
+            let any = half_cublas_rule()?;
             if !matches!(x.device, cubecl::Device::Cuda(_)) {
                 return None;
             }
